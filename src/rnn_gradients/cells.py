@@ -1,0 +1,308 @@
+"""Hand-written recurrent cells and the recurrent layer that runs them over a sequence.
+
+Every cell keeps PyTorch's parameter names and layouts, so that fused torch kernels can run on its weights and
+tables speak PyTorch's language (G gates stacked along the first dimension):
+
+    weight_ih (G·H, I),  weight_hh (G·H, H),  bias_ih (G·H),  bias_hh (G·H)
+
+Vanilla cells, G = 1 (Elman 1990; φ = tanh, ReLU, or the logistic sigmoid σ):
+
+    h_t = φ(W_ih x_t + b_ih + W_hh h_{t−1} + b_hh)
+
+LSTM, G = 4 with gates stacked (i, f, g, o) as in torch.nn.LSTMCell (Hochreiter & Schmidhuber 1997, with the
+forget gate of Gers, Schmidhuber & Cummins 2000):
+
+    (i, f, g, o) = W_ih x_t + b_ih + W_hh h_{t−1} + b_hh
+    c_t = σ(f) ⊙ c_{t−1} + σ(i) ⊙ tanh(g),   h_t = σ(o) ⊙ tanh(c_t)
+
+GRU, G = 3 with gates stacked (r, z, n) as in torch.nn.GRUCell (Cho et al. 2014):
+
+    r = σ(W_ir x_t + b_ir + W_hr h_{t−1} + b_hr),   z = σ(W_iz x_t + b_iz + W_hz h_{t−1} + b_hz)
+    n = tanh(W_in x_t + b_in + r ⊙ (W_hn h_{t−1} + b_hn)),   h_t = (1 − z) ⊙ n + z ⊙ h_{t−1}
+
+A cell splits its work in two: ``project_inputs`` computes the input part of every step with one matmul (it does
+not depend on the state), ``step`` the recurrent part of one step. ``RecurrentLayer`` either hands the whole
+sequence to the fused torch kernel or unrolls ``step`` in Python; both give the same result.
+Where normalisation goes is described in :mod:`rnn_gradients.normalization`.
+"""
+
+from __future__ import annotations
+
+import math
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from typing import ClassVar
+
+import torch
+import torch.nn.functional as F
+from torch import _VF, Tensor, nn
+
+from rnn_gradients.normalization import CellNorms, validate_norm
+
+CELL_TYPES = ("rnn_tanh", "rnn_sigmoid", "rnn_relu", "lstm", "gru")
+GATED_CELLS = ("lstm", "gru")
+VANILLA_CELLS = ("rnn_tanh", "rnn_sigmoid", "rnn_relu")
+FUSED_CELLS = ("rnn_tanh", "rnn_relu", "lstm", "gru")
+
+State = Tensor | tuple[Tensor, Tensor]
+
+_ACTIVATIONS: dict[str, Callable[[Tensor], Tensor]] = {
+    "rnn_tanh": torch.tanh,
+    "rnn_sigmoid": torch.sigmoid,
+    "rnn_relu": torch.relu,
+}
+# The kernels behind torch.nn.RNN/LSTM/GRU; they take the flat weight list [w_ih, w_hh, b_ih, b_hh].
+_FUSED_KERNELS = {"rnn_tanh": _VF.rnn_tanh, "rnn_relu": _VF.rnn_relu, "lstm": _VF.lstm, "gru": _VF.gru}
+
+
+def validate_cell(name: str) -> str:
+    """Return ``name`` if it is one of CELL_TYPES, else raise a ValueError naming it and the valid ones."""
+    if name not in CELL_TYPES:
+        raise ValueError(f"unknown cell {name!r}; valid cells: {', '.join(CELL_TYPES)}")
+    return name
+
+
+def default_generator() -> torch.Generator:
+    """The generator used when a constructor is given none: seeded, so construction never touches global RNG."""
+    return torch.Generator().manual_seed(0)
+
+
+def _check_size(name: str, value: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+
+
+class RecurrentCell(nn.Module, ABC):
+    """Base of the hand-written cells: parameters, default init and the one-step forward.
+
+    Subclasses set ``family`` ("vanilla", "lstm", "gru"), ``gates`` G and ``candidate_gate`` (the index of the
+    gate block of W_hh on the candidate path: the one that multiplies h_{t−1} inside tanh/φ).
+    """
+
+    family: ClassVar[str]
+    gates: ClassVar[int]
+    candidate_gate: ClassVar[int]
+    kind: str
+
+    def __init__(self, input_size: int, hidden_size: int, *, generator: torch.Generator | None = None) -> None:
+        super().__init__()
+        _check_size("input_size", input_size)
+        _check_size("hidden_size", hidden_size)
+        self.input_size = input_size
+        self.hidden_size = hidden_size
+        features = self.gates * hidden_size
+        self.weight_ih = nn.Parameter(torch.empty(features, input_size))
+        self.weight_hh = nn.Parameter(torch.empty(features, hidden_size))
+        self.bias_ih = nn.Parameter(torch.empty(features))
+        self.bias_hh = nn.Parameter(torch.empty(features))
+        self.reset_parameters(default_generator() if generator is None else generator)
+
+    def reset_parameters(self, generator: torch.Generator) -> None:
+        """PyTorch's default: every parameter ~ U(−1/√H, 1/√H), drawn in the order weight_ih, weight_hh,
+        bias_ih, bias_hh (draws happen on the generator's device, so CPU and CUDA models get the same values)."""
+        bound = 1.0 / math.sqrt(self.hidden_size)
+        with torch.no_grad():
+            for param in (self.weight_ih, self.weight_hh, self.bias_ih, self.bias_hh):
+                draw = torch.empty(param.shape, dtype=param.dtype, device=generator.device)
+                param.copy_(draw.uniform_(-bound, bound, generator=generator))
+
+    def initial_state(self, batch: int, like: Tensor) -> State:
+        """The zero state h_0 (and c_0 for the LSTM), with ``like``'s dtype and device."""
+        return like.new_zeros(batch, self.hidden_size)
+
+    def hidden(self, state: State) -> Tensor:
+        """The hidden state h_t of a cell state."""
+        return state
+
+    def _input_bias(self) -> Tensor:
+        """The bias folded into the input part: b_ih + b_hh where b_hh only ever enters through that sum."""
+        return self.bias_ih + self.bias_hh
+
+    def project_inputs(self, x: Tensor, norms: CellNorms | None = None) -> Tensor:
+        """The input part of every step at once, (B, L, I) -> (B, L, G·H): one matmul for the whole sequence.
+
+        Without normalisation this is W_ih x_t + bias (see ``_input_bias``); with an input normalisation
+        N_x(W_ih x_t) + bias; under vanilla layer norm the bare W_ih x_t, since the bias comes after the LN.
+        """
+        if norms is not None and norms.summed is not None:
+            return F.linear(x, self.weight_ih)
+        if norms is not None and norms.input is not None:
+            return norms.input.sequence(F.linear(x, self.weight_ih)) + self._input_bias()
+        return F.linear(x, self.weight_ih, self._input_bias())
+
+    @abstractmethod
+    def step(self, u: Tensor, state: State, norms: CellNorms | None, t: int) -> State:
+        """One recurrent step from ``u`` = step t's slice of ``project_inputs`` and the previous state."""
+
+    def forward(self, x: Tensor, state: State | None = None) -> State:
+        """One step on (B, I) inputs, as torch.nn.RNNCell/LSTMCell/GRUCell(x, state); zero state if None."""
+        if state is None:
+            state = self.initial_state(x.shape[0], x)
+        return self.step(self.project_inputs(x.unsqueeze(1))[:, 0], state, None, 0)
+
+    def extra_repr(self) -> str:
+        return f"{self.kind}, {self.input_size}, {self.hidden_size}"
+
+
+class VanillaCell(RecurrentCell):
+    """h_t = φ(W_ih x_t + b_ih + W_hh h_{t−1} + b_hh) with φ = tanh, ReLU (Le et al. 2015) or the logistic
+    sigmoid (``rnn_sigmoid``, no torch counterpart); |φ'| ≤ 1, 1, 1/4 respectively (Pascanu et al. 2013)."""
+
+    family = "vanilla"
+    gates = 1
+    candidate_gate = 0
+
+    def __init__(
+        self, kind: str, input_size: int, hidden_size: int, *, generator: torch.Generator | None = None
+    ) -> None:
+        if kind not in VANILLA_CELLS:
+            raise ValueError(f"unknown vanilla cell {kind!r}; valid vanilla cells: {', '.join(VANILLA_CELLS)}")
+        super().__init__(input_size, hidden_size, generator=generator)
+        self.kind = kind
+        self.activation = _ACTIVATIONS[kind]
+
+    def step(self, u: Tensor, state: Tensor, norms: CellNorms | None, t: int) -> Tensor:
+        if norms is not None and norms.summed is not None:
+            summed = torch.addmm(u, state, self.weight_hh.t())
+            return self.activation(norms.summed.step(summed, t) + self._input_bias())
+        if norms is not None and norms.hidden is not None:
+            return self.activation(u + norms.hidden.step(state @ self.weight_hh.t(), t))
+        return self.activation(torch.addmm(u, state, self.weight_hh.t()))
+
+
+class LSTMCell(RecurrentCell):
+    """LSTM cell, gates (i, f, g, o) as torch.nn.LSTMCell; the state is the pair (h_t, c_t)."""
+
+    kind = "lstm"
+    family = "lstm"
+    gates = 4
+    candidate_gate = 2
+
+    def initial_state(self, batch: int, like: Tensor) -> tuple[Tensor, Tensor]:
+        zeros = like.new_zeros(batch, self.hidden_size)
+        return zeros, zeros
+
+    def hidden(self, state: tuple[Tensor, Tensor]) -> Tensor:
+        return state[0]
+
+    def step(self, u: Tensor, state: tuple[Tensor, Tensor], norms: CellNorms | None, t: int) -> tuple[Tensor, Tensor]:
+        h, c = state
+        if norms is not None and norms.hidden is not None:
+            gates = u + norms.hidden.step(h @ self.weight_hh.t(), t)
+        else:
+            gates = torch.addmm(u, h, self.weight_hh.t())
+        i, f, g, o = gates.chunk(4, 1)
+        c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
+        c_out = c if norms is None or norms.cell_state is None else norms.cell_state.step(c, t)
+        return torch.sigmoid(o) * torch.tanh(c_out), c
+
+
+class GRUCell(RecurrentCell):
+    """GRU cell, gates (r, z, n) as torch.nn.GRUCell; b_hn stays inside r ⊙ (W_hn h + b_hn)."""
+
+    kind = "gru"
+    family = "gru"
+    gates = 3
+    candidate_gate = 2
+
+    def _input_bias(self) -> Tensor:
+        # b_hn is gated by r, so b_hh cannot be folded into the input part.
+        return self.bias_ih
+
+    def step(self, u: Tensor, state: Tensor, norms: CellNorms | None, t: int) -> Tensor:
+        if norms is not None and norms.hidden is not None:
+            gh = norms.hidden.step(state @ self.weight_hh.t(), t) + self.bias_hh
+        else:
+            gh = F.linear(state, self.weight_hh, self.bias_hh)
+        u_r, u_z, u_n = u.chunk(3, 1)
+        h_r, h_z, h_n = gh.chunk(3, 1)
+        r = torch.sigmoid(u_r + h_r)
+        z = torch.sigmoid(u_z + h_z)
+        n = torch.tanh(u_n + r * h_n)
+        return n + z * (state - n)
+
+
+def make_cell(
+    cell: str, input_size: int, hidden_size: int, *, generator: torch.Generator | None = None
+) -> RecurrentCell:
+    """The hand-written cell named ``cell`` (one of CELL_TYPES), default-initialised from ``generator``."""
+    validate_cell(cell)
+    if cell == "lstm":
+        return LSTMCell(input_size, hidden_size, generator=generator)
+    if cell == "gru":
+        return GRUCell(input_size, hidden_size, generator=generator)
+    return VanillaCell(cell, input_size, hidden_size, generator=generator)
+
+
+class RecurrentLayer(nn.Module):
+    """One recurrent layer over (B, L, I) sequences from the zero state, returning all hidden states (B, L, H).
+
+    Attributes: ``cell`` (the :class:`RecurrentCell`; parameter names ``cell.weight_ih`` ...), ``norm``
+    (:class:`~rnn_gradients.normalization.CellNorms`; parameters ``norm.*``), ``cell_type``, ``norm_kind``,
+    ``max_len`` (the number of steps recurrent batch normalisation keeps statistics for).
+
+    ``forward`` runs the fused torch kernel when there is one for the cell and no normalisation (``fused``),
+    the unrolled loop otherwise; ``forward_with_states`` always unrolls and returns every h_t as a node of the
+    autograd graph, so ``torch.autograd.grad(loss, states)`` gives the total derivative ∂L/∂h_t through time.
+    """
+
+    def __init__(
+        self,
+        cell: str,
+        input_size: int,
+        hidden_size: int,
+        norm: str = "none",
+        max_len: int = 1,
+        *,
+        generator: torch.Generator | None = None,
+    ) -> None:
+        super().__init__()
+        validate_cell(cell)
+        validate_norm(norm)
+        _check_size("max_len", max_len)
+        self.cell_type = cell
+        self.norm_kind = norm
+        self.max_len = max_len
+        self.cell = make_cell(cell, input_size, hidden_size, generator=generator)
+        self.norm = CellNorms(norm, self.cell.family, hidden_size, max_len)
+
+    @property
+    def fused(self) -> bool:
+        """Whether ``forward`` runs a fused torch kernel."""
+        return self.norm_kind == "none" and self.cell_type in FUSED_CELLS
+
+    def _check_input(self, x: Tensor) -> None:
+        if x.dim() != 3 or x.shape[1] < 1 or x.shape[2] != self.cell.input_size:
+            raise ValueError(
+                f"expected input of shape (batch, length >= 1, {self.cell.input_size}), got {tuple(x.shape)}"
+            )
+
+    def forward(self, x: Tensor) -> Tensor:
+        """All hidden states (B, L, H) of the sequence x (B, L, I), by the fastest path."""
+        if not self.fused:
+            return self.forward_with_states(x)[0]
+        self._check_input(x)
+        cell = self.cell
+        h0 = x.new_zeros(1, x.shape[0], cell.hidden_size)
+        weights = [cell.weight_ih, cell.weight_hh, cell.bias_ih, cell.bias_hh]
+        kernel = _FUSED_KERNELS[self.cell_type]
+        # Arguments: has_biases, num_layers, dropout, train, bidirectional, batch_first.
+        flags = (True, 1, 0.0, self.training, False, True)
+        if self.cell_type == "lstm":
+            return kernel(x, (h0, h0), weights, *flags)[0]
+        return kernel(x, h0, weights, *flags)[0]
+
+    def forward_with_states(self, x: Tensor) -> tuple[Tensor, list[Tensor]]:
+        """(outputs (B, L, H), [h_1, ..., h_L]) by the unrolled loop; ``outputs`` stacks those same tensors."""
+        self._check_input(x)
+        cell = self.cell
+        state = cell.initial_state(x.shape[0], x)
+        states: list[Tensor] = []
+        # unbind, not x[:, t]: indexing inside the loop makes the backward pass O(L²).
+        for t, u in enumerate(cell.project_inputs(x, self.norm).unbind(1)):
+            state = cell.step(u, state, self.norm, t)
+            states.append(cell.hidden(state))
+        return torch.stack(states, 1), states
+
+    def extra_repr(self) -> str:
+        return f"norm={self.norm_kind!r}, max_len={self.max_len}"

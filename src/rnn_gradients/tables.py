@@ -1,0 +1,167 @@
+"""Collecting run directories into the study tables (docs/architecture.md, "Study tables").
+
+Each run directory (the parent of its ``summary.json``) contributes one row to ``accuracy.csv``, its training
+steps to ``gradient_norms.csv`` and its gradient probes to ``gradient_flow.csv``; ``accuracy_summary.csv`` and
+``decay_rates.csv`` are derived by :mod:`rnn_gradients.analysis`. The run keys ``task, seq_len, cell, strategy,
+seed`` lead every per-run table, rows are sorted by them (then by step, probe step and t), booleans are written
+``True``/``False`` and missing values as empty cells. Every file is written to a temporary file and renamed into
+place, so a reader never sees half a table.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from rnn_gradients.analysis import RUN_KEYS, decay_rates, summarise_accuracy
+from rnn_gradients.runio import atomic_write_text, read_json
+
+SUMMARY_FIELDS: tuple[str, ...] = (
+    "metric",
+    "value",
+    "chance",
+    "error",
+    "chance_error",
+    "loss",
+    "chance_loss",
+    "solved",
+    "solve_threshold",
+    "steps_to_solve",
+    "diverged",
+    "diverged_step",
+    "steps_run",
+)
+RUNTIME_FIELDS: tuple[str, ...] = ("wall_time_s", "ms_per_step", "threads", "device", "torch_version")
+STEP_COLUMNS: tuple[str, ...] = (
+    "step",
+    "loss",
+    "grad_norm_pre",
+    "grad_norm_post",
+    "clipped",
+    "finite",
+    "grad_norm_weight_ih",
+    "grad_norm_weight_hh",
+    "grad_norm_bias_ih",
+    "grad_norm_bias_hh",
+    "grad_norm_head",
+    "grad_norm_norm",
+)
+PROBE_COLUMNS: tuple[str, ...] = ("probe_step", "t", "grad_norm_h", "loss", "spectral_radius", "sigma_max", "gamma_eff")
+FLOW_COLUMNS: tuple[str, ...] = (
+    "probe_step",
+    "t",
+    "distance",
+    "grad_norm_h",
+    "loss",
+    "spectral_radius",
+    "sigma_max",
+    "gamma_eff",
+)
+# integer columns that may be missing (never solved, never diverged): nullable, so they print as 12, not 12.0
+NULLABLE_INTEGERS: tuple[str, ...] = ("steps_to_solve", "diverged_step")
+TABLE_FILES: tuple[str, ...] = (
+    "accuracy.csv",
+    "accuracy_summary.csv",
+    "gradient_norms.csv",
+    "gradient_flow.csv",
+    "decay_rates.csv",
+    "study_config.json",
+)
+
+
+def collect_tables(summaries: Sequence[Path], out_dir: Path, study_config: str) -> None:
+    """Write the study tables of the runs whose ``summary.json`` files are given into ``out_dir``.
+
+    ``study_config`` is the validated study config as JSON text; it is written to ``study_config.json``.
+    Raises ValueError naming the file when a run directory lacks a field or a column, or when two summaries
+    belong to the same run.
+    """
+    if not summaries:
+        raise ValueError("no runs to collect: give at least one summary.json")
+    try:
+        config = json.loads(study_config)
+    except json.JSONDecodeError as err:
+        raise ValueError(f"--study-config is not valid JSON: {err}") from err
+    runs = [_read_run(Path(path)) for path in summaries]
+
+    accuracy = _sorted(pd.DataFrame([row for row, _, _ in runs]), RUN_KEYS)
+    repeated = accuracy.duplicated(list(RUN_KEYS), keep=False)
+    if repeated.any():
+        names = sorted({"/".join(map(str, key)) for key in accuracy.loc[repeated, list(RUN_KEYS)].itertuples(False)})
+        raise ValueError(f"more than one summary.json for the run(s): {', '.join(names)}")
+    for column in NULLABLE_INTEGERS:
+        accuracy[column] = accuracy[column].astype("Int64")
+    steps = _sorted(pd.concat([frame for _, frame, _ in runs], ignore_index=True), (*RUN_KEYS, "step"))
+    flow = _sorted(pd.concat([frame for _, _, frame in runs], ignore_index=True), (*RUN_KEYS, "probe_step", "t"))
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    _write_csv(accuracy, out_dir / "accuracy.csv")
+    _write_csv(summarise_accuracy(accuracy), out_dir / "accuracy_summary.csv")
+    _write_csv(steps, out_dir / "gradient_norms.csv")
+    _write_csv(flow, out_dir / "gradient_flow.csv")
+    _write_csv(decay_rates(flow), out_dir / "decay_rates.csv")
+    atomic_write_text(out_dir / "study_config.json", json.dumps(config, indent=2) + "\n")  # config order kept
+    print(f"collected {len(accuracy)} runs into {out_dir}: {', '.join(TABLE_FILES)}")
+
+
+def _read_run(summary_path: Path) -> tuple[dict[str, Any], pd.DataFrame, pd.DataFrame]:
+    """(accuracy row, steps with run keys, probes with run keys and ``distance``) of one run directory."""
+    run = summary_path.parent
+    summary = read_json(summary_path)
+    runtime = read_json(run / "runtime.json")
+    _require(summary_path, summary, (*RUN_KEYS, *SUMMARY_FIELDS))
+    _require(run / "runtime.json", runtime, RUNTIME_FIELDS)
+    keys = {key: summary[key] for key in RUN_KEYS}
+    row = {**keys, **{f: summary[f] for f in SUMMARY_FIELDS}, **{f: runtime[f] for f in RUNTIME_FIELDS}}
+
+    steps = _read_csv(run / "steps.csv", STEP_COLUMNS)
+    probes = _read_csv(run / "probes.csv", PROBE_COLUMNS)
+    # t runs 1..L within a probe; distance L − t counts the steps back from the last input
+    probes.insert(2, "distance", probes.groupby("probe_step")["t"].transform("max") - probes["t"])
+    return row, _with_keys(steps, keys), _with_keys(probes[list(FLOW_COLUMNS)], keys)
+
+
+def _require(path: Path, data: dict[str, Any], fields: Sequence[str]) -> None:
+    missing = [field for field in fields if field not in data]
+    if missing:
+        raise ValueError(f"{path} lacks the field(s) {', '.join(missing)}")
+
+
+def _read_csv(path: Path, columns: Sequence[str]) -> pd.DataFrame:
+    if not path.is_file():
+        raise FileNotFoundError(f"no such file: {path}")
+    frame = pd.read_csv(path)
+    missing = [column for column in columns if column not in frame.columns]
+    if missing:
+        raise ValueError(f"{path} lacks the column(s) {', '.join(missing)}")
+    return frame[list(columns)]
+
+
+def _with_keys(frame: pd.DataFrame, keys: dict[str, Any]) -> pd.DataFrame:
+    keyed = frame.copy()
+    for position, (name, value) in enumerate(keys.items()):
+        keyed.insert(position, name, value)
+    return keyed
+
+
+def _sorted(frame: pd.DataFrame, by: Sequence[str]) -> pd.DataFrame:
+    return frame.sort_values(list(by), kind="mergesort").reset_index(drop=True)
+
+
+def _write_csv(frame: pd.DataFrame, path: Path) -> None:
+    """CSV through a temporary file in the same directory and ``os.replace``; floats in full precision."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", newline="") as handle:
+            frame.to_csv(handle, index=False, lineterminator="\n")
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

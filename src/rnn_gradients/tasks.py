@@ -1,0 +1,499 @@
+"""Synthetic long-dependency tasks: generators, losses, metrics, chance baselines and dataset files.
+
+Every task is a pure function of the delay ``T`` (``seq_len``), the number of sequences ``n`` and an explicit
+``numpy.random.Generator``; the global RNG is never touched. Generators store data compactly (``uint8``
+symbol ids, ``float32`` values, ``uint8`` labels); :meth:`Task.to_tensors` expands them into ``float32``
+one-hot inputs ``x`` of shape ``(N, L, input_size)`` and targets ``y``.
+
+Tasks (definitions from the papers cited in each class):
+
+``adding``          Arjovsky, Shah & Bengio 2016, "Unitary Evolution Recurrent Neural Networks" (ICML).
+``copy``            Arjovsky, Shah & Bengio 2016 (copy memory).
+``temporal_order``  Hochreiter & Schmidhuber 1997, "Long Short-Term Memory" (Neural Computation), exp. 6a,
+                    with the generator of Pascanu, Mikolov & Bengio 2013, "On the difficulty of training
+                    recurrent neural networks" (ICML).
+``first_symbol``    first-symbol recall, a latching problem in the spirit of Bengio, Simard & Frasconi 1994,
+                    "Learning long-term dependencies with gradient descent is difficult" (IEEE TNN).
+
+A :class:`Dataset` holds a train and a test split drawn from independent child streams of
+``numpy.random.SeedSequence(seed)``, so the test set does not depend on the train size. It is saved as one
+``.npz`` file, written atomically.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import tempfile
+import zipfile
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+TASK_NAMES: tuple[str, ...] = ("adding", "copy", "temporal_order", "first_symbol")
+
+SPLITS: tuple[str, ...] = ("train", "test")
+_FORMAT_VERSION = 1
+
+
+def _check_int(name: str, value: object, minimum: int, why: str = "") -> int:
+    """Return ``value`` as an int, or raise ValueError naming the value and the minimum."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise ValueError(f"{name} must be an integer, got {value!r}")
+    if value < minimum:
+        reason = f" ({why})" if why else ""
+        raise ValueError(f"{name} must be >= {minimum}{reason}, got {int(value)}")
+    return int(value)
+
+
+def _one_hot(symbols: np.ndarray, num_classes: int) -> Tensor:
+    """``(N, L)`` symbol ids -> ``(N, L, num_classes)`` float32 one-hot."""
+    return F.one_hot(torch.from_numpy(symbols.astype(np.int64)), num_classes).to(torch.float32)
+
+
+def _accuracy(logits: Tensor, target: Tensor) -> float:
+    return (logits.detach().argmax(dim=-1) == target).to(torch.float64).mean().item()
+
+
+class Task(ABC):
+    """A synthetic task: data generator, loss, user-facing metric, error (lower is better) and chance levels.
+
+    ``readout == "last"``: the model predicts from ``h_T`` only and ``output`` has shape ``(B, output_size)``.
+    ``readout == "all"``: it predicts at every step and ``output`` has shape ``(B, L, output_size)``.
+    Classification outputs are logits.
+    """
+
+    name: str
+    input_size: int
+    output_size: int
+    readout: Literal["last", "all"]
+    metric_name: Literal["mse", "accuracy"]
+    min_seq_len: int = 2
+
+    def check_seq_len(self, seq_len: int) -> int:
+        """Validate the delay ``T``; ValueError naming the value and the task's minimum."""
+        return _check_int("seq_len", seq_len, self.min_seq_len, f"task {self.name!r}")
+
+    def input_length(self, seq_len: int) -> int:
+        """Number of time steps fed to the model; equal to ``T`` unless the task adds steps."""
+        return self.check_seq_len(seq_len)
+
+    def generate(self, seq_len: int, n: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
+        """Draw ``n`` sequences of delay ``seq_len`` from ``rng``; compact numpy arrays keyed by name."""
+        seq_len = self.check_seq_len(seq_len)
+        n = _check_int("n", n, 1)
+        if not isinstance(rng, np.random.Generator):
+            raise ValueError(f"rng must be a numpy.random.Generator, got {type(rng).__name__}")
+        return self._sample(seq_len, n, rng)
+
+    @abstractmethod
+    def _sample(self, seq_len: int, n: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
+        """The generator proper; arguments already validated."""
+
+    @abstractmethod
+    def to_tensors(self, arrays: dict[str, np.ndarray]) -> tuple[Tensor, Tensor]:
+        """Inputs ``x`` (N, L, input_size) float32 and targets ``y`` from :meth:`generate`'s arrays."""
+
+    @abstractmethod
+    def loss(self, output: Tensor, target: Tensor) -> Tensor:
+        """Scalar training loss, differentiable in ``output``."""
+
+    @abstractmethod
+    def metric(self, output: Tensor, target: Tensor) -> float:
+        """User-facing metric: MSE or accuracy."""
+
+    def error(self, output: Tensor, target: Tensor) -> float:
+        """Lower is better: the MSE itself, or ``1 - accuracy``."""
+        value = self.metric(output, target)
+        return value if self.metric_name == "mse" else 1.0 - value
+
+    @abstractmethod
+    def chance_loss(self, seq_len: int) -> float:
+        """Loss of the best predictor that ignores the information the task asks to remember."""
+
+    @abstractmethod
+    def chance_metric(self, seq_len: int) -> float:
+        """Metric of that memoryless predictor."""
+
+    def chance_error(self, seq_len: int) -> float:
+        """Error of that memoryless predictor."""
+        value = self.chance_metric(seq_len)
+        return value if self.metric_name == "mse" else 1.0 - value
+
+
+class AddingTask(Task):
+    """Adding problem, the variant of Arjovsky, Shah & Bengio 2016 (ICML).
+
+    Input of length ``T`` with 2 channels: values ``u_t ~ U[0, 1)`` and a marker channel with exactly two
+    ones, at ``a ~ U{0, ..., T//2 - 1}`` (first half) and ``b ~ U{T//2, ..., T - 1}`` (second half). Target
+    ``y = u_a + u_b``, read from the last step; loss and metric are the MSE.
+
+    Chance: predicting the mean ``E[y] = 1`` gives ``MSE = Var(u_a + u_b) = 2 / 12 = 1/6``.
+
+    Arrays: ``values`` float32 (N, T), ``positions`` int32 (N, 2) = (a, b), ``target`` float32 (N,).
+    Tensors: ``x`` (N, T, 2) with channels (value, marker); ``y`` float32 (N, 1).
+    """
+
+    name = "adding"
+    input_size = 2
+    output_size = 1
+    readout = "last"
+    metric_name = "mse"
+
+    def _sample(self, seq_len: int, n: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
+        half = seq_len // 2
+        values = rng.random((n, seq_len), dtype=np.float32)
+        first = rng.integers(0, half, size=n)
+        second = rng.integers(half, seq_len, size=n)
+        rows = np.arange(n)
+        target = values[rows, first] + values[rows, second]
+        return {
+            "values": values,
+            "positions": np.stack([first, second], axis=1).astype(np.int32),
+            "target": target.astype(np.float32),
+        }
+
+    def to_tensors(self, arrays: dict[str, np.ndarray]) -> tuple[Tensor, Tensor]:
+        values = arrays["values"]
+        markers = np.zeros_like(values, dtype=np.float32)
+        rows = np.arange(values.shape[0])[:, None]
+        markers[rows, arrays["positions"].astype(np.int64)] = 1.0
+        x = torch.from_numpy(np.stack([values.astype(np.float32), markers], axis=-1))
+        y = torch.from_numpy(arrays["target"].astype(np.float32)).unsqueeze(1)
+        return x, y
+
+    @staticmethod
+    def _check_shapes(output: Tensor, target: Tensor) -> None:
+        # A (B, 1) output against a (B,) target would broadcast to (B, B) and give a silently wrong MSE.
+        if output.shape != target.shape or output.dim() != 2 or output.shape[1] != 1:
+            raise ValueError(
+                f"adding expects output and target of shape (B, 1), got {tuple(output.shape)} and {tuple(target.shape)}"
+            )
+
+    def loss(self, output: Tensor, target: Tensor) -> Tensor:
+        self._check_shapes(output, target)
+        return F.mse_loss(output, target)
+
+    def metric(self, output: Tensor, target: Tensor) -> float:
+        self._check_shapes(output, target)
+        return F.mse_loss(output.detach().to(torch.float64), target.to(torch.float64)).item()
+
+    def chance_loss(self, seq_len: int) -> float:
+        self.check_seq_len(seq_len)
+        return 1.0 / 6.0
+
+    def chance_metric(self, seq_len: int) -> float:
+        return self.chance_loss(seq_len)
+
+
+class CopyTask(Task):
+    """Copy memory, Arjovsky, Shah & Bengio 2016 (ICML).
+
+    Alphabet of 10: data symbols 0..7, blank 8, delimiter 9. Input of length ``T + 20``: 10 data symbols drawn
+    uniformly from the 8, then ``T - 1`` blanks, the delimiter, 10 blanks. Target of length ``T + 20``:
+    ``T + 10`` blanks, then the 10 data symbols in order. One-hot input (10 channels), 9 output classes (the
+    delimiter is never a target), cross-entropy averaged over all ``T + 20`` steps.
+
+    Metric: accuracy on the last 10 outputs (chance 1/8). Chance loss: the memoryless predictor (blank with
+    certainty for the first ``T + 10`` steps, uniform over the 8 data symbols on the last 10) pays ``ln 8`` on
+    each of 10 steps: ``10 ln 8 / (T + 20)`` nats per step.
+
+    Arrays: ``symbols`` uint8 (N, T + 20) input ids, ``labels`` uint8 (N, T + 20) target ids.
+    Tensors: ``x`` (N, T + 20, 10) one-hot; ``y`` int64 (N, T + 20).
+    """
+
+    name = "copy"
+    n_data = 8
+    blank = 8
+    delimiter = 9
+    n_copy = 10
+    input_size = 10
+    output_size = 9
+    readout = "all"
+    metric_name = "accuracy"
+
+    def input_length(self, seq_len: int) -> int:
+        return self.check_seq_len(seq_len) + 2 * self.n_copy
+
+    def _sample(self, seq_len: int, n: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
+        length = seq_len + 2 * self.n_copy
+        data = rng.integers(0, self.n_data, size=(n, self.n_copy), dtype=np.uint8)
+        symbols = np.full((n, length), self.blank, dtype=np.uint8)
+        symbols[:, : self.n_copy] = data
+        symbols[:, seq_len + self.n_copy - 1] = self.delimiter
+        labels = np.full((n, length), self.blank, dtype=np.uint8)
+        labels[:, -self.n_copy :] = data
+        return {"symbols": symbols, "labels": labels}
+
+    def to_tensors(self, arrays: dict[str, np.ndarray]) -> tuple[Tensor, Tensor]:
+        return _one_hot(arrays["symbols"], self.input_size), torch.from_numpy(arrays["labels"].astype(np.int64))
+
+    def _check_shapes(self, output: Tensor, target: Tensor) -> None:
+        if output.dim() != 3 or output.shape[:2] != target.shape or output.shape[2] != self.output_size:
+            raise ValueError(
+                f"copy expects logits (B, L, {self.output_size}) and targets (B, L), got "
+                f"{tuple(output.shape)} and {tuple(target.shape)}"
+            )
+
+    def loss(self, output: Tensor, target: Tensor) -> Tensor:
+        self._check_shapes(output, target)
+        return F.cross_entropy(output.reshape(-1, self.output_size), target.reshape(-1))
+
+    def metric(self, output: Tensor, target: Tensor) -> float:
+        self._check_shapes(output, target)
+        return _accuracy(output[:, -self.n_copy :], target[:, -self.n_copy :])
+
+    def chance_loss(self, seq_len: int) -> float:
+        return self.n_copy * math.log(self.n_data) / self.input_length(seq_len)
+
+    def chance_metric(self, seq_len: int) -> float:
+        self.check_seq_len(seq_len)
+        return 1.0 / self.n_data
+
+
+class LastStepClassification(Task):
+    """Classification of a symbol sequence at the last step: one-hot inputs, logits ``(B, n_classes)``,
+    cross-entropy loss, accuracy metric. The label is independent of everything a memoryless predictor sees
+    and uniform over the classes, so chance is ``ln(n_classes)`` for the loss and ``1/n_classes`` accuracy.
+
+    Arrays: ``symbols`` uint8 (N, T) input ids, ``labels`` uint8 (N,) class ids.
+    Tensors: ``x`` (N, T, input_size) one-hot; ``y`` int64 (N,).
+    """
+
+    readout = "last"
+    metric_name = "accuracy"
+
+    def to_tensors(self, arrays: dict[str, np.ndarray]) -> tuple[Tensor, Tensor]:
+        return _one_hot(arrays["symbols"], self.input_size), torch.from_numpy(arrays["labels"].astype(np.int64))
+
+    def _check_shapes(self, output: Tensor, target: Tensor) -> None:
+        if output.dim() != 2 or output.shape[1] != self.output_size or target.shape != output.shape[:1]:
+            raise ValueError(
+                f"{self.name} expects logits (B, {self.output_size}) and targets (B,), got "
+                f"{tuple(output.shape)} and {tuple(target.shape)}"
+            )
+
+    def loss(self, output: Tensor, target: Tensor) -> Tensor:
+        self._check_shapes(output, target)
+        return F.cross_entropy(output, target)
+
+    def metric(self, output: Tensor, target: Tensor) -> float:
+        self._check_shapes(output, target)
+        return _accuracy(output, target)
+
+    def chance_loss(self, seq_len: int) -> float:
+        self.check_seq_len(seq_len)
+        return math.log(self.output_size)
+
+    def chance_metric(self, seq_len: int) -> float:
+        self.check_seq_len(seq_len)
+        return 1.0 / self.output_size
+
+
+class TemporalOrderTask(LastStepClassification):
+    """Temporal order, Hochreiter & Schmidhuber 1997 (exp. 6a), with the generator of Pascanu, Mikolov &
+    Bengio 2013 (ICML).
+
+    Length ``L = T``. Symbols: A = 0, B = 1, distractors 2..5 (6 one-hot channels). Two relevant symbols, each
+    uniform in {A, B}, at positions ``p1 ~ U[floor(0.1 L), floor(0.2 L))`` and
+    ``p2 ~ U[floor(0.5 L), floor(0.6 L))``; every other position holds one of the 4 distractors, drawn
+    uniformly. Label at the last step: ``2 s1 + s2``, i.e. AA = 0, AB = 1, BA = 2, BB = 3. Chance:
+    ``ln 4`` nats, accuracy 1/4, error 3/4.
+
+    For ``L < 10`` the floors collapse, so each range is widened to at least one position and the second is
+    shifted to start after the first (:meth:`ranges`); for ``L >= 10`` the ranges are exactly Pascanu's.
+    """
+
+    name = "temporal_order"
+    input_size = 6
+    output_size = 4
+    n_distractors = 4
+
+    @staticmethod
+    def ranges(seq_len: int) -> tuple[tuple[int, int], tuple[int, int]]:
+        """Half-open position ranges ``[lo, hi)`` of the two relevant symbols, non-empty and disjoint."""
+        lo1 = seq_len // 10
+        hi1 = max(seq_len // 5, lo1 + 1)
+        lo2 = max(seq_len // 2, hi1)
+        hi2 = max(6 * seq_len // 10, lo2 + 1)
+        return (lo1, hi1), (lo2, hi2)
+
+    def _sample(self, seq_len: int, n: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
+        (lo1, hi1), (lo2, hi2) = self.ranges(seq_len)
+        symbols = rng.integers(2, 2 + self.n_distractors, size=(n, seq_len), dtype=np.uint8)
+        first = rng.integers(0, 2, size=n, dtype=np.uint8)
+        second = rng.integers(0, 2, size=n, dtype=np.uint8)
+        rows = np.arange(n)
+        symbols[rows, rng.integers(lo1, hi1, size=n)] = first
+        symbols[rows, rng.integers(lo2, hi2, size=n)] = second
+        return {"symbols": symbols, "labels": (2 * first + second).astype(np.uint8)}
+
+
+class FirstSymbolTask(LastStepClassification):
+    """First-symbol recall: a latching problem in the spirit of Bengio, Simard & Frasconi 1994 (IEEE TNN).
+
+    Length ``L = T``, 4 one-hot channels: bit 0, bit 1, distractor 2, distractor 3. Step 1 carries a bit
+    ``s ~ U{0, 1}``; steps 2..T carry distractors drawn uniformly from {2, 3}. Label at the last step: ``s``.
+    Chance: ``ln 2`` nats, accuracy 1/2, error 1/2.
+    """
+
+    name = "first_symbol"
+    input_size = 4
+    output_size = 2
+
+    def _sample(self, seq_len: int, n: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
+        symbols = rng.integers(2, 4, size=(n, seq_len), dtype=np.uint8)
+        bits = rng.integers(0, 2, size=n, dtype=np.uint8)
+        symbols[:, 0] = bits
+        return {"symbols": symbols, "labels": bits}
+
+
+_TASKS: dict[str, type[Task]] = {
+    "adding": AddingTask,
+    "copy": CopyTask,
+    "temporal_order": TemporalOrderTask,
+    "first_symbol": FirstSymbolTask,
+}
+
+
+def get_task(name: str) -> Task:
+    """The task called ``name``; ValueError naming the bad name and listing :data:`TASK_NAMES`."""
+    if name not in _TASKS:
+        raise ValueError(f"unknown task {name!r}; valid tasks: {', '.join(TASK_NAMES)}")
+    return _TASKS[name]()
+
+
+@dataclass(frozen=True, eq=False)
+class Dataset:
+    """One task's train and test arrays (as returned by :meth:`Task.generate`) and how they were drawn."""
+
+    task: str
+    seq_len: int
+    seed: int
+    train: dict[str, np.ndarray]
+    test: dict[str, np.ndarray]
+
+
+def make_dataset(task: str, seq_len: int, seed: int, train_size: int, test_size: int) -> Dataset:
+    """Draw train and test splits of ``task`` at delay ``seq_len``.
+
+    The splits come from the two children of ``numpy.random.SeedSequence(seed).spawn(2)``: they are
+    independent streams, and the test set is the same whatever ``train_size``.
+    """
+    task_obj = get_task(task)
+    seq_len = task_obj.check_seq_len(seq_len)
+    seed = _check_int("seed", seed, 0)
+    train_size = _check_int("train_size", train_size, 1)
+    test_size = _check_int("test_size", test_size, 1)
+    train_seq, test_seq = np.random.SeedSequence(seed).spawn(2)
+    return Dataset(
+        task=task,
+        seq_len=seq_len,
+        seed=seed,
+        train=task_obj.generate(seq_len, train_size, np.random.default_rng(train_seq)),
+        test=task_obj.generate(seq_len, test_size, np.random.default_rng(test_seq)),
+    )
+
+
+def save_dataset(dataset: Dataset, path: Path) -> None:
+    """Write ``dataset`` to one compressed ``.npz`` file, atomically.
+
+    Keys: ``task``, ``seq_len``, ``seed``, ``format_version`` and ``{split}/{array}`` for each split. The file
+    is written to a temporary sibling, then renamed over ``path``, so readers never see a partial file.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    payload: dict[str, np.ndarray] = {
+        "task": np.array(dataset.task),
+        "seq_len": np.array(dataset.seq_len, dtype=np.int64),
+        "seed": np.array(dataset.seed, dtype=np.int64),
+        "format_version": np.array(_FORMAT_VERSION, dtype=np.int64),
+    }
+    for split in SPLITS:
+        for key, array in getattr(dataset, split).items():
+            payload[f"{split}/{key}"] = array
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            np.savez_compressed(handle, **payload)
+            handle.flush()
+            os.fsync(handle.fileno())
+        # mkstemp creates the file owner-only; a data file should read like any other output.
+        os.chmod(tmp_name, 0o644)
+        os.replace(tmp_name, path)
+    except BaseException:
+        Path(tmp_name).unlink(missing_ok=True)
+        raise
+
+
+def _check_split(path: Path, task: Task, seq_len: int, split: str, arrays: dict[str, np.ndarray]) -> None:
+    """Compare a loaded split with what the task's generator produces: keys, dtypes, trailing shapes."""
+    reference = task.generate(seq_len, 1, np.random.default_rng(0))
+    if set(arrays) != set(reference):
+        raise ValueError(
+            f"{path}: {split} split has arrays {sorted(arrays)}, task {task.name!r} needs {sorted(reference)}"
+        )
+    for key, ref in reference.items():
+        array = arrays[key]
+        if array.dtype != ref.dtype or array.ndim != ref.ndim or array.shape[1:] != ref.shape[1:]:
+            raise ValueError(
+                f"{path}: {split}/{key} has dtype {array.dtype} and shape {array.shape}, expected "
+                f"{ref.dtype} and shape (N, {', '.join(map(str, ref.shape[1:]))})"
+            )
+    sizes = {key: array.shape[0] for key, array in arrays.items()}
+    if len(set(sizes.values())) != 1 or min(sizes.values()) < 1:
+        raise ValueError(f"{path}: {split} arrays disagree on the number of sequences or are empty: {sizes}")
+
+
+def _scalar(path: Path, contents: dict[str, np.ndarray], key: str, kind: str) -> np.generic:
+    """A 0-d metadata entry of numpy kind ``kind`` ("i" integer, "U" string), or ValueError."""
+    if key not in contents:
+        raise ValueError(f"{path} is not a dataset file: no {key!r} entry")
+    value = contents[key]
+    if value.shape != () or value.dtype.kind != kind:
+        raise ValueError(f"{path}: {key!r} must be a scalar of kind {kind!r}, got {value.dtype} {value.shape}")
+    return value[()]
+
+
+def load_dataset(path: Path) -> Dataset:
+    """Read a file written by :func:`save_dataset`.
+
+    FileNotFoundError if ``path`` does not exist; ValueError if it is not such a file (not an ``.npz``,
+    missing or unexpected arrays, wrong dtypes or shapes for its task and length).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"dataset file not found: {path}")
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            contents = {key: npz[key] for key in npz.files}
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as err:
+        raise ValueError(f"{path} is not a readable dataset .npz file: {err}") from err
+    version = int(_scalar(path, contents, "format_version", "i"))
+    if version != _FORMAT_VERSION:
+        raise ValueError(f"{path}: unsupported format_version {version} (this code reads {_FORMAT_VERSION})")
+    task_name = str(_scalar(path, contents, "task", "U"))
+    if task_name not in TASK_NAMES:
+        raise ValueError(f"{path}: unknown task {task_name!r}; valid tasks: {', '.join(TASK_NAMES)}")
+    task = get_task(task_name)
+    try:
+        seq_len = task.check_seq_len(int(_scalar(path, contents, "seq_len", "i")))
+        seed = _check_int("seed", int(_scalar(path, contents, "seed", "i")), 0)
+    except ValueError as err:
+        raise ValueError(f"{path}: {err}") from err
+    splits: dict[str, dict[str, np.ndarray]] = {split: {} for split in SPLITS}
+    for key, array in contents.items():
+        split, sep, name = key.partition("/")
+        if sep:
+            if split not in splits:
+                raise ValueError(f"{path}: unexpected array {key!r}")
+            splits[split][name] = array
+    for split in SPLITS:
+        _check_split(path, task, seq_len, split, splits[split])
+    return Dataset(task=task_name, seq_len=seq_len, seed=seed, train=splits["train"], test=splits["test"])

@@ -1,0 +1,325 @@
+"""End to end through the real `snakemake` (tests/configs/tiny.yaml: 12 runs of 40 steps, about a minute on 2 cores).
+
+Each study runs in its own temporary working directory (`--directory`) with the repository's Snakefile and default
+profile, so the tests never touch the repository's own results/.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+from rnn_gradients.study import RunKey, expand_runs, load_study, run_dir, run_spec
+from rnn_gradients.tables import FLOW_COLUMNS, RUNTIME_FIELDS, STEP_COLUMNS, SUMMARY_FIELDS, TABLE_FILES
+from rnn_gradients.tasks import get_task
+
+pytestmark = pytest.mark.slow
+
+ROOT = Path(__file__).resolve().parents[1]
+SCHEMA = ROOT / "workflow" / "schemas" / "config.schema.yaml"
+TINY = ROOT / "tests" / "configs" / "tiny.yaml"
+BIN = Path(sys.executable).parent
+RUN_FILES = ("config.json", "steps.csv", "evals.csv", "probes.csv", "summary.json", "runtime.json")
+RUN_KEYS = ["task", "seq_len", "cell", "strategy", "seed"]
+REPORT_READY = (ROOT / "report" / "report.qmd").is_file() and (ROOT / "src" / "rnn_gradients" / "render.py").is_file()
+# The default target is the report; without the report's sources, `tables` (every run and table) stands in.
+TARGET = "all" if REPORT_READY else "tables"
+AFTER_RUNS = {"collect", "report", "all"} if REPORT_READY else {"collect", "tables"}
+
+
+def snakemake(workdir: Path, *args: str, timeout: float = 600, **options: Path) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        _command(workdir, *args, **options),
+        cwd=workdir,
+        env=_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def _command(workdir: Path, *args: str, profile: Path = ROOT / "workflow" / "profiles" / "default") -> list[str]:
+    return [
+        str(BIN / "snakemake"),
+        "--snakefile",
+        str(ROOT / "Snakefile"),
+        "--workflow-profile",
+        str(profile),
+        "--directory",
+        str(workdir),
+        "--cores",
+        "2",
+        *args,
+    ]
+
+
+def _env() -> dict[str, str]:
+    # the rules call `python -m rnn_gradients`: the venv's python must come first on PATH
+    return {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
+
+
+def planned_jobs(dry_run_output: str) -> list[tuple[str, str]]:
+    """(rule, wildcards) of every job a `snakemake -n` would run."""
+    jobs: list[tuple[str, str]] = []
+    for line in dry_run_output.splitlines():
+        if line.startswith(("rule ", "localrule ")) and line.endswith(":"):
+            jobs.append((line.split()[1].rstrip(":"), ""))
+        elif line.startswith("    wildcards: ") and jobs:
+            jobs[-1] = (jobs[-1][0], line.removeprefix("    wildcards: "))
+    return jobs
+
+
+def wildcards(key: RunKey) -> str:
+    return f"task={key.task}, seq_len={key.seq_len}, cell={key.cell}, strategy={key.strategy}, seed={key.seed}"
+
+
+def new_study(root: Path, config: dict | Path) -> Path:
+    (root / "config").mkdir(parents=True)
+    text = config.read_text() if isinstance(config, Path) else yaml.safe_dump(config)
+    (root / "config" / "config.yaml").write_text(text)
+    return root
+
+
+@pytest.fixture(scope="module")
+def study_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    workdir = new_study(tmp_path_factory.mktemp("tiny"), TINY)
+    result = snakemake(workdir, "tables")
+    assert result.returncode == 0, result.stdout[-5000:]
+    return workdir
+
+
+@pytest.fixture(scope="module")
+def study() -> dict:
+    return load_study(yaml.safe_load(TINY.read_text()), SCHEMA)
+
+
+def test_every_table_covers_the_grid_with_the_documented_columns(study_dir, study):
+    runs = expand_runs(study)
+    assert len(runs) == 12
+    for key in runs:
+        directory = study_dir / run_dir(key)
+        assert sorted(p.name for p in directory.iterdir()) == sorted(RUN_FILES)
+        assert json.loads((directory / "config.json").read_text()) == run_spec(study, key)
+    tables = study_dir / "results" / "tables"
+    assert sorted(p.name for p in tables.iterdir()) == sorted(TABLE_FILES)
+    expected = {tuple(key) for key in runs}
+
+    accuracy = pd.read_csv(tables / "accuracy.csv")
+    assert list(accuracy.columns) == [*RUN_KEYS, *SUMMARY_FIELDS, *RUNTIME_FIELDS]
+    assert [tuple(row) for row in accuracy[RUN_KEYS].itertuples(index=False)] == sorted(expected)
+    assert (accuracy["steps_run"] == 40).all() and (accuracy["threads"] == 1).all()
+
+    summary = pd.read_csv(tables / "accuracy_summary.csv")
+    assert len(summary) == 12 and (summary["n_seeds"] == 1).all()
+
+    norms = pd.read_csv(tables / "gradient_norms.csv")
+    assert list(norms.columns) == [*RUN_KEYS, *STEP_COLUMNS]
+    assert Counter(norms[RUN_KEYS].itertuples(index=False, name=None)) == dict.fromkeys(expected, 40)
+
+    flow = pd.read_csv(tables / "gradient_flow.csv")
+    assert list(flow.columns) == [*RUN_KEYS, *FLOW_COLUMNS]
+    probes_per_run = 3  # steps 0, 20 and 40
+    lengths = {key: get_task(key.task).input_length(key.seq_len) for key in runs}
+    assert Counter(flow[RUN_KEYS].itertuples(index=False, name=None)) == {
+        tuple(key): probes_per_run * lengths[key] for key in runs
+    }
+
+    decay = pd.read_csv(tables / "decay_rates.csv")
+    assert Counter(decay[RUN_KEYS].itertuples(index=False, name=None)) == dict.fromkeys(expected, probes_per_run)
+    vanilla = decay[decay["cell"] == "rnn_tanh"]
+    assert (
+        vanilla["predicted_decay"].notna().all() and decay.loc[decay["cell"] == "lstm", "predicted_decay"].isna().all()
+    )
+
+    assert json.loads((tables / "study_config.json").read_text()) == study
+
+
+@pytest.mark.skipif(not REPORT_READY, reason="report/report.qmd or rnn_gradients/render.py does not exist yet")
+def test_the_default_target_renders_the_report(study_dir):
+    result = snakemake(study_dir)
+    assert result.returncode == 0, result.stdout[-5000:]
+    assert {rule for rule, _ in planned_jobs(result.stdout)} <= {"report", "all"}
+    html = study_dir / "results" / "report" / "report.html"
+    assert html.stat().st_size > 0
+
+
+def test_a_complete_study_has_nothing_to_do(study_dir):
+    result = snakemake(study_dir, "-n", TARGET)
+    assert result.returncode == 0, result.stdout[-5000:]
+    assert "Nothing to be done" in result.stdout
+    assert planned_jobs(result.stdout) == []
+
+
+def test_a_deleted_summary_reruns_only_its_run_and_what_follows(study_dir, study):
+    key = RunKey("adding", 10, "lstm", "none", 0)
+    summaries = {k: study_dir / run_dir(k) / "summary.json" for k in expand_runs(study)}
+    before = {k: path.stat().st_mtime_ns for k, path in summaries.items()}
+    summaries[key].unlink()
+
+    dry = snakemake(study_dir, "-n", TARGET)
+    assert dry.returncode == 0, dry.stdout[-5000:]
+    jobs = planned_jobs(dry.stdout)
+    assert [job for job in jobs if job[0] == "train"] == [("train", wildcards(key))]
+    assert {rule for rule, _ in jobs} == {"train", *AFTER_RUNS}
+    assert len(jobs) == 1 + len(AFTER_RUNS)
+
+    result = snakemake(study_dir, TARGET)
+    assert result.returncode == 0, result.stdout[-5000:]
+    after = {k: path.stat().st_mtime_ns for k, path in summaries.items()}
+    assert [k for k in before if after[k] != before[k]] == [key]
+    assert "Nothing to be done" in snakemake(study_dir, "-n", TARGET).stdout
+
+
+def test_a_changed_bundle_reruns_only_that_strategys_runs(study_dir, study):
+    config = study_dir / "config" / "config.yaml"
+    original = config.read_text()
+    changed = yaml.safe_load(original)
+    changed["strategies"]["clip_norm"] = {"clip_norm": 0.5}
+    config.write_text(yaml.safe_dump(changed))
+    try:
+        dry = snakemake(study_dir, "-n", TARGET)
+    finally:
+        config.write_text(original)
+    assert dry.returncode == 0, dry.stdout[-5000:]
+    jobs = planned_jobs(dry.stdout)
+    expected = sorted(("train", wildcards(k)) for k in expand_runs(study) if k.strategy == "clip_norm")
+    assert sorted(job for job in jobs if job[0] == "train") == expected
+    assert len(expected) == 6
+    assert {rule for rule, _ in jobs} == {"train", *AFTER_RUNS}
+    assert "Params have changed since last execution" in dry.stdout
+    assert "Nothing to be done" in snakemake(study_dir, "-n", TARGET).stdout
+
+
+def test_a_configfile_replaces_the_default_study(tmp_path):
+    workdir = new_study(tmp_path, ROOT / "config" / "config.yaml")
+    default = planned_jobs(snakemake(workdir, "-n", "tables").stdout)
+    assert Counter(rule for rule, _ in default) == {"generate": 4, "train": 140, "collect": 1, "tables": 1}
+    tiny = planned_jobs(snakemake(workdir, "-n", "tables", "--configfile", str(TINY)).stdout)
+    assert Counter(rule for rule, _ in tiny) == {"generate": 3, "train": 12, "collect": 1, "tables": 1}
+
+
+BAD = {
+    "typo": ({"strategies": {"clip": {"clip_nrom": 1.0}}}, "strategies.clip.clip_nrom: unknown key 'clip_nrom'"),
+    "chrono on vanilla cells": (
+        {"cells": ["rnn_tanh", "lstm"], "strategies": {"chrono": {"chrono": True}}},
+        "cannot apply to cell 'rnn_tanh'; it applies to: lstm, gru",
+    ),
+    "T below 2": ({"tasks": {"adding": [1]}}, "tasks.adding[0]: 1 is below the minimum 2"),
+    "text for a number": ({"training": {"steps": "40"}}, "training.steps: '40' is a string, expected an integer"),
+}
+
+
+@pytest.mark.parametrize("case", BAD, ids=list(BAD))
+def test_a_bad_config_stops_before_any_job_with_its_message(tmp_path, case):
+    config, message = BAD[case]
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump(config))
+    result = snakemake(tmp_path, "--configfile", str(bad))
+    assert result.returncode == 1
+    lines = [line for line in result.stdout.splitlines() if not line.startswith("Using workflow specific profile")]
+    assert lines[0] == f"{bad}: invalid study config (1 problem):"
+    assert message in lines[1]
+    assert "Traceback" not in result.stdout
+    assert not (tmp_path / "results").exists()
+
+
+def test_a_killed_training_job_leaves_no_partial_run_and_the_next_run_completes(tmp_path):
+    config = yaml.safe_load(TINY.read_text())
+    config.update(tasks={"adding": [10]}, cells=["rnn_tanh"], strategies={"none": {}})
+    config["training"].update(steps=3000, eval_every=100, probe_every=1000)
+    workdir = new_study(tmp_path, config)
+    key = RunKey("adding", 10, "rnn_tanh", "none", 0)
+    run = workdir / run_dir(key)
+    log = workdir / "results" / "logs" / "runs" / "adding" / "T10" / "rnn_tanh" / "none" / "seed0.log"
+
+    started = time.monotonic()
+    with subprocess.Popen(
+        _command(workdir, "tables"),
+        cwd=workdir,
+        env=_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    ) as pipeline:
+        pid = _wait_for_training(workdir, log, deadline=started + 120)
+        os.kill(pid, signal.SIGKILL)
+        output, _ = pipeline.communicate(timeout=120)
+    assert pipeline.returncode != 0, output[-5000:]
+    assert "Error in rule train" in output
+    assert not run.exists() or list(run.iterdir()) == []
+    assert not (workdir / "results" / "tables").exists()
+
+    result = snakemake(workdir, "tables")
+    assert result.returncode == 0, result.stdout[-5000:]
+    assert sorted(p.name for p in run.iterdir()) == sorted(RUN_FILES)
+    assert json.loads((run / "summary.json").read_text())["steps_run"] == 3000
+    assert [p.name for p in run.parent.iterdir()] == ["seed0"]  # the killed job's temporary directory is gone
+
+
+def _wait_for_training(workdir: Path, log: Path, deadline: float) -> int:
+    """The pid of this study's `rnn_gradients train` process, once its log shows the training loop running."""
+    while time.monotonic() < deadline:
+        if log.is_file() and "step    100" in log.read_text():
+            for proc in Path("/proc").iterdir():
+                if proc.name.isdigit() and _is_training_process(proc, workdir):
+                    return int(proc.name)
+        time.sleep(0.05)
+    raise AssertionError(f"no training process of {workdir} seen running")
+
+
+def _is_training_process(proc: Path, workdir: Path) -> bool:
+    try:
+        args = (proc / "cmdline").read_bytes().split(b"\0")
+        cwd = os.readlink(proc / "cwd")
+    except OSError:  # the process ended meanwhile, or is not ours to inspect
+        return False
+    return cwd == str(workdir) and b"rnn_gradients" in args and b"train" in args and b"-m" in args
+
+
+def test_the_workflow_lints_clean():
+    result = subprocess.run(
+        [str(BIN / "snakemake"), "--lint"], cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "Congratulations, your workflow is in a good condition!" in result.stdout + result.stderr
+
+
+def test_every_profile_key_is_a_snakemake_option():
+    help_text = subprocess.run(
+        [str(BIN / "snakemake"), "--help"], env=_env(), capture_output=True, text=True, timeout=120
+    ).stdout
+    for profile in ("default", "slurm"):
+        keys = yaml.safe_load((ROOT / "workflow" / "profiles" / profile / "config.yaml").read_text())
+        assert [key for key in keys if f"--{key}" not in help_text] == [], profile
+
+
+def test_the_slurm_profile_gives_each_training_job_a_gpu(study_dir, tmp_path):
+    # without snakemake-executor-plugin-slurm installed, check everything but the executor with a dry run
+    profile = yaml.safe_load((ROOT / "workflow" / "profiles" / "slurm" / "config.yaml").read_text())
+    assert profile.pop("executor") == "slurm"
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(profile))
+    dry = snakemake(study_dir, "-n", "--forceall", "tables", profile=tmp_path)
+    assert dry.returncode == 0, dry.stdout[-5000:]
+    resources = {}
+    rule = ""
+    for line in dry.stdout.splitlines():
+        if line.startswith(("rule ", "localrule ")):
+            rule = line.split()[1].rstrip(":")
+        elif line.startswith("    resources: "):
+            resources.setdefault(rule, []).append(dict(item.split("=", 1) for item in line[15:].split(", ")))
+    assert len(resources["train"]) == 12
+    for train in resources["train"]:
+        assert (train["gpu"], train["slurm_partition"], train["mem_mb"]) == ("1", "gpu", "8000")
+    for job in resources["generate"] + resources["collect"]:
+        assert "gpu" not in job and job["slurm_partition"] == "cpu"

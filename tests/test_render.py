@@ -1,0 +1,227 @@
+"""The offline renderer on real qmd sources: real kernel, real pandoc, one self-contained HTML page."""
+
+from __future__ import annotations
+
+import re
+import shutil
+from pathlib import Path
+
+import pytest
+from fixtures_tables import write_study_tables
+
+from rnn_gradients.render import (
+    RenderError,
+    cell_options,
+    render_report,
+    resolve_crossrefs,
+    split_front_matter,
+)
+
+REPORT = Path(__file__).resolve().parents[1] / "report" / "report.qmd"
+EXTERNAL = re.compile(r"<(?:script|link|img)\b[^>]*\b(?:src|href)\s*=\s*[\"']?(?:https?:)?//", re.I)
+
+TINY = r"""---
+title: "Tiny *report*"
+date: 2024-01-02
+format:
+  html:
+    toc: true
+    number-sections: true
+    html-math-method: mathml
+execute:
+  echo: false
+---
+
+# Setup {#sec-setup}
+
+The recurrence $h_t = \tanh(W_{hh} h_{t-1})$ and, displayed,
+
+$$
+\frac{\partial L}{\partial h_k} = \frac{\partial L}{\partial h_t} \prod_{i=k+1}^{t} J_i
+$$
+
+```{python}
+import os
+from IPython.display import Image, Markdown, display
+from matplotlib.figure import Figure
+from rnn_gradients.plotting import figure_png
+SECRET_CODE_MARKER = 1
+```
+
+# Results {#sec-results}
+
+@fig-line shows a line ([-@fig-line] is its number) and @sec-setup the setup; `@fig-line` stays code.
+
+```{python}
+#| label: fig-line
+#| fig-cap: "A line through $y = x^2$."
+fig = Figure(figsize=(3, 2))
+fig.subplots().plot([0, 1, 2], [0, 1, 4])
+display(Image(data=figure_png(fig, dpi=60), width=288))
+```
+
+```{python}
+#| label: tbl-env
+#| tbl-cap: "Where the cells looked."
+display(Markdown(
+    "| renderer | tables |\n|---|---|\n"
+    f"| {os.environ['RNN_GRADIENTS_RENDERER']} | {os.environ['RNN_GRADIENTS_TABLES']} |\n\n"
+    "Generated text citing @fig-line."
+))
+```
+
+```{python}
+#| include: false
+print("HIDDEN_OUTPUT_MARKER")
+```
+
+```{python}
+print("visible output")
+```
+
+See @tbl-env.
+"""
+
+
+def write(path: Path, text: str) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def test_front_matter_and_cell_options_parse() -> None:
+    front, body = split_front_matter("---\ntitle: T\nexecute:\n  echo: false\n---\n# A\n")
+    assert front == {"title": "T", "execute": {"echo": False}} and body == "# A\n"
+    assert split_front_matter("# no front matter\n") == ({}, "# no front matter\n")
+    options, code = cell_options('#| label: fig-a\n#| fig-cap: "x: y"\n#| echo: true\nprint(1)\n')
+    assert options == {"label": "fig-a", "fig-cap": "x: y", "echo": True} and code == "print(1)"
+    with pytest.raises(ValueError, match="cell options"):
+        cell_options("#| just text\nx = 1")
+
+
+def test_crossrefs_resolve_in_prose_only_and_unknown_ones_fail() -> None:
+    labels = {"fig-a": "Figure 2", "sec-b": "Section 1.3"}
+    text = "See @fig-a, [-@fig-a] and [@sec-b]. Mail a@fig-a.org; `@fig-a`.\n```\n@fig-a\n```"
+    resolved = resolve_crossrefs(text, labels)
+    assert resolved.startswith("See [Figure 2](#fig-a), [2](#fig-a) and [Section 1.3](#sec-b). Mail a@fig-a.org;")
+    assert "`@fig-a`" in resolved and resolved.endswith("```\n@fig-a\n```")
+    with pytest.raises(RenderError, match="@?fig-missing"):
+        resolve_crossrefs("As @fig-missing shows.", labels)
+
+
+def test_offline_render_of_a_small_document(tmp_path: Path) -> None:
+    qmd = write(tmp_path / "doc" / "tiny.qmd", TINY)
+    tables = (tmp_path / "tables").resolve()
+    tables.mkdir()
+    out = tmp_path / "out" / "tiny.html"
+    assert render_report(qmd, out, tables, engine="offline") == "offline"
+    assert sorted(p.name for p in out.parent.iterdir()) == ["tiny.html"]
+    html = out.read_text(encoding="utf-8")
+    assert html.count('src="data:image/png;base64,') == 1
+    assert re.search(
+        r'<figure id="fig-line">.*<figcaption[^>]*><span class="figure-number">Figure\s+1:</span>', html, re.S
+    )
+    assert '<a href="#fig-line">Figure 1</a>' in html and '<a href="#fig-line">1</a>' in html
+    assert '<a href="#sec-setup">Section 1</a>' in html and '<a href="#tbl-env">Table 1</a>' in html
+    assert "<code>@fig-line</code>" in html
+    assert '<span class="table-number">Table 1:</span>' in html
+    assert f"<td>offline</td>\n<td>{tables}</td>" in html
+    assert html.count("<math") >= 3 and 'display="block"' in html
+    assert "SECRET_CODE_MARKER" not in html and "HIDDEN_OUTPUT_MARKER" not in html
+    assert "visible output" in html
+    assert '<nav id="TOC"' in html and 'class="header-section-number">2</span>' in html
+    assert "<title>Tiny report</title>" in html
+    assert not EXTERNAL.search(html)
+
+
+def test_a_failing_cell_stops_the_render_with_its_error(tmp_path: Path) -> None:
+    source = TINY.replace("fig.subplots().plot([0, 1, 2], [0, 1, 4])", "1 / 0")
+    qmd = write(tmp_path / "tiny.qmd", source)
+    out = tmp_path / "tiny.html"
+    with pytest.raises(RenderError, match=r"fig-line\) raised ZeroDivisionError: division by zero") as failure:
+        render_report(qmd, out, tmp_path, engine="offline")
+    assert "1 / 0" in str(failure.value)
+    assert list(tmp_path.iterdir()) == [qmd]
+
+
+def test_an_unknown_reference_or_a_networked_math_method_is_refused(tmp_path: Path) -> None:
+    qmd = write(tmp_path / "refs.qmd", "---\ntitle: R\n---\n\nAs @fig-nowhere shows.\n")
+    with pytest.raises(RenderError, match="fig-nowhere"):
+        render_report(qmd, tmp_path / "refs.html", tmp_path, engine="offline")
+    mathjax = write(tmp_path / "mj.qmd", "---\nformat:\n  html:\n    html-math-method: mathjax\n---\n\n$x$\n")
+    with pytest.raises(ValueError, match="mathjax"):
+        render_report(mathjax, tmp_path / "mj.html", tmp_path, engine="offline")
+    assert not (tmp_path / "refs.html").exists() and not (tmp_path / "mj.html").exists()
+
+
+@pytest.mark.skipif(shutil.which("quarto") is not None, reason="quarto is installed here")
+def test_engine_quarto_without_quarto_says_so(tmp_path: Path) -> None:
+    qmd = write(tmp_path / "q.qmd", "# Q\n")
+    with pytest.raises(FileNotFoundError, match="quarto is not on PATH"):
+        render_report(qmd, tmp_path / "q.html", tmp_path, engine="quarto")
+    assert render_report(qmd, tmp_path / "q.html", tmp_path, engine="auto") == "offline"
+
+
+SECTIONS = (
+    "Recurrent networks for sequential data", "Backpropagation through time", "Vanishing gradients",
+    "Exploding gradients", "Remedies", "Activation functions", "Normalisation", "Gradient clipping",
+    "Gated cells: LSTM and GRU", "Every combination", "Theory check", "Conclusions", "Reproducibility",
+)  # fmt: skip
+FIGURES = (
+    "fig-derivatives", "fig-flow", "fig-traces", "fig-activations", "fig-normalisation", "fig-clipping",
+    "fig-gates", "fig-solved", "fig-theory",
+)  # fmt: skip
+TABLES = ("tbl-tasks", "tbl-decay", "tbl-strategies", "tbl-accuracy", "tbl-gradnorms")
+
+
+def check_clean_page(html: str) -> None:
+    for heading in SECTIONS:
+        assert re.search(rf'<span class="header-section-number">[\d.]+</span>\s*{re.escape(heading)}</h[12]>', html)
+    for marker in ("Traceback", "Error:", "Exception", "nan %", 'class="cell-output"', "?@"):
+        assert marker not in html
+    assert not EXTERNAL.search(html)
+    assert "<li><strong>Renderer:</strong> offline.</li>" in html
+
+
+def test_real_report_on_a_full_grid(tmp_path: Path) -> None:
+    tables = write_study_tables(tmp_path / "tables")
+    out = tmp_path / "report.html"
+    assert render_report(REPORT, out, tables, engine="offline") == "offline"
+    html = out.read_text(encoding="utf-8")
+    check_clean_page(html)
+    assert html.count('src="data:image/png;base64,') == len(FIGURES)
+    for number, label in enumerate(FIGURES, start=1):
+        assert re.search(rf'<figure id="{label}">.*?Figure\s+{number}:</span>', html, re.S), label
+    for label in TABLES:
+        assert f'<div id="{label}" class="table-float">' in html
+    assert "rnn_relu</code>/<code>baseline</code> on adding T = 40 seed 1 at step 37" in html
+    assert "2 of 2" in html and "This grid has no" not in html
+    text = re.sub(r"<[^>]+>", "", html)
+    assert "Total training compute: " in text and "seq_lens: [20, 40]" in text
+
+
+def test_real_report_adapts_to_a_grid_without_remedies(tmp_path: Path) -> None:
+    tables = write_study_tables(
+        tmp_path / "tables",
+        cells=("rnn_sigmoid", "my_cell"),
+        strategies={"plain": {}, "scaled": {"init": "scaled", "spectral_norm": 1.5}},
+        seeds=(0,),
+        diverge=("adding", 40, "rnn_sigmoid", "scaled", 0),
+    )
+    out = tmp_path / "report.html"
+    render_report(REPORT, out, tables, engine="offline")
+    html = out.read_text(encoding="utf-8")
+    check_clean_page(html)
+    for absent in (
+        "no <code>rnn_relu</code> cell",
+        "no normalisation strategy",
+        "no clipping strategy",
+        "no gated cell",
+    ):
+        assert f"This grid has {absent}" in html or f"This grid cannot compare activations: it has {absent}" in html
+    present = ("fig-derivatives", "fig-flow", "fig-traces", "fig-solved", "fig-theory")
+    assert html.count('src="data:image/png;base64,') == len(present)
+    for label in ("fig-activations", "fig-normalisation", "fig-clipping", "fig-gates"):
+        assert f'id="{label}"' not in html
+    assert "for the strategies with the scaled recurrent initialisation (<code>scaled</code>)." in html
+    assert "the correlation is undefined" in html

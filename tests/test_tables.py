@@ -1,0 +1,207 @@
+"""Study tables from small hand-made run directories (real files with the documented columns)."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from rnn_gradients import training
+from rnn_gradients.cli import main
+from rnn_gradients.tables import (
+    FLOW_COLUMNS,
+    PROBE_COLUMNS,
+    RUNTIME_FIELDS,
+    STEP_COLUMNS,
+    SUMMARY_FIELDS,
+    TABLE_FILES,
+    collect_tables,
+)
+
+RUN_KEYS = ["task", "seq_len", "cell", "strategy", "seed"]
+STUDY_CONFIG = {"cells": ["lstm", "rnn_tanh"], "seeds": [0, 1], "tasks": {"adding": [4]}}
+
+
+def _write_csv(path: Path, columns, rows) -> None:
+    with open(path, "w", newline="") as handle:
+        writer = csv.writer(handle, lineterminator="\n")
+        writer.writerow(columns)
+        writer.writerows(rows)
+
+
+def make_run(root: Path, cell: str, seed: int, *, rate: float, solved_at: int | None, diverged_at: int | None) -> Path:
+    """A run directory as training.py writes it: adding, T = 4, two training steps, probes at steps 0 and 2."""
+    run = root / "results" / "runs" / "adding" / "T4" / cell / "none" / f"seed{seed}"
+    run.mkdir(parents=True)
+    summary = {
+        "task": "adding",
+        "seq_len": 4,
+        "cell": cell,
+        "strategy": "none",
+        "seed": seed,
+        "metric": "mse",
+        "value": 0.01 * (seed + 1),
+        "chance": 1 / 6,
+        "error": 0.01 * (seed + 1),
+        "chance_error": 1 / 6,
+        "loss": 0.01 * (seed + 1),
+        "chance_loss": 1 / 6,
+        "solved": solved_at is not None,
+        "solve_threshold": 1 / 60,
+        "steps_to_solve": solved_at,
+        "diverged": diverged_at is not None,
+        "diverged_step": diverged_at,
+        "steps_run": 2,
+    }
+    runtime = {
+        "wall_time_s": 3.5,
+        "ms_per_step": 1.25,
+        "threads": 1,
+        "device": "cpu",
+        "torch_version": "2.13.0+cpu",
+        "python_version": "3.11.7",
+    }
+    (run / "summary.json").write_text(json.dumps(summary))
+    (run / "runtime.json").write_text(json.dumps(runtime))
+    (run / "config.json").write_text("{}")
+    _write_csv(run / "evals.csv", ["step", "test_loss", "test_metric", "test_error", "solved"], [])
+    steps = [
+        [1, 0.30, 2.0, 1.0, "True", "True", 0.1, 0.2, 0.3, 0.3, 1.5, ""],
+        [0, 0.40, 0.5, 0.5, "False", "True", 0.1, 0.2, 0.3, 0.3, 0.4, ""],
+    ]
+    _write_csv(run / "steps.csv", STEP_COLUMNS, steps)
+    probes = [
+        [probe_step, t, 3.0 * math.exp(rate * (4 - t)), 0.2, 0.8, 1.1, 0.6]
+        for probe_step in (2, 0)  # written out of order: the table sorts
+        for t in range(1, 5)
+    ]
+    _write_csv(run / "probes.csv", PROBE_COLUMNS, probes)
+    return run / "summary.json"
+
+
+@pytest.fixture()
+def runs(tmp_path: Path) -> list[Path]:
+    return [
+        make_run(tmp_path, "rnn_tanh", 1, rate=-0.7, solved_at=None, diverged_at=None),
+        make_run(tmp_path, "rnn_tanh", 0, rate=-0.7, solved_at=None, diverged_at=1),
+        make_run(tmp_path, "lstm", 0, rate=-0.1, solved_at=2, diverged_at=None),
+    ]
+
+
+def _read(out: Path, name: str) -> pd.DataFrame:
+    return pd.read_csv(out / name, keep_default_na=False, dtype=str)
+
+
+def test_column_names_are_the_training_loops():
+    assert STEP_COLUMNS == training.STEP_COLUMNS
+    assert PROBE_COLUMNS == training.PROBE_COLUMNS
+
+
+def test_tables_have_the_documented_columns_and_one_row_per_run(runs, tmp_path):
+    out = tmp_path / "results" / "tables"
+    collect_tables(runs, out, json.dumps(STUDY_CONFIG))
+    assert sorted(p.name for p in out.iterdir()) == sorted(TABLE_FILES)  # no temporary files left
+
+    accuracy = _read(out, "accuracy.csv")
+    assert list(accuracy.columns) == [*RUN_KEYS, *SUMMARY_FIELDS, *RUNTIME_FIELDS]
+    assert list(zip(accuracy["cell"], accuracy["seed"], strict=True)) == [
+        ("lstm", "0"),
+        ("rnn_tanh", "0"),
+        ("rnn_tanh", "1"),
+    ]
+    assert list(accuracy["solved"]) == ["True", "False", "False"]
+    assert list(accuracy["steps_to_solve"]) == ["2", "", ""]
+    assert list(accuracy["diverged_step"]) == ["", "1", ""]
+    assert list(accuracy["threads"]) == ["1", "1", "1"]
+
+    summary = _read(out, "accuracy_summary.csv")
+    assert list(summary.columns) == [
+        "task",
+        "seq_len",
+        "cell",
+        "strategy",
+        "metric",
+        "chance",
+        "n_seeds",
+        "mean",
+        "std",
+        "min",
+        "max",
+        "n_solved",
+        "solved_rate",
+        "n_diverged",
+        "diverged_rate",
+    ]
+    assert list(summary["cell"]) == ["lstm", "rnn_tanh"]
+    tanh = summary.iloc[1]
+    assert (tanh["n_seeds"], tanh["n_diverged"], tanh["diverged_rate"]) == ("2", "1", "0.5")
+    assert float(tanh["mean"]) == pytest.approx(0.015)
+    assert float(tanh["std"]) == pytest.approx(np.std([0.01, 0.02], ddof=1))
+
+    norms = _read(out, "gradient_norms.csv")
+    assert list(norms.columns) == [*RUN_KEYS, *STEP_COLUMNS]
+    assert len(norms) == 3 * 2
+    assert list(norms["step"][:2]) == ["0", "1"]
+    assert list(norms["clipped"][:2]) == ["False", "True"]
+    assert list(norms["grad_norm_norm"][:2]) == ["", ""]
+
+    flow = _read(out, "gradient_flow.csv")
+    assert list(flow.columns) == [*RUN_KEYS, *FLOW_COLUMNS]
+    assert len(flow) == 3 * 2 * 4
+    first = flow.iloc[:4]
+    assert list(first["probe_step"]) == ["0"] * 4
+    assert list(first["t"]) == ["1", "2", "3", "4"]
+    assert list(first["distance"]) == ["3", "2", "1", "0"]
+
+    decay = pd.read_csv(out / "decay_rates.csv")
+    assert list(decay.columns) == [
+        *RUN_KEYS,
+        "probe_step",
+        "decay_per_step",
+        "predicted_decay",
+        "gamma_eff",
+        "sigma_max",
+        "spectral_radius",
+        "n_points",
+    ]
+    assert len(decay) == 3 * 2
+    by_cell = decay.groupby("cell")
+    assert by_cell["decay_per_step"].mean().to_dict() == pytest.approx({"lstm": -0.1, "rnn_tanh": -0.7})
+    assert decay.loc[decay["cell"] == "rnn_tanh", "predicted_decay"].to_numpy() == pytest.approx(math.log(0.6 * 1.1))
+    assert decay.loc[decay["cell"] == "lstm", "predicted_decay"].isna().all()
+    assert (decay["n_points"] == 4).all()
+
+    assert json.loads((out / "study_config.json").read_text()) == STUDY_CONFIG
+
+
+def test_collect_through_the_command_line_is_deterministic(runs, tmp_path):
+    first, second = tmp_path / "a", tmp_path / "b"
+    config = json.dumps(STUDY_CONFIG)
+    assert main(["collect", "--out-dir", str(first), "--study-config", config, *map(str, runs)]) == 0
+    assert main(["collect", "--out-dir", str(second), "--study-config", config, *map(str, reversed(runs))]) == 0
+    for name in TABLE_FILES:
+        assert (first / name).read_bytes() == (second / name).read_bytes(), name
+
+
+def test_the_same_run_twice_is_an_error(runs, tmp_path):
+    with pytest.raises(ValueError, match=r"more than one summary.json for the run\(s\): adding/4/lstm/none/0"):
+        collect_tables([*runs, runs[2]], tmp_path / "out", "{}")
+
+
+def test_a_run_without_a_documented_column_is_named(runs, tmp_path):
+    probes = runs[0].parent / "probes.csv"
+    frame = pd.read_csv(probes).drop(columns="gamma_eff")
+    frame.to_csv(probes, index=False)
+    with pytest.raises(ValueError, match=rf"{probes} lacks the column\(s\) gamma_eff"):
+        collect_tables(runs, tmp_path / "out", "{}")
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_bad_study_config_is_refused(runs, tmp_path):
+    with pytest.raises(ValueError, match="--study-config is not valid JSON"):
+        collect_tables(runs, tmp_path / "out", "{tasks: adding}")

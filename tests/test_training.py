@@ -1,0 +1,193 @@
+"""The training loop: clipping order, divergence as a result, determinism, run directories, bad arguments."""
+
+import copy
+import json
+import math
+
+import pandas as pd
+import pytest
+import torch
+
+from rnn_gradients.strategies import Strategy
+from rnn_gradients.tasks import get_task, make_dataset, save_dataset
+from rnn_gradients.training import (
+    GradientMeter,
+    RunSpec,
+    build_model,
+    optimisation_step,
+    train_run,
+)
+
+RUN_FILES = ("config.json", "steps.csv", "evals.csv", "probes.csv", "summary.json", "runtime.json")
+
+
+def spec(**overrides):
+    base = dict(
+        task="adding",
+        seq_len=8,
+        cell="rnn_tanh",
+        strategy="none",
+        strategy_params={},
+        seed=0,
+        hidden_size=8,
+        batch_size=16,
+        steps=20,
+        eval_every=10,
+        probe_every=10,
+        probe_batch=16,
+        early_stop=False,
+        device="cpu",
+    )
+    base.update(overrides)
+    return RunSpec(**base)
+
+
+@pytest.fixture(scope="module")
+def data_path(tmp_path_factory):
+    path = tmp_path_factory.mktemp("data") / "adding.npz"
+    save_dataset(make_dataset("adding", 8, seed=0, train_size=128, test_size=64), path)
+    return path
+
+
+def test_clipped_step_differs_from_unclipped_exactly_as_clip_grad_norm_says():
+    task = get_task("adding")
+    run = spec()
+    dataset = make_dataset("adding", 8, seed=1, train_size=32, test_size=4)
+    x, y = task.to_tensors(dataset.train)
+    threshold = 0.05
+    clip = Strategy.from_dict("clip", {"clip_norm": threshold})
+    model = build_model(run, task, clip)
+    reference = copy.deepcopy(model)
+
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    row = optimisation_step(model, optimizer, GradientMeter(model), clip, task, x, y)
+    pre, post, clipped, finite = row[1:5]
+
+    ref_optimizer = torch.optim.SGD(reference.parameters(), lr=0.1)
+    task.loss(reference(x), y).backward()
+    expected_pre = torch.nn.utils.clip_grad_norm_(list(reference.parameters()), threshold)
+    ref_optimizer.step()
+
+    assert finite and clipped
+    assert pre == pytest.approx(expected_pre.item(), rel=1e-6)
+    assert pre > threshold
+    assert post == pytest.approx(threshold, rel=1e-4)
+    for ours, theirs in zip(model.parameters(), reference.parameters(), strict=True):
+        torch.testing.assert_close(ours, theirs, rtol=0, atol=1e-7)
+
+    unclipped = copy.deepcopy(reference)
+    row_none = optimisation_step(
+        unclipped,
+        torch.optim.SGD(unclipped.parameters(), lr=0.1),
+        GradientMeter(unclipped),
+        Strategy.from_dict("none", {}),
+        task,
+        x,
+        y,
+    )
+    assert row_none[2] == row_none[1] and row_none[3] is False
+
+
+def test_per_group_norms_add_up_to_the_global_norm():
+    task = get_task("adding")
+    strategy = Strategy.from_dict("ln", {"norm": "layer"})
+    model = build_model(spec(), task, strategy)
+    x, y = task.to_tensors(make_dataset("adding", 8, seed=2, train_size=16, test_size=4).train)
+    row = optimisation_step(
+        model, torch.optim.SGD(model.parameters(), lr=0.0), GradientMeter(model), strategy, task, x, y
+    )
+    groups = [g for g in row[5:] if not math.isnan(g)]
+    assert len(groups) == 6  # weight_ih, weight_hh, bias_ih, bias_hh, head, norm
+    assert math.sqrt(sum(g * g for g in groups)) == pytest.approx(row[1], rel=1e-9)
+
+
+def test_forced_explosion_is_recorded_as_diverged_not_raised(tmp_path, data_path):
+    explode = spec(
+        cell="rnn_relu",
+        strategy="explode",
+        strategy_params={"init": "scaled", "spectral_norm": 60.0},
+        seq_len=8,
+        learning_rate=1.0,
+        optimizer="sgd",
+        steps=50,
+    )
+    summary = train_run(explode, data_path, tmp_path / "run")
+    assert summary["diverged"] is True
+    assert isinstance(summary["diverged_step"], int)
+    assert summary["solved"] is False
+    steps = pd.read_csv(tmp_path / "run" / "steps.csv")
+    last = steps.iloc[-1]
+    assert last["step"] == summary["diverged_step"]
+    assert not last["finite"]
+    assert steps["finite"].iloc[:-1].all()
+    assert summary["steps_run"] == summary["diverged_step"]
+    assert json.loads((tmp_path / "run" / "summary.json").read_text())["diverged"] is True
+
+
+def test_same_spec_and_seed_give_byte_identical_outputs(tmp_path, data_path):
+    run = spec(strategy="clip", strategy_params={"clip_norm": 0.5}, cell="lstm")
+    train_run(run, data_path, tmp_path / "a")
+    train_run(run, data_path, tmp_path / "b")
+    for name in RUN_FILES:
+        if name != "runtime.json":
+            assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes(), name
+    other_seed = spec(strategy="clip", strategy_params={"clip_norm": 0.5}, cell="lstm", seed=1)
+    train_run(other_seed, data_path, tmp_path / "c")
+    assert (tmp_path / "a" / "steps.csv").read_bytes() != (tmp_path / "c" / "steps.csv").read_bytes()
+
+
+def test_run_directory_contents(tmp_path, data_path):
+    summary = train_run(spec(cell="gru"), data_path, tmp_path / "run")
+    assert sorted(p.name for p in (tmp_path / "run").iterdir()) == sorted(RUN_FILES)
+    assert not list(tmp_path.glob(".tmp-*"))
+    steps = pd.read_csv(tmp_path / "run" / "steps.csv")
+    assert len(steps) == 20 and list(steps["step"]) == list(range(20))
+    assert (steps["grad_norm_pre"] == steps["grad_norm_post"]).all() and not steps["clipped"].any()
+    probes = pd.read_csv(tmp_path / "run" / "probes.csv")
+    assert sorted(probes["probe_step"].unique()) == [0, 10, 20]
+    assert (probes.groupby("probe_step")["t"].apply(list) == [list(range(1, 9))] * 3).all()
+    assert probes["gamma_eff"].isna().all()  # gated cell: γ_eff is a vanilla-cell quantity
+    evals = pd.read_csv(tmp_path / "run" / "evals.csv")
+    assert list(evals["step"]) == [0, 10, 20]
+    assert summary["steps_run"] == 20
+    assert summary["chance"] == pytest.approx(1 / 6)
+    assert summary["value"] == pytest.approx(evals["test_metric"].iloc[-1])
+    runtime = json.loads((tmp_path / "run" / "runtime.json").read_text())
+    assert runtime["threads"] == 1 and runtime["torch_version"] == torch.__version__
+
+
+def test_early_stop_ends_a_solved_run(tmp_path, data_path):
+    summary = train_run(spec(cell="lstm", solved_fraction=1.0, early_stop=True, steps=200), data_path, tmp_path / "run")
+    # solved_fraction 1.0 means "at least as good as chance", which the first evaluations reach.
+    assert summary["solved"] and summary["steps_to_solve"] == summary["steps_run"] < 200
+
+
+def test_dataset_must_match_the_run(tmp_path, data_path):
+    with pytest.raises(ValueError, match="holds task 'adding' at T=8, but the run is 'adding' at T=9"):
+        train_run(spec(seq_len=9), data_path, tmp_path / "run")
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"task": "adder"}, "unknown task 'adder'.*adding, copy, temporal_order"),
+        ({"cell": "rnn_tan"}, "rnn_tan.*rnn_tanh, rnn_sigmoid, rnn_relu, lstm, gru"),
+        ({"strategy_params": {"clip_norm": -1.0}}, "clip_norm must be a positive finite number, got -1.0"),
+        ({"strategy_params": {"clip_nrom": 1.0}}, "unknown key.*clip_nrom.*allowed keys"),
+    ],
+)
+def test_bad_arguments_name_the_value_and_the_valid_ones(tmp_path, data_path, overrides, message):
+    with pytest.raises(ValueError, match=message):
+        train_run(spec(**overrides), data_path, tmp_path / "run")
+    assert not (tmp_path / "run").exists()
+
+
+def test_run_spec_rejects_short_sequences_and_unknown_keys():
+    with pytest.raises(ValueError, match="seq_len must be at least 2, got 1"):
+        spec(seq_len=1)
+    with pytest.raises(ValueError, match="optimizer 'adamw' is not allowed; allowed: adam, rmsprop, sgd"):
+        spec(optimizer="adamw")
+    with pytest.raises(ValueError, match="unknown key.*lr"):
+        RunSpec.from_dict({**spec().to_dict(), "lr": 0.1})
+    assert RunSpec.from_json(json.dumps(spec().to_dict())) == spec()

@@ -1,0 +1,66 @@
+# Shared by every stage: the study grid, the file layout and the one target-building function.
+import json
+import os
+from pathlib import Path
+
+import rnn_gradients
+from rnn_gradients.study import RunKey, expand_runs, run_dir, run_spec
+from rnn_gradients.tables import TABLE_FILES
+
+
+RUNS = expand_runs(STUDY)
+RUN_FILES = ("config.json", "steps.csv", "evals.csv", "probes.csv", "summary.json", "runtime.json")
+# Code is read from the repository and the installed package; results go to the working directory.
+PACKAGE_DIR = Path(rnn_gradients.__file__).parent
+REPORT_DIR = Path(workflow.basedir) / "report"
+REPORT_QMD = REPORT_DIR / "report.qmd"
+
+
+wildcard_constraints:
+    task="|".join(STUDY["tasks"]),
+    seq_len=r"\d+",
+    cell="|".join(STUDY["cells"]),
+    strategy="|".join(STUDY["strategies"]),
+    seed=r"\d+",
+
+
+def final_targets(report=True):
+    """Everything the study consists of: every file of every run, the tables and (by default) the report.
+
+    The report alone would be enough to build everything once, but Snakemake (>= 7.7) does not rebuild a deleted
+    intermediate file while the files after it are up to date. Listing the runs and tables as targets makes a
+    deleted or incomplete run rerun, and then the tables and the report after it.
+    """
+    targets = [path for name in RUN_FILES for path in run_files(name)] + table_files()
+    return targets + ["results/report/report.html"] if report else targets
+
+
+def run_files(name):
+    """One file of every run directory of the grid, e.g. every summary.json."""
+    return [f"{run_dir(key)}/{name}" for key in RUNS]
+
+
+def table_files():
+    return [f"results/tables/{name}" for name in TABLE_FILES]
+
+
+def report_assets():
+    """The report folder's other files (e.g. its stylesheet): render copies the whole folder."""
+    files = [p for p in REPORT_DIR.glob("*") if p.is_file() and not p.name.startswith(".")]
+    return sorted(str(p) for p in files if p != REPORT_QMD)
+
+
+def package_files(*modules):
+    """Package modules a step's output depends on (edits rerun the step)."""
+    return [str(PACKAGE_DIR / f"{module}.py") for module in modules]
+
+
+def run_spec_json(wildcards):
+    """The run's resolved spec: a deterministic function of the config, so only changed runs rerun."""
+    key = RunKey(wildcards.task, int(wildcards.seq_len), wildcards.cell, wildcards.strategy, int(wildcards.seed))
+    return json.dumps(run_spec(STUDY, key), sort_keys=True, separators=(",", ":"))
+
+
+def parent_of(name):
+    """A params function giving the directory of the job's output `name`."""
+    return lambda wildcards, output: os.path.dirname(output[name])

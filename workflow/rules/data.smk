@@ -1,0 +1,21 @@
+# One dataset per task, T and seed, shared by every cell and strategy of that grid point.
+rule generate:
+    output:
+        data="results/data/{task}/T{seq_len}/seed{seed}.npz",
+    log:
+        "results/logs/data/{task}/T{seq_len}/seed{seed}.log",
+    benchmark:
+        "results/benchmarks/data/{task}/T{seq_len}/seed{seed}.tsv"
+    params:
+        train_size=STUDY["data"]["train_size"],
+        test_size=STUDY["data"]["test_size"],
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=10,
+    conda:
+        "../envs/rnn_gradients.yaml"
+    shell:
+        "python -m rnn_gradients generate --task {wildcards.task} --seq-len {wildcards.seq_len}"
+        " --seed {wildcards.seed} --train-size {params.train_size} --test-size {params.test_size}"
+        " --out {output.data:q} > {log:q} 2>&1"
