@@ -1,9 +1,9 @@
 # The study of vanishing and exploding gradients: generate data -> train every run -> collect tables -> report.
 # Every step calls the rnn_gradients command line; the logic lives in the package (docs/architecture.md).
 #
-#   snakemake --workflow-profile workflow/profiles/default            # the whole study, then the report
-#   snakemake --workflow-profile workflow/profiles/default -n         # what would run, and why
-#   snakemake ... --configfile my_study.yaml                           # another study (replaces config/config.yaml)
+#   snakemake                                  # the whole study, then the report (profile: profiles/default)
+#   snakemake -n                               # what would run, and why
+#   snakemake --configfile my_study.yaml       # another study (replaces config/config.yaml)
 import sys
 from pathlib import Path
 

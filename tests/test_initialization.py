@@ -39,7 +39,11 @@ def test_default_init_is_pytorch_uniform_and_seeded() -> None:
     init_default(model, generator(7))
     assert torch.equal(torch.random.get_rng_state(), rng_before)
     bound = 1 / math.sqrt(H)
-    for param in model.parameters():
+    cell = model.recurrent.cell
+    forget = slice(H, 2 * H)
+    assert torch.all(cell.bias_ih[forget] == 1.0) and torch.all(cell.bias_hh[forget] == 0.0)  # b_f = 1
+    uniform = [cell.weight_ih, cell.weight_hh, cell.bias_ih[:H], cell.bias_ih[2 * H :], cell.bias_hh[:H]]
+    for param in [*uniform, *model.head.parameters()]:
         assert param.abs().max() <= bound
         assert param.abs().max() > 0.8 * bound  # uniform over the whole range, not a narrower one
     # init_default draws in the same order as construction: cell, then head.

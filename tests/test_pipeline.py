@@ -204,7 +204,7 @@ def test_a_changed_bundle_reruns_only_that_strategys_runs(study_dir, study):
 def test_a_configfile_replaces_the_default_study(tmp_path):
     workdir = new_study(tmp_path, ROOT / "config" / "config.yaml")
     default = planned_jobs(snakemake(workdir, "-n", "tables").stdout)
-    assert Counter(rule for rule, _ in default) == {"generate": 4, "train": 140, "collect": 1, "tables": 1}
+    assert Counter(rule for rule, _ in default) == {"generate": 4, "train": 160, "collect": 1, "tables": 1}
     tiny = planned_jobs(snakemake(workdir, "-n", "tables", "--configfile", str(TINY)).stdout)
     assert Counter(rule for rule, _ in tiny) == {"generate": 3, "train": 12, "collect": 1, "tables": 1}
 

@@ -42,19 +42,19 @@ def test_default_config_is_valid_and_expands_to_the_full_grid(config):
     study = load_study(config, SCHEMA)
     runs = expand_runs(study)
     # (2 + 2 lengths) x 5 cells x 7 strategies x 1 seed
-    assert len(runs) == 4 * 5 * 7 * 1 == 140
+    assert len(runs) == 4 * 5 * 8 * 1 == 160
     assert len({run_dir(key) for key in runs}) == len(runs)
-    assert runs[0] == RunKey("adding", 20, "rnn_tanh", "none", 0)
-    assert runs[-1] == RunKey("temporal_order", 80, "gru", "exploding_clip", 0)
+    assert runs[0] == RunKey("adding", 10, "rnn_tanh", "none", 0)
+    assert runs[-1] == RunKey("temporal_order", 50, "gru", "exploding_clip", 0)
 
 
 def test_schema_defaults_fill_an_empty_config_and_leave_the_input_alone(config):
     study = load_study({}, SCHEMA)
-    assert study["tasks"] == {"adding": [20, 80], "temporal_order": [20, 80]}
+    assert study["tasks"] == {"adding": [10, 60], "temporal_order": [20, 50]}
     assert study["cells"] == list(CELL_TYPES)
     assert study["seeds"] == [0]
     assert study["data"] == {"train_size": 10000, "test_size": 1000}
-    assert study["training"]["learning_rate"] == {"default": 0.001}
+    assert study["training"]["learning_rate"] == {"default": 0.002}
     assert study["strategies"]["none"] == {
         "clip_norm": None,
         "clip_value": None,
@@ -208,7 +208,7 @@ def test_run_spec_holds_exactly_the_runspec_fields(config):
     spec = run_spec(study, key)
     assert set(spec) == {f.name for f in fields(RunSpec)}
     assert RunSpec.from_dict(json.loads(json.dumps(spec))).to_dict() == spec
-    assert spec["strategy_params"] == {"init": "scaled", "spectral_norm": 3.0, "clip_norm": 1.0}
+    assert spec["strategy_params"] == {"init": "scaled", "spectral_norm": 4.0, "clip_norm": 1.0}
     assert (spec["task"], spec["seq_len"], spec["cell"], spec["seed"]) == ("adding", 80, "gru", 0)
     assert RunKey._fields == RUN_KEYS
 

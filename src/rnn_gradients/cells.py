@@ -177,6 +177,20 @@ class LSTMCell(RecurrentCell):
     family = "lstm"
     gates = 4
     candidate_gate = 2
+    forget_bias = 1.0
+
+    def reset_parameters(self, generator: torch.Generator) -> None:
+        """PyTorch's default U(−1/√H, 1/√H), then the forget-gate bias b_f = 1 (in bias_ih; zero in bias_hh).
+
+        A forget bias of 1 is the common LSTM default (Gers, Schmidhuber & Cummins 2000; Jozefowicz, Zaremba &
+        Sutskever 2015): the cell state is kept, not halved, at every step at initialisation. Without it the
+        LSTM failed temporal order at T = 50 in the study's tuning runs, at odds with the literature.
+        """
+        super().reset_parameters(generator)
+        forget = slice(self.hidden_size, 2 * self.hidden_size)
+        with torch.no_grad():
+            self.bias_ih[forget] = self.forget_bias
+            self.bias_hh[forget] = 0.0
 
     def initial_state(self, batch: int, like: Tensor) -> tuple[Tensor, Tensor]:
         zeros = like.new_zeros(batch, self.hidden_size)

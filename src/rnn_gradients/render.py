@@ -25,13 +25,14 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
+
+from rnn_gradients.runio import atomic_write_text
 
 TABLES_ENV = "RNN_GRADIENTS_TABLES"
 RENDERER_ENV = "RNN_GRADIENTS_RENDERER"
@@ -117,7 +118,7 @@ def render_quarto(qmd: Path, out_html: Path, tables_dir: Path, *, timeout: int =
         if done.returncode != 0:
             raise RenderError(f"quarto render of {qmd} failed ({done.returncode}):\n{done.stderr[-6000:]}")
         page = (work / out_html.name).read_text(encoding="utf-8")
-    _write_atomic(out_html, page)
+    atomic_write_text(out_html, page)
 
 
 @dataclass(frozen=True)
@@ -249,7 +250,7 @@ def render_offline(qmd: Path, out_html: Path, tables_dir: Path, *, timeout: int 
     external = _EXTERNAL.search(html)
     if external:
         raise RenderError(f"the page would load an external resource: {external.group(0)[:200]}")
-    _write_atomic(out_html, html)
+    atomic_write_text(out_html, html)
 
 
 def _execute(notebook: Any, qmd: Path, env: dict[str, str], timeout: int, kernel_log: Path) -> None:
@@ -518,19 +519,6 @@ def _pandoc(markdown: str, page: PageOptions, stylesheets: list[Path], resource_
         return pypandoc.convert_text(markdown, to="html5", format="markdown-citations", extra_args=args)
     except RuntimeError as err:
         raise RenderError(f"pandoc failed: {err}") from err
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    """Write beside ``path`` and rename, so the page appears whole or not at all (normal file permissions)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex}.tmp")
-    try:
-        with temporary.open("x", encoding="utf-8") as stream:
-            stream.write(text)
-        os.replace(temporary, path)
-    except BaseException:
-        temporary.unlink(missing_ok=True)
-        raise
 
 
 # Page layout for pandoc's standalone HTML (Quarto brings its own theme): readable measure, a sidebar table of

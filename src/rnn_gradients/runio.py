@@ -15,9 +15,10 @@ import math
 import os
 import shutil
 import tempfile
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 _TMP_PREFIX = ".tmp-"
 
@@ -54,18 +55,30 @@ def write_csv(path: Path, columns: Sequence[str], rows: Iterable[Sequence[Any]])
             writer.writerow([_format_cell(value) for value in row])
 
 
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write a text file through a temporary file in the same directory and ``os.replace``."""
+@contextmanager
+def atomic_open(path: Path, mode: str = "w", **kwargs: Any) -> Iterator[IO[Any]]:
+    """Open a temporary file beside ``path`` for writing; on a clean exit it is renamed onto ``path``.
+
+    The file therefore appears whole or not at all; on an exception the temporary file is removed. Published
+    files get ordinary permissions (0644), not mkstemp's private ones.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=_TMP_PREFIX, dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f"{_TMP_PREFIX}{path.name}-", dir=path.parent)
     try:
-        with os.fdopen(fd, "w") as handle:
-            handle.write(text)
+        with os.fdopen(fd, mode, **kwargs) as handle:
+            yield handle
+        os.chmod(tmp, 0o644)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write a text file atomically (see :func:`atomic_open`)."""
+    with atomic_open(path, "w", encoding="utf-8") as handle:
+        handle.write(text)
 
 
 class RunDirectoryWriter:

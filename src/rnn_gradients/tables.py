@@ -11,8 +11,6 @@ place, so a reader never sees half a table.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -20,7 +18,7 @@ from typing import Any
 import pandas as pd
 
 from rnn_gradients.analysis import RUN_KEYS, decay_rates, summarise_accuracy
-from rnn_gradients.runio import atomic_write_text, read_json
+from rnn_gradients.runio import atomic_open, atomic_write_text, read_json
 
 SUMMARY_FIELDS: tuple[str, ...] = (
     "metric",
@@ -156,12 +154,6 @@ def _sorted(frame: pd.DataFrame, by: Sequence[str]) -> pd.DataFrame:
 
 
 def _write_csv(frame: pd.DataFrame, path: Path) -> None:
-    """CSV through a temporary file in the same directory and ``os.replace``; floats in full precision."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", newline="") as handle:
-            frame.to_csv(handle, index=False, lineterminator="\n")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """CSV written atomically (:func:`rnn_gradients.runio.atomic_open`); floats in full precision."""
+    with atomic_open(path, "w", newline="") as handle:
+        frame.to_csv(handle, index=False, lineterminator="\n")

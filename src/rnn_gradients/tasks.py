@@ -23,8 +23,6 @@ A :class:`Dataset` holds a train and a test split drawn from independent child s
 from __future__ import annotations
 
 import math
-import os
-import tempfile
 import zipfile
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
@@ -35,6 +33,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+
+from rnn_gradients.runio import atomic_open
 
 TASK_NAMES: tuple[str, ...] = ("adding", "copy", "temporal_order", "first_symbol")
 
@@ -418,18 +418,8 @@ def save_dataset(dataset: Dataset, path: Path) -> None:
     for split in SPLITS:
         for key, array in getattr(dataset, split).items():
             payload[f"{split}/{key}"] = array
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            np.savez_compressed(handle, **payload)
-            handle.flush()
-            os.fsync(handle.fileno())
-        # mkstemp creates the file owner-only; a data file should read like any other output.
-        os.chmod(tmp_name, 0o644)
-        os.replace(tmp_name, path)
-    except BaseException:
-        Path(tmp_name).unlink(missing_ok=True)
-        raise
+    with atomic_open(path, "wb") as handle:
+        np.savez_compressed(handle, **payload)
 
 
 def _check_split(path: Path, task: Task, seq_len: int, split: str, arrays: dict[str, np.ndarray]) -> None:
