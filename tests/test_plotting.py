@@ -239,3 +239,20 @@ def test_sort_runs_follows_report_order(palette: rp.Palette) -> None:
     assert list(zip(ordered["task"], ordered["seq_len"], ordered["cell"], strict=True)) == [
         ("b", 10, "lstm"), ("a", 10, "rnn_tanh"), ("a", 10, "lstm"), ("a", 40, "lstm"),
     ]  # fmt: skip
+
+
+def test_a_wrapped_legend_spreads_its_entries_evenly_and_reads_row_by_row() -> None:
+    cells = ("rnn_tanh", "rnn_sigmoid", "rnn_relu", "lstm", "gru")
+    tables = make_study_tables(cells=cells, strategies={"baseline": {}}, seeds=(0,), diverge=None)
+    fig = rp.plot_metric_vs_length(tables["accuracy_summary"], hue="cell")
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    (legend,) = fig.legends
+    boxes = {t.get_text(): t.get_window_extent(renderer) for t in legend.get_texts()}
+    order = [*cells, "chance baseline"]
+    assert sorted(boxes) == sorted(order)
+    rows = [order[:3], order[3:]]
+    for row in rows:
+        assert len({round(boxes[label].y0) for label in row}) == 1
+        assert [boxes[label].x0 for label in row] == sorted(boxes[label].x0 for label in row)
+    assert boxes[rows[0][0]].y0 > boxes[rows[1][0]].y0

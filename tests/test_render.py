@@ -10,6 +10,7 @@ import pytest
 from fixtures_tables import write_study_tables
 
 from rnn_gradients.render import (
+    PageOptions,
     RenderError,
     cell_options,
     render_report,
@@ -99,6 +100,13 @@ def test_front_matter_and_cell_options_parse() -> None:
         cell_options("#| just text\nx = 1")
 
 
+def test_code_overflow_follows_quartos_option() -> None:
+    assert PageOptions.from_front_matter({}).code_overflow == "scroll"
+    assert PageOptions.from_front_matter({"format": {"html": {"code-overflow": "wrap"}}}).code_overflow == "wrap"
+    with pytest.raises(ValueError, match="code-overflow"):
+        PageOptions.from_front_matter({"code-overflow": "hide"})
+
+
 def test_crossrefs_resolve_in_prose_only_and_unknown_ones_fail() -> None:
     labels = {"fig-a": "Figure 2", "sec-b": "Section 1.3"}
     text = "See @fig-a, [-@fig-a] and [@sec-b]. Mail a@fig-a.org; `@fig-a`.\n```\n@fig-a\n```"
@@ -131,6 +139,7 @@ def test_offline_render_of_a_small_document(tmp_path: Path) -> None:
     assert "visible output" in html
     assert '<nav id="TOC"' in html and 'class="header-section-number">2</span>' in html
     assert "<title>Tiny report</title>" in html
+    assert "pre code, pre > code.sourceCode { white-space: pre-wrap;" not in html
     assert not EXTERNAL.search(html)
 
 
@@ -174,17 +183,34 @@ FIGURES = (
 TABLES = ("tbl-tasks", "tbl-decay", "tbl-strategies", "tbl-accuracy", "tbl-gradnorms")
 
 
+def table_rows(html: str, label: str) -> list[list[str]]:
+    """The header and body rows of one numbered table of the page, as the text of their cells."""
+    start = html.index(f'<div id="{label}" class="table-float">')
+    body = html[start : html.index("</table>", start)]
+    rows = re.findall(r"<tr[^>]*>(.*?)</tr>", body, re.S)
+    return [
+        [re.sub(r"<[^>]+>", "", cell).strip() for cell in re.findall(r"<t[hd][^>]*>(.*?)</t[hd]>", row, re.S)]
+        for row in rows
+    ]
+
+
 def check_clean_page(html: str) -> None:
     for heading in SECTIONS:
         assert re.search(rf'<span class="header-section-number">[\d.]+</span>\s*{re.escape(heading)}</h[12]>', html)
-    for marker in ("Traceback", "Error:", "Exception", "nan %", 'class="cell-output"', "?@"):
+    for marker in ("Traceback", "Error:", "Exception", "nan %", 'class="cell-output"', "?@", "± –"):
         assert marker not in html
     assert not EXTERNAL.search(html)
     assert "<li><strong>Renderer:</strong> offline.</li>" in html
 
 
 def test_real_report_on_a_full_grid(tmp_path: Path) -> None:
-    tables = write_study_tables(tmp_path / "tables")
+    # The pipeline's study_config.json spells out every key of every bundle, defaults included.
+    strategies = {
+        "baseline": {"clip_norm": None, "norm": "none", "init": "default", "chrono": False},
+        "clip": {"clip_norm": 1.0, "clip_value": None, "spectral_norm": None},
+        "layer_norm": {"norm": "layer", "init": "default"},
+    }
+    tables = write_study_tables(tmp_path / "tables", strategies=strategies)
     out = tmp_path / "report.html"
     assert render_report(REPORT, out, tables, engine="offline") == "offline"
     html = out.read_text(encoding="utf-8")
@@ -198,6 +224,26 @@ def test_real_report_on_a_full_grid(tmp_path: Path) -> None:
     assert "2 of 2" in html and "This grid has no" not in html
     text = re.sub(r"<[^>]+>", "", html)
     assert "Total training compute: " in text and "seq_lens: [20, 40]" in text
+    config_yaml = text[text.index("shown as YAML") :]
+    assert "baseline: {}" in config_yaml and "clip: {clip_norm: 1.0}" in config_yaml
+    assert "layer_norm: {norm: layer}" in config_yaml and "null" not in config_yaml and "chrono" not in config_yaml
+    assert "pre code, pre > code.sourceCode { white-space: pre-wrap;" in html
+
+    decay = table_rows(html, "tbl-decay")
+    assert decay[0] == ["task", "T", "cell", "strategy", "at initialisation", "after training"]
+    assert len(decay) == 1 + 2 * 2 * 3 * 3
+    assert all(re.fullmatch(r"[+−]\d\.\d{3}", value) for row in decay[1:] for value in row[4:])
+    strategies_table = table_rows(html, "tbl-strategies")
+    assert strategies_table[0] == ["strategy", "clip_norm", "norm"]
+    assert strategies_table[1:] == [["baseline", "", ""], ["clip", "1.0", ""], ["layer_norm", "", "layer"]]
+
+    accuracy = table_rows(html, "tbl-accuracy")
+    assert accuracy[0] == ["task", "T", "cell", "strategy", "mean ± sd", "range", "solved", "diverged"]
+    by_run = {tuple(row[:4]): row[4:] for row in accuracy[1:]}
+    # One of the two seeds diverged: the one finite metric has no spread to show.
+    mean, spread, solved, diverged = by_run[("adding", "40", "rnn_relu", "baseline")]
+    assert "±" not in mean and "–" not in spread and (solved, diverged) == ("0/2", "1/2")
+    assert re.fullmatch(r"\S+ ± \S+", by_run[("adding", "40", "rnn_tanh", "baseline")][0])
 
 
 def test_real_report_adapts_to_a_grid_without_remedies(tmp_path: Path) -> None:
@@ -225,3 +271,6 @@ def test_real_report_adapts_to_a_grid_without_remedies(tmp_path: Path) -> None:
         assert f'id="{label}"' not in html
     assert "for the strategies with the scaled recurrent initialisation (<code>scaled</code>)." in html
     assert "the correlation is undefined" in html
+    accuracy = table_rows(html, "tbl-accuracy")
+    assert accuracy[0] == ["task", "T", "cell", "strategy", "value", "solved", "diverged"]
+    assert not any("±" in value for row in accuracy for value in row)

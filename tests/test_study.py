@@ -45,12 +45,12 @@ def test_default_config_is_valid_and_expands_to_the_full_grid(config):
     assert len(runs) == 4 * 5 * 8 * 1 == 160
     assert len({run_dir(key) for key in runs}) == len(runs)
     assert runs[0] == RunKey("adding", 10, "rnn_tanh", "none", 0)
-    assert runs[-1] == RunKey("temporal_order", 50, "gru", "exploding_clip", 0)
+    assert runs[-1] == RunKey("temporal_order", 65, "gru", "exploding_clip", 0)
 
 
 def test_schema_defaults_fill_an_empty_config_and_leave_the_input_alone(config):
     study = load_study({}, SCHEMA)
-    assert study["tasks"] == {"adding": [10, 60], "temporal_order": [20, 50]}
+    assert study["tasks"] == {"adding": [10, 60], "temporal_order": [20, 65]}
     assert study["cells"] == list(CELL_TYPES)
     assert study["seeds"] == [0]
     assert study["data"] == {"train_size": 10000, "test_size": 1000}

@@ -11,7 +11,6 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from rnn_gradients import training
 from rnn_gradients.cli import main
 from rnn_gradients.tables import (
     FLOW_COLUMNS,
@@ -95,11 +94,6 @@ def runs(tmp_path: Path) -> list[Path]:
 
 def _read(out: Path, name: str) -> pd.DataFrame:
     return pd.read_csv(out / name, keep_default_na=False, dtype=str)
-
-
-def test_column_names_are_the_training_loops():
-    assert STEP_COLUMNS == training.STEP_COLUMNS
-    assert PROBE_COLUMNS == training.PROBE_COLUMNS
 
 
 def test_tables_have_the_documented_columns_and_one_row_per_run(runs, tmp_path):

@@ -268,14 +268,25 @@ def _message_figure(message: str) -> Figure:
 
 
 def _legend(fig: Figure, handles: Sequence[Any], *, side: Literal["bottom", "right"] = "bottom") -> None:
-    """One legend for the whole figure, outside the panels; below wraps into as many rows as the width needs."""
+    """One legend for the whole figure, outside the panels.
+
+    Below the panels it takes as many rows as the width needs, with the entries spread evenly over the rows
+    and reading left to right, row by row.
+    """
+    handles = list(handles)
     if not handles:
         return
     if side == "right":
         loc, ncols = "outside right upper", 1
     else:
-        loc, ncols = "outside lower center", max(1, min(len(handles), int(fig.get_figwidth() / 1.55)))
-    fig.legend(handles=list(handles), loc=loc, ncols=ncols, fontsize=_LEGEND_SIZE, frameon=False)
+        per_row = max(1, min(len(handles), int(fig.get_figwidth() / 1.55)))
+        nrows = math.ceil(len(handles) / per_row)
+        loc, ncols = "outside lower center", math.ceil(len(handles) / nrows)
+        # matplotlib fills a legend column by column (the first columns taking any extra entry), so lay the
+        # rows out and hand the entries over column by column.
+        rows = [handles[i : i + ncols] for i in range(0, len(handles), ncols)]
+        handles = [row[c] for c in range(ncols) for row in rows if c < len(row)]
+    fig.legend(handles=handles, loc=loc, ncols=ncols, fontsize=_LEGEND_SIZE, frameon=False)
 
 
 def _hide_unused(axes: np.ndarray, used: int) -> None:

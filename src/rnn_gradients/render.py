@@ -135,6 +135,7 @@ class PageOptions:
     toc_title: str = "Contents"
     number_sections: bool = False
     math: str = "mathml"
+    code_overflow: Literal["scroll", "wrap"] = "scroll"
     css: tuple[str, ...] = ()
     cell_defaults: dict[str, Any] = field(default_factory=lambda: dict(_CELL_DEFAULTS))
 
@@ -146,6 +147,9 @@ class PageOptions:
         math = options.get("html-math-method", "mathml")
         math = str(math.get("method") if isinstance(math, Mapping) else math)
         css = options.get("css") or ()
+        code_overflow = options.get("code-overflow", "scroll")
+        if code_overflow not in ("scroll", "wrap"):
+            raise ValueError(f"code-overflow must be 'scroll' or 'wrap', got {code_overflow!r}")
         execute = front.get("execute") if isinstance(front.get("execute"), Mapping) else {}
         return cls(
             title=_text_or_none(options.get("title")),
@@ -158,6 +162,7 @@ class PageOptions:
             toc_title=str(options.get("toc-title", "Contents")),
             number_sections=bool(options.get("number-sections", False)),
             math=math,
+            code_overflow=code_overflow,
             css=(css,) if isinstance(css, str) else tuple(str(c) for c in css),
             cell_defaults={**_CELL_DEFAULTS, **{k: v for k, v in execute.items() if k in _CELL_DEFAULTS}},
         )
@@ -244,7 +249,7 @@ def render_offline(qmd: Path, out_html: Path, tables_dir: Path, *, timeout: int 
         _execute(notebook, qmd, _cell_environment(tables_dir, "offline"), timeout, work / "kernel.log")
         markdown = _assemble(notebook.cells, options, work, page)
         layout = work / "page-layout.css"
-        layout.write_text(_PAGE_CSS, encoding="utf-8")
+        layout.write_text(_PAGE_CSS + (_WRAP_CODE_CSS if page.code_overflow == "wrap" else ""), encoding="utf-8")
         stylesheets = [layout, *sheets]
         html = _pandoc(_metadata_block(page) + markdown, page, stylesheets, [work, qmd.parent])
     external = _EXTERNAL.search(html)
@@ -589,10 +594,9 @@ figcaption, .figure-caption {
 .table-scroll { overflow: auto; max-height: 36rem; border: 1px solid var(--rule); border-radius: 6px; }
 table { border-collapse: collapse; font-size: 0.85rem; font-variant-numeric: tabular-nums; margin: 0; }
 .table-scroll table { width: 100%; }
-th, td { padding: 0.38rem 0.75rem; border-bottom: 1px solid var(--rule); vertical-align: top; }
+th, td { padding: 0.38rem 0.6rem; border-bottom: 1px solid var(--rule); vertical-align: top; }
 td[style*="right"] { white-space: nowrap; }
-thead th { position: sticky; top: 0; background: #fff; border-bottom: 2px solid #9aa3ad; font-weight: 650;
-  white-space: nowrap; }
+thead th { position: sticky; top: 0; background: #fff; border-bottom: 2px solid #9aa3ad; font-weight: 650; }
 tbody tr:nth-child(even) { background: #fafbfc; }
 tbody tr:hover { background: #eef4fa; }
 blockquote { margin: 1rem 0; padding: 0.2rem 1rem; border-left: 4px solid var(--rule); color: var(--muted); }
@@ -602,4 +606,11 @@ hr { border: none; border-top: 1px solid var(--rule); margin: 2rem 0; }
   body { margin: 0 auto; max-width: none; padding: 0; }
   .table-scroll { max-height: none; overflow: visible; }
 }
+"""
+
+# Quarto's ``code-overflow: wrap``: long code lines wrap inside the block instead of scrolling sideways, with a
+# hanging indent so a continuation is not mistaken for a new line (pandoc's own print rules for highlighted code).
+_WRAP_CODE_CSS = """
+pre code, pre > code.sourceCode { white-space: pre-wrap; overflow-wrap: anywhere; }
+pre > code.sourceCode > span { display: inline-block; text-indent: -4em; padding-left: 4em; }
 """

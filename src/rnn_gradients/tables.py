@@ -19,6 +19,7 @@ import pandas as pd
 
 from rnn_gradients.analysis import RUN_KEYS, decay_rates, summarise_accuracy
 from rnn_gradients.runio import atomic_open, atomic_write_text, read_json
+from rnn_gradients.training import PROBE_COLUMNS, STEP_COLUMNS
 
 SUMMARY_FIELDS: tuple[str, ...] = (
     "metric",
@@ -36,21 +37,6 @@ SUMMARY_FIELDS: tuple[str, ...] = (
     "steps_run",
 )
 RUNTIME_FIELDS: tuple[str, ...] = ("wall_time_s", "ms_per_step", "threads", "device", "torch_version")
-STEP_COLUMNS: tuple[str, ...] = (
-    "step",
-    "loss",
-    "grad_norm_pre",
-    "grad_norm_post",
-    "clipped",
-    "finite",
-    "grad_norm_weight_ih",
-    "grad_norm_weight_hh",
-    "grad_norm_bias_ih",
-    "grad_norm_bias_hh",
-    "grad_norm_head",
-    "grad_norm_norm",
-)
-PROBE_COLUMNS: tuple[str, ...] = ("probe_step", "t", "grad_norm_h", "loss", "spectral_radius", "sigma_max", "gamma_eff")
 FLOW_COLUMNS: tuple[str, ...] = (
     "probe_step",
     "t",
