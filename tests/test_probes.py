@@ -3,9 +3,9 @@
 import numpy as np
 import pytest
 import torch
+
 from rnn_gradients.initialization import init_default, init_recurrent
 from rnn_gradients.model import SequenceModel
-
 from rnn_gradients.probes import gradient_profile, probe, recurrent_matrix_norms
 from rnn_gradients.tasks import get_task, make_dataset
 
