@@ -178,6 +178,16 @@ def test_metric_vs_length_by_cell_draws_chance_and_scales(tables: dict, palette:
     assert legend_texts(fig) == ["rnn_tanh", "rnn_relu", "lstm", "chance baseline"]
 
 
+def test_metric_vs_length_draws_chance_for_a_single_length(tables: dict, palette: rp.Palette) -> None:
+    summary = tables["accuracy_summary"]
+    one_length = summary[(summary["strategy"] == "baseline") & (summary["seq_len"] == 20)]
+    fig = rp.plot_metric_vs_length(one_length, hue="cell", palette=palette)
+    adding = visible_axes(fig)[0]
+    chance = [line for line in adding.get_lines() if line.get_linestyle() == "--"]
+    assert len(chance) == 1 and np.allclose(chance[0].get_ydata(), 1 / 6)
+    assert len(set(chance[0].get_xdata())) == 2  # spans the panel, not a zero-length segment at T = 20
+
+
 def test_metric_vs_length_by_strategy_skips_groups_that_all_diverged(tables: dict, palette: rp.Palette) -> None:
     summary = tables["accuracy_summary"].copy()
     gone = (summary["cell"] == "rnn_relu") & (summary["seq_len"] == 40) & (summary["strategy"] == "baseline")

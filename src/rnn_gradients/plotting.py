@@ -647,7 +647,10 @@ def plot_metric_vs_length(
                 )
                 hue_seen.append(value)
             if chance is not None and chance.notna().any():
-                ax.plot(lengths, chance.to_numpy(), color="#333333", ls="--", lw=1.1)
+                if len(lengths) == 1:  # a line through one point has no length: draw it across the panel
+                    ax.axhline(chance.iloc[0], color="#333333", ls="--", lw=1.1)
+                else:
+                    ax.plot(lengths, chance.to_numpy(), color="#333333", ls="--", lw=1.1)
             if metric == "mse":
                 ax.set_yscale("log")
             elif metric == "accuracy":
