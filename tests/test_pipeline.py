@@ -155,6 +155,8 @@ def test_the_default_target_renders_the_report(study_dir):
 
 
 def test_a_complete_study_has_nothing_to_do(study_dir):
+    built = snakemake(study_dir, TARGET)  # a no-op when the tests before this one already built everything
+    assert built.returncode == 0, built.stdout[-5000:]
     result = snakemake(study_dir, "-n", TARGET)
     assert result.returncode == 0, result.stdout[-5000:]
     assert "Nothing to be done" in result.stdout
@@ -199,6 +201,28 @@ def test_a_changed_bundle_reruns_only_that_strategys_runs(study_dir, study):
     assert {rule for rule, _ in jobs} == {"train", *AFTER_RUNS}
     assert "Params have changed since last execution" in dry.stdout
     assert "Nothing to be done" in snakemake(study_dir, "-n", TARGET).stdout
+
+
+def test_a_new_seed_and_a_new_length_run_only_the_new_runs(study_dir, study):
+    config = study_dir / "config" / "config.yaml"
+    original = config.read_text()
+    extended = yaml.safe_load(original)
+    extended["seeds"] = [*extended["seeds"], 7]
+    extended["tasks"]["temporal_order"] = [*extended["tasks"]["temporal_order"], 12]
+    config.write_text(yaml.safe_dump(extended))
+    try:
+        dry = snakemake(study_dir, "-n", TARGET)
+        grown = load_study(extended, SCHEMA)
+    finally:
+        config.write_text(original)
+    assert dry.returncode == 0, dry.stdout[-5000:]
+    jobs = planned_jobs(dry.stdout)
+    new_runs = sorted(set(expand_runs(grown)) - set(expand_runs(study)))
+    assert sorted(job for job in jobs if job[0] == "train") == sorted(("train", wildcards(k)) for k in new_runs)
+    assert all(k.seed == 7 or (k.task, k.seq_len) == ("temporal_order", 12) for k in new_runs)
+    new_data = {(k.task, k.seq_len, k.seed) for k in new_runs}
+    assert len([job for job in jobs if job[0] == "generate"]) == len(new_data)
+    assert {rule for rule, _ in jobs} == {"generate", "train", *AFTER_RUNS}
 
 
 def test_a_configfile_replaces_the_default_study(tmp_path):
