@@ -41,6 +41,20 @@ def test_vanilla_profile_equals_the_product_of_step_jacobians():
     assert profile[0] < profile[-1]  # the default init is in the vanishing regime
 
 
+def test_tiny_gradients_are_measured_not_flushed_to_zero():
+    """A float32 run with subnormals flushed: the profile must follow the float64 one down to ~1e-35."""
+    task, model, x, y = tiny_model("rnn_sigmoid", hidden=8, seq_len=60)
+    _, reference, _ = gradient_profile(model, task, x, y)
+    torch.set_flush_denormal(True)  # as in training
+    try:
+        _, profile, _ = gradient_profile(model.float(), task, x.float(), y.float())
+    finally:
+        torch.set_flush_denormal(False)
+    deep = (reference > 1e-35) & (reference < 1e-20)
+    assert deep.sum() >= 5  # the sigmoid RNN's gradient does reach that deep within 60 steps
+    np.testing.assert_allclose(profile[deep], reference[deep], rtol=1e-3)
+
+
 @pytest.mark.parametrize("cell_type", ["lstm", "gru", "rnn_sigmoid"])
 def test_profile_matches_finite_differences(cell_type):
     task, model, x, y = tiny_model(cell_type, hidden=3, seq_len=5)

@@ -70,8 +70,13 @@ def gradient_profile(
     output, states = model.forward_with_states(x)
     loss = task.loss(output, y)
     grads = torch.autograd.grad(loss * x.shape[0], states, allow_unused=True)
-    norms = [torch.zeros((), dtype=x.dtype) if g is None else g.detach().norm(dim=-1).mean().cpu() for g in grads]
-    return loss.item(), torch.stack(norms).double().numpy(), states
+    # In float64: the squares inside a float32 norm underflow (and are flushed to zero) once the gradient's
+    # entries fall below ~1e-19, long before the gradient itself does.
+    norms = [
+        torch.zeros((), dtype=torch.float64) if g is None else g.detach().double().norm(dim=-1).mean().cpu()
+        for g in grads
+    ]
+    return loss.item(), torch.stack(norms).numpy(), states
 
 
 def probe(model: SequenceModel, task: Task, x: torch.Tensor, y: torch.Tensor, step: int) -> ProbeResult:
