@@ -183,10 +183,6 @@ def evaluate(model: SequenceModel, task: Task, x: torch.Tensor, y: torch.Tensor)
     return result
 
 
-def _finite(value: float) -> bool:
-    return math.isfinite(value)
-
-
 def optimisation_step(
     model: SequenceModel,
     optimizer: torch.optim.Optimizer,
@@ -207,7 +203,7 @@ def optimisation_step(
     loss.backward()
     pre, per_group = meter.measure()
     loss_value = loss.item()
-    if not (_finite(loss_value) and _finite(pre)):
+    if not (math.isfinite(loss_value) and math.isfinite(pre)):
         return [loss_value, pre, math.nan, False, False, *per_group]
     if strategy.clip_norm is not None:
         torch.nn.utils.clip_grad_norm_(meter.params, strategy.clip_norm)
@@ -257,7 +253,7 @@ def train_run(spec: RunSpec, data_path: Path, out_dir: Path, threads: int = 1) -
     def run_eval(step: int) -> bool:
         nonlocal steps_to_solve
         loss, metric, error = evaluate(model, task, x_test, y_test)
-        solved = _finite(error) and error <= threshold
+        solved = math.isfinite(error) and error <= threshold
         eval_rows.append([step, loss, metric, error, solved])
         print(f"step {step:6d}  test loss {loss:.4g}  {task.metric_name} {metric:.4g}", flush=True)
         if solved and steps_to_solve is None:
