@@ -4,7 +4,7 @@ rule report:
         tables=table_files(),
         qmd=str(REPORT_QMD),
         assets=report_assets(),
-        code=package_files("render", "plotting", "analysis"),
+        code=package_files("render", "plotting", "narrative", "analysis"),
     output:
         html="results/report/report.html",
     log:
