@@ -16,6 +16,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from rnn_gradients.analysis import decay_rates, summarise_accuracy
+
 RUN_KEYS = ["task", "seq_len", "cell", "strategy", "seed"]
 DEFAULT_TASKS: dict[str, dict[str, Any]] = {
     "adding": {"seq_lens": [20, 40], "metric": "mse", "chance": 1.0 / 6.0, "extra": 0},
@@ -55,7 +57,7 @@ def make_study_tables(
 ) -> dict[str, Any]:
     """The study tables as DataFrames (keys = file stems) plus ``study_config`` (a dict)."""
     rng = np.random.default_rng(rng_seed)
-    accuracy, norms, flow, decay = [], [], [], []
+    accuracy, norms, flow = [], [], []
     for task, spec in tasks.items():
         for seq_len in spec["seq_lens"]:
             length = seq_len + spec["extra"]
@@ -74,8 +76,8 @@ def make_study_tables(
                             rate = _cell_rate(cell, bundle, trained, rng)
                             rows = _flow_rows(key, cell, length, probe_step, rate, rng)
                             flow.append(rows)
-                            decay.append(_decay_row(key, cell, probe_step, rows))
     accuracy_df = pd.DataFrame(accuracy)
+    flow_df = pd.concat(flow, ignore_index=True)
     config = {
         "tasks": {t: {"seq_lens": list(s["seq_lens"])} for t, s in tasks.items()},
         "cells": list(cells),
@@ -93,10 +95,10 @@ def make_study_tables(
     }
     return {
         "accuracy": accuracy_df,
-        "accuracy_summary": _summary(accuracy_df),
+        "accuracy_summary": summarise_accuracy(accuracy_df),
         "gradient_norms": pd.concat(norms, ignore_index=True),
-        "gradient_flow": pd.concat(flow, ignore_index=True),
-        "decay_rates": pd.DataFrame(decay),
+        "gradient_flow": flow_df,
+        "decay_rates": decay_rates(flow_df),
         "study_config": config,
     }
 
@@ -203,57 +205,6 @@ def _flow_rows(
             "gamma_eff": GAMMA_EFF.get(cell, np.nan),
         }
     )
-
-
-def _decay_row(key: dict[str, Any], cell: str, probe_step: int, rows: pd.DataFrame) -> dict[str, Any]:
-    positive = rows[rows["grad_norm_h"] > 0]
-    slope = float(np.polyfit(positive["distance"], np.log(positive["grad_norm_h"]), 1)[0])
-    gamma = GAMMA_EFF.get(cell)
-    return {
-        **key,
-        "probe_step": probe_step,
-        "decay_per_step": slope,
-        "predicted_decay": float(np.log(gamma * SIGMA_MAX[cell])) if gamma is not None else None,
-        "gamma_eff": gamma,
-        "sigma_max": SIGMA_MAX.get(cell, 1.0),
-        "spectral_radius": SIGMA_MAX.get(cell, 1.0) * 0.55,
-        "n_points": len(positive),
-    }
-
-
-def _summary(accuracy: pd.DataFrame) -> pd.DataFrame:
-    groups = accuracy.groupby(["task", "seq_len", "cell", "strategy"], sort=False)
-    summary = groups.agg(
-        metric=("metric", "first"),
-        chance=("chance", "first"),
-        n_seeds=("seed", "count"),
-        mean=("value", "mean"),
-        std=("value", "std"),
-        min=("value", "min"),
-        max=("value", "max"),
-        n_solved=("solved", "sum"),
-        n_diverged=("diverged", "sum"),
-    ).reset_index()
-    summary["solved_rate"] = summary["n_solved"] / summary["n_seeds"]
-    summary["diverged_rate"] = summary["n_diverged"] / summary["n_seeds"]
-    columns = [
-        "task",
-        "seq_len",
-        "cell",
-        "strategy",
-        "metric",
-        "chance",
-        "n_seeds",
-        "mean",
-        "std",
-        "min",
-        "max",
-        "n_solved",
-        "solved_rate",
-        "n_diverged",
-        "diverged_rate",
-    ]
-    return summary[columns]
 
 
 def write_study_tables(out_dir: Path, **kwargs: Any) -> Path:
