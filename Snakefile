@@ -7,9 +7,9 @@
 import sys
 from pathlib import Path
 
-from snakemake.utils import min_version, validate
+from snakemake.utils import min_version
 
-from rnn_gradients.study import StudyConfigError, load_study
+from rnn_gradients.study.config import StudyConfigError, load_study
 
 
 min_version("9.0")
@@ -22,13 +22,13 @@ if not workflow.overwrite_configfiles:
     configfile: "config/config.yaml"
 
 
-# Validate before any job: a bad config stops here with one readable line per problem, not a traceback.
+# Validate before any job: a bad config stops here with one readable line per problem, not a traceback. The
+# schema's lists of allowed names come from the package (rnn_gradients.study.config.load_schema).
 try:
     STUDY = load_study(config, Path(workflow.basedir) / "workflow" / "schemas" / "config.schema.yaml")
 except StudyConfigError as err:
     sources = ", ".join(map(str, workflow.overwrite_configfiles)) or "config/config.yaml"
     sys.exit(f"{sources}: {err}")
-validate(config, "workflow/schemas/config.schema.yaml")
 
 
 include: "workflow/rules/common.smk"

@@ -9,7 +9,7 @@ follows an untimed one of the same configuration):
     torch    torch.nn.RNN(tanh|relu)/LSTM/GRU + nn.Linear with the same weights (rnn_sigmoid: nn.RNN tanh)
     ratio    ours / torch
     unroll   SequenceModel.forward_with_states (the unrolled Python loop, always)
-    LN, BN   SequenceModel with layer / recurrent batch normalisation (unrolled)
+    LN, BN   SequenceModel with layer / recurrent batch normalization (unrolled)
 
 Run: ``python benchmarks/bench_cells.py`` (about a minute; timings on a shared machine are noisy, ±30 %).
 """
@@ -25,13 +25,13 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.utils import skip_init
 
-from rnn_gradients.cells import CELL_TYPES
-from rnn_gradients.model import SequenceModel
+from rnn_gradients.engine.cells import CELLS
+from rnn_gradients.engine.model import SequenceModel
 
 BATCH, HIDDEN, INPUT = 64, 128, 2
 LENGTHS = (50, 200)
 REPEATS = 5
-# Built on the meta device and then materialised: no draws from the global RNG (the weights are copied in).
+# Built on the meta device and then materialized: no draws from the global RNG (the weights are copied in).
 TORCH_MODULES: dict[str, Callable[[], nn.Module]] = {
     "rnn_tanh": lambda: nn.RNN(INPUT, HIDDEN, nonlinearity="tanh", batch_first=True, device="meta"),
     "rnn_sigmoid": lambda: nn.RNN(INPUT, HIDDEN, nonlinearity="tanh", batch_first=True, device="meta"),
@@ -73,7 +73,7 @@ def configurations(length: int) -> dict[tuple[str, str], Callable[[], None]]:
     x = torch.rand(BATCH, length, INPUT, generator=data)
     y = torch.rand(BATCH, 1, generator=data)
     steps: dict[tuple[str, str], Callable[[], None]] = {}
-    for cell in CELL_TYPES:
+    for cell in CELLS:
 
         def model(norm: str, cell: str = cell) -> SequenceModel:
             return SequenceModel(
@@ -87,8 +87,8 @@ def configurations(length: int) -> dict[tuple[str, str], Callable[[], None]]:
         steps[cell, "torch"] = training_step(reference, reference, x, y)
         steps[cell, "unroll"] = training_step(unrolled, lambda v, m=unrolled: m.forward_with_states(v)[0], x, y)
         for norm, label in (("layer", "LN"), ("batch", "BN")):
-            normalised = model(norm)
-            steps[cell, label] = training_step(normalised, normalised, x, y)
+            normalized = model(norm)
+            steps[cell, label] = training_step(normalized, normalized, x, y)
     return steps
 
 
@@ -117,7 +117,7 @@ def main() -> None:
     started = time.perf_counter()
     for length in LENGTHS:
         ms = measure(length)
-        for cell in CELL_TYPES:
+        for cell in CELLS:
             ratio = ms[cell, "ours"] / ms[cell, "torch"]
             print(
                 f"{cell:<12} {length:>4} {ms[cell, 'ours']:>8.1f} {ms[cell, 'torch']:>8.1f} {ratio:>6.2f} "

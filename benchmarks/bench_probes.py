@@ -16,11 +16,13 @@ import time
 
 import torch
 
-from rnn_gradients.cells import CELL_TYPES
-from rnn_gradients.probes import probe
-from rnn_gradients.strategies import Strategy
-from rnn_gradients.tasks import get_task, make_dataset
-from rnn_gradients.training import GradientMeter, RunSpec, build_model, optimisation_step
+from rnn_gradients.engine.cells import CELLS
+from rnn_gradients.engine.datasets import make_dataset
+from rnn_gradients.engine.probes import probe
+from rnn_gradients.engine.run_spec import RunSpec
+from rnn_gradients.engine.strategies import Strategy
+from rnn_gradients.engine.tasks import get_task
+from rnn_gradients.engine.training import GradientMeter, build_model, optimization_step
 
 
 def median_ms(fn, repeats: int) -> float:
@@ -52,13 +54,13 @@ def main() -> None:
     print(f"torch {torch.__version__}, 1 thread, adding T={args.seq_len}, B=64, H=64, probe batch 128")
     print(f"schedule: {args.steps} steps, a probe every {args.probe_every} steps -> {n_probes} probes")
     print(f"{'cell':12s} {'step ms':>8s} {'probe ms':>9s} {'overhead':>9s}")
-    for cell in CELL_TYPES:
+    for cell in CELLS:
         spec = RunSpec(task="adding", seq_len=args.seq_len, cell=cell, strategy="none", strategy_params={}, seed=0)
         model = build_model(spec, task, strategy)
         optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
         meter = GradientMeter(model)
         step_ms = median_ms(
-            lambda: optimisation_step(model, optimizer, meter, strategy, task, x[:64], y[:64]),  # noqa: B023
+            lambda: optimization_step(0, model, optimizer, meter, strategy, task, x[:64], y[:64]),  # noqa: B023
             args.repeats,
         )
         probe_ms = median_ms(lambda: probe(model, task, x_probe, y_probe, 0), args.repeats)  # noqa: B023

@@ -16,9 +16,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from rnn_gradients.analysis import decay_rates, summarise_accuracy
+from rnn_gradients.study.analysis import decay_rates, summarize_accuracy
 
-RUN_KEYS = ["task", "seq_len", "cell", "strategy", "seed"]
 DEFAULT_TASKS: dict[str, dict[str, Any]] = {
     "adding": {"seq_lens": [20, 40], "metric": "mse", "chance": 1.0 / 6.0, "extra": 0},
     "temporal_order": {"seq_lens": [20, 40], "metric": "accuracy", "chance": 0.25, "extra": 0},
@@ -95,7 +94,7 @@ def make_study_tables(
     }
     return {
         "accuracy": accuracy_df,
-        "accuracy_summary": summarise_accuracy(accuracy_df),
+        "accuracy_summary": summarize_accuracy(accuracy_df),
         "gradient_norms": pd.concat(norms, ignore_index=True),
         "gradient_flow": flow_df,
         "decay_rates": decay_rates(flow_df),

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from rnn_gradients.analysis import DECAY_COLUMNS, RUN_KEYS, SUMMARY_COLUMNS, decay_rates, summarise_accuracy
+from rnn_gradients.study.analysis import DECAY_COLUMNS, RUN_KEYS, SUMMARY_COLUMNS, decay_rates, summarize_accuracy
 
 
 def _flow(cell: str, length: int, rate: float, probe_step: int = 0, gamma: float = 0.5, sigma: float = 1.2):
@@ -85,7 +85,7 @@ def test_accuracy_summary_over_seeds():
         }
     )
     single = accuracy.iloc[[0]].assign(cell="rnn_tanh", diverged=True)
-    summary = summarise_accuracy(pd.concat([single, accuracy], ignore_index=True))
+    summary = summarize_accuracy(pd.concat([single, accuracy], ignore_index=True))
     assert list(summary.columns) == ["task", "seq_len", "cell", "strategy", *SUMMARY_COLUMNS]
     assert list(summary["cell"]) == ["lstm", "rnn_tanh"]
     lstm = summary.iloc[0]

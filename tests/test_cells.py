@@ -1,4 +1,4 @@
-"""Hand-written cells, the recurrent layer, normalisation and the sequence model against independent oracles:
+"""Hand-written cells, the recurrent layer, normalization and the sequence model against independent oracles:
 torch.nn's cells and fused modules, and direct re-implementations of the equations of the papers."""
 
 from __future__ import annotations
@@ -8,8 +8,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from rnn_gradients.cells import (
-    CELL_TYPES,
+from rnn_gradients.engine.cells import (
+    CELLS,
     FUSED_CELLS,
     GATED_CELLS,
     VANILLA_CELLS,
@@ -17,8 +17,8 @@ from rnn_gradients.cells import (
     make_cell,
     validate_cell,
 )
-from rnn_gradients.model import PARAMETER_GROUPS, SequenceModel, parameter_group
-from rnn_gradients.normalization import NORMS, CellNorms, LayerNorm, StepwiseBatchNorm, validate_norm
+from rnn_gradients.engine.model import PARAMETER_GROUPS, SequenceModel, parameter_group
+from rnn_gradients.engine.normalization import NORMS, CellNorms, LayerNorm, StepwiseBatchNorm, validate_norm
 
 B, L, N_IN, H = 5, 7, 3, 6
 EPS = 1e-5
@@ -58,9 +58,9 @@ def copy_weights(ours: nn.Module, theirs: nn.Module, suffix: str = "") -> None:
 
 
 def test_cell_constants() -> None:
-    assert CELL_TYPES == ("rnn_tanh", "rnn_sigmoid", "rnn_relu", "lstm", "gru")
+    assert CELLS == ("rnn_tanh", "rnn_sigmoid", "rnn_relu", "lstm", "gru")
     assert GATED_CELLS == ("lstm", "gru")
-    assert set(VANILLA_CELLS) | set(GATED_CELLS) == set(CELL_TYPES)
+    assert set(VANILLA_CELLS) | set(GATED_CELLS) == set(CELLS)
 
 
 def test_validate_cell_names_bad_value_and_valid_ones() -> None:
@@ -187,7 +187,7 @@ def test_forward_rejects_bad_input_shape() -> None:
         layer.forward_with_states(torch.zeros(B, 0, N_IN))
 
 
-# --- normalisation: a direct re-implementation of the papers' equations as the oracle -----------------------
+# --- normalization: a direct re-implementation of the papers' equations as the oracle -----------------------
 
 
 def reference_forward(layer: RecurrentLayer, x: Tensor) -> Tensor:
@@ -227,8 +227,8 @@ def reference_forward(layer: RecurrentLayer, x: Tensor) -> Tensor:
 
 
 @pytest.mark.parametrize("norm", ["layer", "batch"])
-@pytest.mark.parametrize("cell", CELL_TYPES)
-def test_normalised_layer_equals_paper_equations(cell: str, norm: str) -> None:
+@pytest.mark.parametrize("cell", CELLS)
+def test_normalized_layer_equals_paper_equations(cell: str, norm: str) -> None:
     layer = layer64(cell, norm)
     assert not layer.fused
     x = randn(B, L, N_IN)
@@ -275,7 +275,7 @@ def test_batch_norm_step_statistics_and_running_buffers() -> None:
     bn = StepwiseBatchNorm(H, max_len=3, shift=True).double()
     z = randn(8, 3, H) * 2 + 1
     out = bn.sequence(z)
-    # Each step normalised by its own batch statistics: γ = 0.1 times unit variance, mean β = 0.
+    # Each step normalized by its own batch statistics: γ = 0.1 times unit variance, mean β = 0.
     zero = torch.zeros(3, H, dtype=torch.float64)
     torch.testing.assert_close(out.mean(0), zero, atol=1e-12, rtol=0)
     torch.testing.assert_close(
@@ -331,7 +331,7 @@ def test_batch_norm_layer_updates_statistics_per_step() -> None:
 
 
 @pytest.mark.parametrize("norm", NORMS)
-@pytest.mark.parametrize("cell", CELL_TYPES)
+@pytest.mark.parametrize("cell", CELLS)
 def test_model_readouts_and_paths_agree(cell: str, norm: str) -> None:
     x = randn(B, L, N_IN)
     last = SequenceModel(cell, N_IN, H, 2, "last", norm, L, generator=generator()).double()
@@ -370,7 +370,7 @@ def test_model_construction_is_seeded_and_leaves_global_rng_alone() -> None:
 
 def test_model_trains_one_step_on_every_path() -> None:
     x, y = randn(B, L, N_IN).float(), randn(B, 1).float()
-    for cell in CELL_TYPES:
+    for cell in CELLS:
         for norm in NORMS:
             model = SequenceModel(cell, N_IN, H, 1, "last", norm, L, generator=generator())
             loss = F.mse_loss(model(x), y)

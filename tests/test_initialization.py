@@ -1,4 +1,4 @@
-"""Initialisation schemes: the matrix properties each promises, bias ranges, seeding and the error messages."""
+"""Initialization schemes: the matrix properties each promises, bias ranges, seeding and the error messages."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ import math
 import pytest
 import torch
 
-from rnn_gradients.cells import CELL_TYPES, GATED_CELLS, VANILLA_CELLS, RecurrentLayer, make_cell
-from rnn_gradients.initialization import (
+from rnn_gradients.engine.cells import CELLS, GATED_CELLS, VANILLA_CELLS, RecurrentLayer, make_cell
+from rnn_gradients.engine.initialization import (
     INIT_SCHEMES,
     candidate_block,
     find_cell,
@@ -17,7 +17,7 @@ from rnn_gradients.initialization import (
     init_recurrent,
     recurrent_blocks,
 )
-from rnn_gradients.model import SequenceModel
+from rnn_gradients.engine.model import SequenceModel
 
 N_IN, H = 4, 16
 GATES = {"rnn_tanh": 1, "rnn_sigmoid": 1, "rnn_relu": 1, "lstm": 4, "gru": 3}
@@ -27,7 +27,7 @@ def generator(seed: int = 0) -> torch.Generator:
     return torch.Generator().manual_seed(seed)
 
 
-def initialised(cell: str, scheme: str, seed: int = 0, spectral_norm: float | None = None) -> torch.nn.Module:
+def initialized(cell: str, scheme: str, seed: int = 0, spectral_norm: float | None = None) -> torch.nn.Module:
     module = make_cell(cell, N_IN, H, generator=generator(100)).double()
     init_recurrent(module, scheme, generator(seed), spectral_norm=spectral_norm)
     return module
@@ -55,7 +55,7 @@ def test_default_init_is_pytorch_uniform_and_seeded() -> None:
     assert not torch.equal(other.recurrent.cell.weight_hh, model.recurrent.cell.weight_hh)
 
 
-def test_default_init_resets_normalisation() -> None:
+def test_default_init_resets_normalization() -> None:
     model = SequenceModel("lstm", N_IN, H, 3, "last", norm="batch", max_len=5)
     with torch.no_grad():
         model.recurrent.norm.hidden.weight.fill_(3.0)
@@ -65,10 +65,10 @@ def test_default_init_resets_normalisation() -> None:
     assert torch.all(model.recurrent.norm.hidden.running_mean == 0)
 
 
-@pytest.mark.parametrize("cell", CELL_TYPES)
+@pytest.mark.parametrize("cell", CELLS)
 def test_orthogonal_blocks(cell: str) -> None:
     before = make_cell(cell, N_IN, H, generator=generator(100)).double()
-    module = initialised(cell, "orthogonal")
+    module = initialized(cell, "orthogonal")
     blocks = recurrent_blocks(module)
     assert len(blocks) == GATES[cell]
     eye = torch.eye(H, dtype=torch.float64)
@@ -84,9 +84,9 @@ def test_orthogonal_in_float32_is_orthogonal_to_rounding() -> None:
     torch.testing.assert_close(module.weight_hh @ module.weight_hh.T, torch.eye(H), atol=1e-6, rtol=0)
 
 
-@pytest.mark.parametrize("cell", CELL_TYPES)
+@pytest.mark.parametrize("cell", CELLS)
 def test_identity_irnn(cell: str) -> None:
-    module = initialised(cell, "identity")
+    module = initialized(cell, "identity")
     for block in recurrent_blocks(module):
         assert torch.equal(block, torch.eye(H, dtype=torch.float64))
     assert torch.all(module.bias_ih == 0) and torch.all(module.bias_hh == 0)
@@ -100,10 +100,10 @@ def test_identity_input_weights_have_std_0_001() -> None:
     assert abs(module.weight_ih.mean().item()) < 0.00005
 
 
-@pytest.mark.parametrize("cell", CELL_TYPES)
+@pytest.mark.parametrize("cell", CELLS)
 @pytest.mark.parametrize("spectral_norm", [0.5, 1.0, 3.0])
 def test_scaled_blocks_have_exact_sigma_max(cell: str, spectral_norm: float) -> None:
-    module = initialised(cell, "scaled", spectral_norm=spectral_norm)
+    module = initialized(cell, "scaled", spectral_norm=spectral_norm)
     for block in recurrent_blocks(module):
         sigma = torch.linalg.matrix_norm(block, ord=2).item()
         assert sigma == pytest.approx(spectral_norm, rel=1e-12)
@@ -112,9 +112,9 @@ def test_scaled_blocks_have_exact_sigma_max(cell: str, spectral_norm: float) -> 
 @pytest.mark.parametrize("scheme", ["orthogonal", "identity", "scaled"])
 def test_same_seed_same_weights_different_seed_different(scheme: str) -> None:
     norm = 1.5 if scheme == "scaled" else None
-    a = initialised("lstm", scheme, seed=5, spectral_norm=norm)
-    b = initialised("lstm", scheme, seed=5, spectral_norm=norm)
-    c = initialised("lstm", scheme, seed=6, spectral_norm=norm)
+    a = initialized("lstm", scheme, seed=5, spectral_norm=norm)
+    b = initialized("lstm", scheme, seed=5, spectral_norm=norm)
+    c = initialized("lstm", scheme, seed=6, spectral_norm=norm)
     for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"):
         assert torch.equal(getattr(a, name), getattr(b, name))
     changed = "weight_ih" if scheme == "identity" else "weight_hh"
@@ -123,7 +123,7 @@ def test_same_seed_same_weights_different_seed_different(scheme: str) -> None:
 
 def test_default_scheme_leaves_weights() -> None:
     before = make_cell("gru", N_IN, H, generator=generator(100)).double()
-    after = initialised("gru", "default")
+    after = initialized("gru", "default")
     for a, b in zip(before.parameters(), after.parameters(), strict=True):
         assert torch.equal(a, b)
 
@@ -179,7 +179,7 @@ def test_chrono_is_seeded_and_rejects_vanilla_cells_and_short_lengths() -> None:
         init_chrono(a, 1, generator())
 
 
-@pytest.mark.parametrize("cell", CELL_TYPES)
+@pytest.mark.parametrize("cell", CELLS)
 def test_candidate_block_is_the_state_block_of_the_candidate(cell: str) -> None:
     module = make_cell(cell, N_IN, H)
     with torch.no_grad():

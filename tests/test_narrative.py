@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 from fixtures_tables import make_study_tables
 
-from rnn_gradients import narrative as nr
+from rnn_gradients.report import text as nr
 
 
 def study_of(tables: dict) -> nr.Study:
@@ -86,9 +86,9 @@ def test_tasks_table_has_chance_and_threshold_per_task(study: nr.Study) -> None:
 
 def test_decay_table_has_one_row_per_combination(study: nr.Study) -> None:
     table = nr.decay_table(study)
-    assert list(table.columns) == ["task", "T", "cell", "strategy", "at initialisation", "after training"]
+    assert list(table.columns) == ["task", "T", "cell", "strategy", "at initialization", "after training"]
     assert len(table) == 2 * 2 * 3 * 3 and not table[["task", "T", "cell", "strategy"]].duplicated().any()
-    assert all(re.fullmatch(r"[+−]\d\.\d{3}", v) for v in table[["at initialisation", "after training"]].stack())
+    assert all(re.fullmatch(r"[+−]\d\.\d{3}", v) for v in table[["at initialization", "after training"]].stack())
     first = table.iloc[0]
     assert (first["task"], first["T"], first["cell"], first["strategy"]) == ("adding", "20", "`rnn_tanh`", "`baseline`")
     decay = study.decay
@@ -99,7 +99,7 @@ def test_decay_table_has_one_row_per_combination(study: nr.Study) -> None:
         & (decay["strategy"] == "baseline")
         & (decay["probe_step"] == 0)
     ]
-    assert first["at initialisation"] == nr.slope(init["decay_per_step"].mean())
+    assert first["at initialization"] == nr.slope(init["decay_per_step"].mean())
 
 
 def test_init_spectrum_sentence_quotes_the_medians(study: nr.Study) -> None:
@@ -113,7 +113,7 @@ def test_init_spectrum_sentence_quotes_the_medians(study: nr.Study) -> None:
 
 def test_exploding_paragraph_lists_the_diverged_run(study: nr.Study, bare: nr.Study) -> None:
     text = nr.exploding_paragraph(study)
-    assert "for every strategy, since none uses the scaled initialisation" in text
+    assert "for every strategy, since none uses the scaled initialization" in text
     assert "1 of 72 runs were flagged as diverged by the training loop; 1 of 1 of those used no clipping." in text
     assert text.endswith("Diverged runs: `rnn_relu`/`baseline` on adding T = 40 seed 1 at step 37.")
     assert nr.exploding_paragraph(bare).endswith("None of the 4 runs diverged.")
@@ -132,9 +132,9 @@ def test_remedy_sentences_count_solved_runs(study: nr.Study) -> None:
         "of each task: on adding (T = 40) `rnn_tanh` 0 of 2, `rnn_relu` 0 of 2; "
         "on temporal_order (T = 40) `rnn_tanh` 0 of 2, `rnn_relu` 0 of 2."
     )
-    assert nr.normalisation_sentence(study).endswith("all cells together: `baseline` 4 of 12; `layer_norm` 4 of 12.")
+    assert nr.normalization_sentence(study).endswith("all cells together: `baseline` 4 of 12; `layer_norm` 4 of 12.")
     assert nr.gates_sentence(study).endswith("gated cells solved 4 of 4 runs and vanilla cells solved 0 of 8 runs.")
-    assert set(nr.normalisation_rows(study)["strategy"]) == {"baseline", "layer_norm"}
+    assert set(nr.normalization_rows(study)["strategy"]) == {"baseline", "layer_norm"}
     assert set(nr.clipping_rows(study)["strategy"]) == {"baseline", "clip"}
     assert set(nr.gate_rows(study)["strategy"]) == {"baseline"}
     assert set(nr.activation_rows(study)["cell"]) == {"rnn_tanh", "rnn_relu"}
@@ -154,10 +154,10 @@ def test_sections_say_plainly_what_is_absent(bare: nr.Study) -> None:
     assert nr.activations_sentence(bare) == (
         "This grid cannot compare activations: it has no `rnn_relu` cell (vanilla cells: `rnn_tanh`)."
     )
-    assert nr.normalisation_sentence(bare).startswith("This grid has no normalisation strategy")
+    assert nr.normalization_sentence(bare).startswith("This grid has no normalization strategy")
     assert nr.clipping_sentence(bare).startswith("This grid has no clipping strategy")
     assert nr.gates_sentence(bare) == "This grid has no gated cell (cells: `rnn_tanh`)."
-    for rows in (nr.activation_rows, nr.normalisation_rows, nr.clipping_rows, nr.gate_rows):
+    for rows in (nr.activation_rows, nr.normalization_rows, nr.clipping_rows, nr.gate_rows):
         assert rows(bare) is None
     relu_only = study_of(make_study_tables(cells=("rnn_relu",), seeds=(0,), diverge=None))
     assert "it has no tanh or sigmoid RNN (vanilla cells: `rnn_relu`)" in nr.activations_sentence(relu_only)
@@ -216,7 +216,7 @@ def test_conclusions_name_the_solved_counts(study: nr.Study) -> None:
         "`rnn_relu` solved no seed under any strategy."
     )
     assert lines[1].startswith("- **temporal_order, T = 40** (accuracy, chance 0.25)")
-    assert lines[2].startswith("- **Vanishing.** At initialisation under `baseline`")
+    assert lines[2].startswith("- **Vanishing.** At initialization under `baseline`")
     assert lines[3] == "- **Exploding.** 1 of 48 runs without clipping diverged; 0 of 24 runs with clipping diverged."
     assert lines[4].startswith("- **Theory.** ") and "(correlation " in lines[4]
     assert len(lines) == 5

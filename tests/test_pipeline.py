@@ -19,9 +19,11 @@ import pandas as pd
 import pytest
 import yaml
 
-from rnn_gradients.study import RunKey, expand_runs, load_study, run_dir, run_spec
-from rnn_gradients.tables import FLOW_COLUMNS, RUNTIME_FIELDS, STEP_COLUMNS, SUMMARY_FIELDS, TABLE_FILES
-from rnn_gradients.tasks import get_task
+from rnn_gradients.engine.run_files import RUN_FILES
+from rnn_gradients.engine.tasks import get_task
+from rnn_gradients.study.config import load_study
+from rnn_gradients.study.grid import RUN_KEYS, RunKey, expand_runs, run_dir, run_spec
+from rnn_gradients.study.tables import FLOW_COLUMNS, RESULT_FIELDS, RUNTIME_COLUMNS, STEP_COLUMNS, TABLE_FILES
 
 pytestmark = pytest.mark.slow
 
@@ -29,12 +31,8 @@ ROOT = Path(__file__).resolve().parents[1]
 SCHEMA = ROOT / "workflow" / "schemas" / "config.schema.yaml"
 TINY = ROOT / "tests" / "configs" / "tiny.yaml"
 BIN = Path(sys.executable).parent
-RUN_FILES = ("config.json", "steps.csv", "evals.csv", "probes.csv", "summary.json", "runtime.json")
-RUN_KEYS = ["task", "seq_len", "cell", "strategy", "seed"]
-REPORT_READY = (ROOT / "report" / "report.qmd").is_file() and (ROOT / "src" / "rnn_gradients" / "render.py").is_file()
-# The default target is the report; without the report's sources, `tables` (every run and table) stands in.
-TARGET = "all" if REPORT_READY else "tables"
-AFTER_RUNS = {"collect", "report", "all"} if REPORT_READY else {"collect", "tables"}
+TARGET = "all"
+AFTER_RUNS = {"collect", "report", "all"}
 
 
 def snakemake(workdir: Path, *args: str, timeout: float = 600, **options: Path) -> subprocess.CompletedProcess:
@@ -116,8 +114,8 @@ def test_every_table_covers_the_grid_with_the_documented_columns(study_dir, stud
     expected = {tuple(key) for key in runs}
 
     accuracy = pd.read_csv(tables / "accuracy.csv")
-    assert list(accuracy.columns) == [*RUN_KEYS, *SUMMARY_FIELDS, *RUNTIME_FIELDS]
-    assert [tuple(row) for row in accuracy[RUN_KEYS].itertuples(index=False)] == sorted(expected)
+    assert list(accuracy.columns) == [*RUN_KEYS, *RESULT_FIELDS, *RUNTIME_COLUMNS]
+    assert [tuple(row) for row in accuracy[list(RUN_KEYS)].itertuples(index=False)] == sorted(expected)
     assert (accuracy["steps_run"] == 40).all() and (accuracy["threads"] == 1).all()
 
     summary = pd.read_csv(tables / "accuracy_summary.csv")
@@ -125,18 +123,18 @@ def test_every_table_covers_the_grid_with_the_documented_columns(study_dir, stud
 
     norms = pd.read_csv(tables / "gradient_norms.csv")
     assert list(norms.columns) == [*RUN_KEYS, *STEP_COLUMNS]
-    assert Counter(norms[RUN_KEYS].itertuples(index=False, name=None)) == dict.fromkeys(expected, 40)
+    assert Counter(norms[list(RUN_KEYS)].itertuples(index=False, name=None)) == dict.fromkeys(expected, 40)
 
     flow = pd.read_csv(tables / "gradient_flow.csv")
     assert list(flow.columns) == [*RUN_KEYS, *FLOW_COLUMNS]
     probes_per_run = 3  # steps 0, 20 and 40
     lengths = {key: get_task(key.task).input_length(key.seq_len) for key in runs}
-    assert Counter(flow[RUN_KEYS].itertuples(index=False, name=None)) == {
+    assert Counter(flow[list(RUN_KEYS)].itertuples(index=False, name=None)) == {
         tuple(key): probes_per_run * lengths[key] for key in runs
     }
 
     decay = pd.read_csv(tables / "decay_rates.csv")
-    assert Counter(decay[RUN_KEYS].itertuples(index=False, name=None)) == dict.fromkeys(expected, probes_per_run)
+    assert Counter(decay[list(RUN_KEYS)].itertuples(index=False, name=None)) == dict.fromkeys(expected, probes_per_run)
     vanilla = decay[decay["cell"] == "rnn_tanh"]
     assert (
         vanilla["predicted_decay"].notna().all() and decay.loc[decay["cell"] == "lstm", "predicted_decay"].isna().all()
@@ -145,7 +143,6 @@ def test_every_table_covers_the_grid_with_the_documented_columns(study_dir, stud
     assert json.loads((tables / "study_config.json").read_text()) == study
 
 
-@pytest.mark.skipif(not REPORT_READY, reason="report/report.qmd or rnn_gradients/render.py does not exist yet")
 def test_the_default_target_renders_the_report(study_dir):
     result = snakemake(study_dir)
     assert result.returncode == 0, result.stdout[-5000:]

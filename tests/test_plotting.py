@@ -1,4 +1,4 @@
-"""Report figures on small hand-made study tables: every function returns a labelled Figure that adapts to the grid."""
+"""Report figures on small hand-made study tables: every function returns a labeled Figure that adapts to the grid."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from fixtures_tables import make_study_tables
 from matplotlib.collections import PathCollection, PolyCollection
 from matplotlib.figure import Figure
 
-from rnn_gradients import plotting as rp
+from rnn_gradients.report import figures as rp
 
 
 @pytest.fixture(scope="module")
@@ -23,7 +23,7 @@ def palette(tables: dict) -> rp.Palette:
 
 
 def visible_axes(fig: Figure) -> list:
-    """The panels of a figure (colourbars excluded)."""
+    """The panels of a figure (colorbars excluded)."""
     return [ax for ax in fig.axes if ax.get_visible() and ax.get_label() != "<colorbar>"]
 
 
@@ -31,21 +31,21 @@ def legend_texts(fig: Figure) -> list[str]:
     return [text.get_text() for legend in fig.legends for text in legend.get_texts()]
 
 
-def test_palette_keeps_fixed_cell_colours_and_appends_unknown_cells() -> None:
+def test_palette_keeps_fixed_cell_colors_and_appends_unknown_cells() -> None:
     palette = rp.Palette.build(["gru", "my_cell", "rnn_tanh", "another"], ["b", "a"])
     assert palette.cells == (*rp.CELL_ORDER, "another", "my_cell")
-    assert palette.cell_colour("rnn_tanh") == rp.CELL_COLOURS["rnn_tanh"]
-    assert palette.cell_colour("another") == rp.EXTRA_CELL_COLOURS[0]
-    assert palette.cell_colour("my_cell") == rp.EXTRA_CELL_COLOURS[1]
+    assert palette.cell_color("rnn_tanh") == rp.CELL_COLORS["rnn_tanh"]
+    assert palette.cell_color("another") == rp.EXTRA_CELL_COLORS[0]
+    assert palette.cell_color("my_cell") == rp.EXTRA_CELL_COLORS[1]
     assert palette.ordered_cells(["my_cell", "lstm", "rnn_relu"]) == ["rnn_relu", "lstm", "my_cell"]
     assert palette.ordered_strategies(["a", "b", "c"]) == ["b", "a", "c"]
-    assert palette.strategy_colour("b") == rp.STRATEGY_COLOURS[0]
-    assert palette.strategy_colour("a") == rp.STRATEGY_COLOURS[1]
-    many = rp.Palette.build(strategies=[f"s{i}" for i in range(len(rp.STRATEGY_COLOURS) + 1)])
-    colours = {many.strategy_colour(f"s{i}") for i in range(len(rp.STRATEGY_COLOURS))}
-    assert len(colours) == len(rp.STRATEGY_COLOURS)
-    wrapped = f"s{len(rp.STRATEGY_COLOURS)}"
-    assert many.strategy_colour(wrapped) == many.strategy_colour("s0")
+    assert palette.strategy_color("b") == rp.STRATEGY_COLORS[0]
+    assert palette.strategy_color("a") == rp.STRATEGY_COLORS[1]
+    many = rp.Palette.build(strategies=[f"s{i}" for i in range(len(rp.STRATEGY_COLORS) + 1)])
+    colors = {many.strategy_color(f"s{i}") for i in range(len(rp.STRATEGY_COLORS))}
+    assert len(colors) == len(rp.STRATEGY_COLORS)
+    wrapped = f"s{len(rp.STRATEGY_COLORS)}"
+    assert many.strategy_color(wrapped) == many.strategy_color("s0")
     assert many.strategy_linestyle(wrapped) != many.strategy_linestyle("s0")
 
 
@@ -101,7 +101,7 @@ def test_activation_derivatives_are_computed_with_their_bounds(palette: rp.Palet
     assert len(labels) == 3 and any("sigmoid" in t for t in labels)
     sigmoid = next(line for line in ax.get_lines() if line.get_label().startswith("logistic"))
     assert np.max(sigmoid.get_ydata()) == pytest.approx(0.25, abs=1e-4)
-    assert sigmoid.get_color() == rp.CELL_COLOURS["rnn_sigmoid"]
+    assert sigmoid.get_color() == rp.CELL_COLORS["rnn_sigmoid"]
 
 
 def test_gradient_flow_has_a_row_per_task_length_and_a_line_per_cell(tables: dict, palette: rp.Palette) -> None:
@@ -114,7 +114,7 @@ def test_gradient_flow_has_a_row_per_task_length_and_a_line_per_cell(tables: dic
         assert any(isinstance(c, PolyCollection) for c in ax.collections)
     assert "partial" in axes[0].get_ylabel()
     assert axes[-1].get_xlabel().startswith("distance")
-    assert axes[0].get_title() == "adding, T = 20 · initialisation"
+    assert axes[0].get_title() == "adding, T = 20 · initialization"
     assert legend_texts(fig) == ["rnn_tanh", "rnn_relu", "lstm"]
 
 
@@ -129,7 +129,7 @@ def test_gradient_flow_with_one_seed_unknown_cell_and_zero_norms() -> None:
     assert legend_texts(fig) == ["rnn_sigmoid", "my_cell"]
 
 
-def test_profile_normalises_each_probe_to_its_last_step(tables: dict) -> None:
+def test_profile_normalizes_each_probe_to_its_last_step(tables: dict) -> None:
     profile = rp.gradient_decay_profile(tables["gradient_flow"])
     at_zero = profile[profile["distance"] == 0]
     assert np.allclose(at_zero[["mean", "min", "max"]].to_numpy(), 0.0)

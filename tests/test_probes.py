@@ -4,10 +4,11 @@ import numpy as np
 import pytest
 import torch
 
-from rnn_gradients.initialization import init_default, init_recurrent
-from rnn_gradients.model import SequenceModel
-from rnn_gradients.probes import gradient_profile, probe, recurrent_matrix_norms
-from rnn_gradients.tasks import get_task, make_dataset
+from rnn_gradients.engine.datasets import make_dataset
+from rnn_gradients.engine.initialization import init_default, init_recurrent
+from rnn_gradients.engine.model import SequenceModel
+from rnn_gradients.engine.probes import gradient_profile, probe, recurrent_matrix_norms
+from rnn_gradients.engine.tasks import get_task
 
 
 def tiny_model(cell, norm="none", seed=0, hidden=4, seq_len=6):

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from fixtures_tables import write_study_tables
 
-from rnn_gradients.render import (
+from rnn_gradients.report.render import (
     PageOptions,
     RenderError,
     cell_options,
@@ -45,7 +45,7 @@ $$
 import os
 from IPython.display import Image, Markdown, display
 from matplotlib.figure import Figure
-from rnn_gradients.plotting import figure_png
+from rnn_gradients.report.figures import figure_png
 SECRET_CODE_MARKER = 1
 ```
 
@@ -173,11 +173,11 @@ def test_engine_quarto_without_quarto_says_so(tmp_path: Path) -> None:
 
 SECTIONS = (
     "Recurrent networks for sequential data", "Backpropagation through time", "Vanishing gradients",
-    "Exploding gradients", "Remedies", "Activation functions", "Normalisation", "Gradient clipping",
+    "Exploding gradients", "Remedies", "Activation functions", "Normalization", "Gradient clipping",
     "Gated cells: LSTM and GRU", "Every combination", "Theory check", "Conclusions", "Reproducibility",
 )  # fmt: skip
 FIGURES = (
-    "fig-derivatives", "fig-flow", "fig-traces", "fig-activations", "fig-normalisation", "fig-clipping",
+    "fig-derivatives", "fig-flow", "fig-traces", "fig-activations", "fig-normalization", "fig-clipping",
     "fig-gates", "fig-solved", "fig-theory",
 )  # fmt: skip
 TABLES = ("tbl-tasks", "tbl-decay", "tbl-strategies", "tbl-accuracy", "tbl-gradnorms")
@@ -230,7 +230,7 @@ def test_real_report_on_a_full_grid(tmp_path: Path) -> None:
     assert "pre code, pre > code.sourceCode { white-space: pre-wrap;" in html
 
     decay = table_rows(html, "tbl-decay")
-    assert decay[0] == ["task", "T", "cell", "strategy", "at initialisation", "after training"]
+    assert decay[0] == ["task", "T", "cell", "strategy", "at initialization", "after training"]
     assert len(decay) == 1 + 2 * 2 * 3 * 3
     assert all(re.fullmatch(r"[+−]\d\.\d{3}", value) for row in decay[1:] for value in row[4:])
     strategies_table = table_rows(html, "tbl-strategies")
@@ -260,16 +260,16 @@ def test_real_report_adapts_to_a_grid_without_remedies(tmp_path: Path) -> None:
     check_clean_page(html)
     for absent in (
         "no <code>rnn_relu</code> cell",
-        "no normalisation strategy",
+        "no normalization strategy",
         "no clipping strategy",
         "no gated cell",
     ):
         assert f"This grid has {absent}" in html or f"This grid cannot compare activations: it has {absent}" in html
     present = ("fig-derivatives", "fig-flow", "fig-traces", "fig-solved", "fig-theory")
     assert html.count('src="data:image/png;base64,') == len(present)
-    for label in ("fig-activations", "fig-normalisation", "fig-clipping", "fig-gates"):
+    for label in ("fig-activations", "fig-normalization", "fig-clipping", "fig-gates"):
         assert f'id="{label}"' not in html
-    assert "for the strategies with the scaled recurrent initialisation (<code>scaled</code>)." in html
+    assert "for the strategies with the scaled recurrent initialization (<code>scaled</code>)." in html
     assert "the correlation is undefined" in html
     accuracy = table_rows(html, "tbl-accuracy")
     assert accuracy[0] == ["task", "T", "cell", "strategy", "value", "solved", "diverged"]

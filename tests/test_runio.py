@@ -2,7 +2,7 @@
 
 import pytest
 
-from rnn_gradients.runio import RunDirectoryWriter, atomic_write_text, dumps_json, read_json
+from rnn_gradients.files import RunDirectoryWriter, atomic_write_text, dumps_json, read_json
 
 
 def test_run_directory_appears_only_on_success(tmp_path):

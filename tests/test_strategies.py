@@ -2,7 +2,7 @@
 
 import pytest
 
-from rnn_gradients.strategies import STRATEGY_KEYS, Strategy
+from rnn_gradients.engine.strategies import STRATEGY_KEYS, Strategy
 
 
 def test_bundle_is_parsed_and_round_trips():

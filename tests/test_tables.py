@@ -12,17 +12,17 @@ import pandas as pd
 import pytest
 
 from rnn_gradients.cli import main
-from rnn_gradients.tables import (
+from rnn_gradients.study.grid import RUN_KEYS
+from rnn_gradients.study.tables import (
     FLOW_COLUMNS,
     PROBE_COLUMNS,
-    RUNTIME_FIELDS,
+    RESULT_FIELDS,
+    RUNTIME_COLUMNS,
     STEP_COLUMNS,
-    SUMMARY_FIELDS,
     TABLE_FILES,
     collect_tables,
 )
 
-RUN_KEYS = ["task", "seq_len", "cell", "strategy", "seed"]
 STUDY_CONFIG = {"cells": ["lstm", "rnn_tanh"], "seeds": [0, 1], "tasks": {"adding": [4]}}
 
 
@@ -102,7 +102,7 @@ def test_tables_have_the_documented_columns_and_one_row_per_run(runs, tmp_path):
     assert sorted(p.name for p in out.iterdir()) == sorted(TABLE_FILES)  # no temporary files left
 
     accuracy = _read(out, "accuracy.csv")
-    assert list(accuracy.columns) == [*RUN_KEYS, *SUMMARY_FIELDS, *RUNTIME_FIELDS]
+    assert list(accuracy.columns) == [*RUN_KEYS, *RESULT_FIELDS, *RUNTIME_COLUMNS]
     assert list(zip(accuracy["cell"], accuracy["seed"], strict=True)) == [
         ("lstm", "0"),
         ("rnn_tanh", "0"),

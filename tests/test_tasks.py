@@ -10,15 +10,8 @@ import numpy as np
 import pytest
 import torch
 
-from rnn_gradients.tasks import (
-    TASK_NAMES,
-    Dataset,
-    TemporalOrderTask,
-    get_task,
-    load_dataset,
-    make_dataset,
-    save_dataset,
-)
+from rnn_gradients.engine.datasets import Dataset, load_dataset, make_dataset, save_dataset
+from rnn_gradients.engine.tasks import TASKS, TemporalOrderTask, get_task
 
 
 def rng(seed: int = 0) -> np.random.Generator:
@@ -33,14 +26,14 @@ def perfect_logits(labels: torch.Tensor, n_classes: int) -> torch.Tensor:
 
 
 def test_registry_lists_every_task_with_consistent_attributes() -> None:
-    assert TASK_NAMES == ("adding", "copy", "temporal_order", "first_symbol")
+    assert TASKS == ("adding", "copy", "temporal_order", "first_symbol")
     expected = {
         "adding": (2, 1, "last", "mse"),
         "copy": (10, 9, "all", "accuracy"),
         "temporal_order": (6, 4, "last", "accuracy"),
         "first_symbol": (4, 2, "last", "accuracy"),
     }
-    for name in TASK_NAMES:
+    for name in TASKS:
         task = get_task(name)
         assert task.name == name
         assert (task.input_size, task.output_size, task.readout, task.metric_name) == expected[name]
@@ -49,12 +42,12 @@ def test_registry_lists_every_task_with_consistent_attributes() -> None:
 def test_unknown_task_names_the_value_and_lists_valid_names() -> None:
     with pytest.raises(ValueError, match="'bogus'") as info:
         get_task("bogus")
-    assert all(name in str(info.value) for name in TASK_NAMES)
+    assert all(name in str(info.value) for name in TASKS)
     with pytest.raises(ValueError, match="'bogus'"):
         make_dataset("bogus", 10, 0, 5, 5)
 
 
-@pytest.mark.parametrize("name", TASK_NAMES)
+@pytest.mark.parametrize("name", TASKS)
 def test_bad_lengths_and_sizes_raise_with_the_value_and_the_minimum(name: str) -> None:
     task = get_task(name)
     with pytest.raises(ValueError, match=r"seq_len must be >= 2.*got 1"):
@@ -300,7 +293,7 @@ def assert_same_arrays(a: dict[str, np.ndarray], b: dict[str, np.ndarray]) -> No
         assert np.array_equal(a[key], b[key]), key
 
 
-@pytest.mark.parametrize("name", TASK_NAMES)
+@pytest.mark.parametrize("name", TASKS)
 def test_dataset_determinism_and_independence(name: str) -> None:
     first = make_dataset(name, 12, 11, 300, 200)
     again = make_dataset(name, 12, 11, 300, 200)
@@ -316,7 +309,7 @@ def test_dataset_determinism_and_independence(name: str) -> None:
     assert_same_arrays(first.test, bigger_train.test)
 
 
-@pytest.mark.parametrize("name", TASK_NAMES)
+@pytest.mark.parametrize("name", TASKS)
 def test_save_load_round_trip_is_exact(name: str, tmp_path: Path) -> None:
     dataset = make_dataset(name, 9, 5, 40, 30)
     path = tmp_path / "sub" / f"{name}.npz"

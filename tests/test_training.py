@@ -8,17 +8,12 @@ import pandas as pd
 import pytest
 import torch
 
-from rnn_gradients.strategies import Strategy
-from rnn_gradients.tasks import get_task, make_dataset, save_dataset
-from rnn_gradients.training import (
-    GradientMeter,
-    RunSpec,
-    build_model,
-    optimisation_step,
-    train_run,
-)
-
-RUN_FILES = ("config.json", "steps.csv", "evals.csv", "probes.csv", "summary.json", "runtime.json")
+from rnn_gradients.engine.datasets import make_dataset, save_dataset
+from rnn_gradients.engine.run_files import RUN_FILES
+from rnn_gradients.engine.run_spec import RunSpec
+from rnn_gradients.engine.strategies import Strategy
+from rnn_gradients.engine.tasks import get_task
+from rnn_gradients.engine.training import GradientMeter, build_model, optimization_step, train_run
 
 
 def spec(**overrides):
@@ -60,8 +55,8 @@ def test_clipped_step_differs_from_unclipped_exactly_as_clip_grad_norm_says():
     reference = copy.deepcopy(model)
 
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
-    row = optimisation_step(model, optimizer, GradientMeter(model), clip, task, x, y)
-    pre, post, clipped, finite = row[1:5]
+    row = optimization_step(0, model, optimizer, GradientMeter(model), clip, task, x, y)
+    pre, post, clipped, finite = row.grad_norm_pre, row.grad_norm_post, row.clipped, row.finite
 
     ref_optimizer = torch.optim.SGD(reference.parameters(), lr=0.1)
     task.loss(reference(x), y).backward()
@@ -76,7 +71,8 @@ def test_clipped_step_differs_from_unclipped_exactly_as_clip_grad_norm_says():
         torch.testing.assert_close(ours, theirs, rtol=0, atol=1e-7)
 
     unclipped = copy.deepcopy(reference)
-    row_none = optimisation_step(
+    row_none = optimization_step(
+        0,
         unclipped,
         torch.optim.SGD(unclipped.parameters(), lr=0.1),
         GradientMeter(unclipped),
@@ -85,7 +81,7 @@ def test_clipped_step_differs_from_unclipped_exactly_as_clip_grad_norm_says():
         x,
         y,
     )
-    assert row_none[2] == row_none[1] and row_none[3] is False
+    assert row_none.grad_norm_post == row_none.grad_norm_pre and row_none.clipped is False
 
 
 def test_per_group_norms_add_up_to_the_global_norm():
@@ -93,12 +89,12 @@ def test_per_group_norms_add_up_to_the_global_norm():
     strategy = Strategy.from_dict("ln", {"norm": "layer"})
     model = build_model(spec(), task, strategy)
     x, y = task.to_tensors(make_dataset("adding", 8, seed=2, train_size=16, test_size=4).train)
-    row = optimisation_step(
-        model, torch.optim.SGD(model.parameters(), lr=0.0), GradientMeter(model), strategy, task, x, y
+    row = optimization_step(
+        0, model, torch.optim.SGD(model.parameters(), lr=0.0), GradientMeter(model), strategy, task, x, y
     )
-    groups = [g for g in row[5:] if not math.isnan(g)]
+    groups = [g for g in row.group_norms if not math.isnan(g)]
     assert len(groups) == 6  # weight_ih, weight_hh, bias_ih, bias_hh, head, norm
-    assert math.sqrt(sum(g * g for g in groups)) == pytest.approx(row[1], rel=1e-9)
+    assert math.sqrt(sum(g * g for g in groups)) == pytest.approx(row.grad_norm_pre, rel=1e-9)
 
 
 def test_forced_explosion_is_recorded_as_diverged_not_raised(tmp_path, data_path):
@@ -112,15 +108,15 @@ def test_forced_explosion_is_recorded_as_diverged_not_raised(tmp_path, data_path
         steps=50,
     )
     summary = train_run(explode, data_path, tmp_path / "run")
-    assert summary["diverged"] is True
-    assert isinstance(summary["diverged_step"], int)
-    assert summary["solved"] is False
+    assert summary.diverged is True
+    assert isinstance(summary.diverged_step, int)
+    assert summary.solved is False
     steps = pd.read_csv(tmp_path / "run" / "steps.csv")
     last = steps.iloc[-1]
-    assert last["step"] == summary["diverged_step"]
+    assert last["step"] == summary.diverged_step
     assert not last["finite"]
     assert steps["finite"].iloc[:-1].all()
-    assert summary["steps_run"] == summary["diverged_step"]
+    assert summary.steps_run == summary.diverged_step
     assert json.loads((tmp_path / "run" / "summary.json").read_text())["diverged"] is True
 
 
@@ -149,9 +145,9 @@ def test_run_directory_contents(tmp_path, data_path):
     assert probes["gamma_eff"].isna().all()  # gated cell: γ_eff is a vanilla-cell quantity
     evals = pd.read_csv(tmp_path / "run" / "evals.csv")
     assert list(evals["step"]) == [0, 10, 20]
-    assert summary["steps_run"] == 20
-    assert summary["chance"] == pytest.approx(1 / 6)
-    assert summary["value"] == pytest.approx(evals["test_metric"].iloc[-1])
+    assert summary.steps_run == 20
+    assert summary.chance == pytest.approx(1 / 6)
+    assert summary.value == pytest.approx(evals["test_metric"].iloc[-1])
     runtime = json.loads((tmp_path / "run" / "runtime.json").read_text())
     assert runtime["threads"] == 1 and runtime["torch_version"] == torch.__version__
 
@@ -159,7 +155,7 @@ def test_run_directory_contents(tmp_path, data_path):
 def test_early_stop_ends_a_solved_run(tmp_path, data_path):
     summary = train_run(spec(cell="lstm", solved_fraction=1.0, early_stop=True, steps=200), data_path, tmp_path / "run")
     # solved_fraction 1.0 means "at least as good as chance", which the first evaluations reach.
-    assert summary["solved"] and summary["steps_to_solve"] == summary["steps_run"] < 200
+    assert summary.solved and summary.steps_to_solve == summary.steps_run < 200
 
 
 def test_dataset_must_match_the_run(tmp_path, data_path):

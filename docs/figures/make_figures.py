@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from rnn_gradients import plotting
+from rnn_gradients.report import figures as plotting
 
 ROOT = Path(__file__).resolve().parents[2]
 

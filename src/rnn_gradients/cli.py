@@ -17,7 +17,7 @@ from pathlib import Path
 
 
 def _generate(args: argparse.Namespace) -> int:
-    from rnn_gradients.tasks import make_dataset, save_dataset
+    from rnn_gradients.engine.datasets import make_dataset, save_dataset
 
     dataset = make_dataset(args.task, args.seq_len, args.seed, args.train_size, args.test_size)
     save_dataset(dataset, args.out)
@@ -25,28 +25,29 @@ def _generate(args: argparse.Namespace) -> int:
 
 
 def _train(args: argparse.Namespace) -> int:
-    from rnn_gradients.training import RunSpec, train_run
+    from rnn_gradients.engine.run_spec import RunSpec
+    from rnn_gradients.engine.training import train_run
 
     spec = RunSpec.from_json(args.spec)
     summary = train_run(spec, data_path=args.data, out_dir=args.out_dir, threads=args.threads)
     state = (
-        f"diverged at step {summary['diverged_step']}"
-        if summary["diverged"]
-        else ("solved" if summary["solved"] else "not solved")
+        f"diverged at step {summary.diverged_step}"
+        if summary.diverged
+        else ("solved" if summary.solved else "not solved")
     )
-    print(f"{args.out_dir}: {summary['metric']} = {summary['value']:.4g} (chance {summary['chance']:.4g}), {state}")
+    print(f"{args.out_dir}: {summary.metric} = {summary.value:.4g} (chance {summary.chance:.4g}), {state}")
     return 0
 
 
 def _collect(args: argparse.Namespace) -> int:
-    from rnn_gradients.tables import collect_tables
+    from rnn_gradients.study.tables import collect_tables
 
     collect_tables(args.summaries, out_dir=args.out_dir, study_config=args.study_config)
     return 0
 
 
 def _render(args: argparse.Namespace) -> int:
-    from rnn_gradients.render import render_report
+    from rnn_gradients.report.render import render_report
 
     engine = render_report(args.qmd, out_html=args.out, tables_dir=args.tables, engine=args.engine)
     print(f"rendered {args.out} with {engine}")
@@ -90,7 +91,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from rnn_gradients.render import RenderError
+    from rnn_gradients.report.render import RenderError
 
     try:
         return args.func(args)

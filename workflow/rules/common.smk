@@ -4,12 +4,21 @@ import os
 from pathlib import Path
 
 import rnn_gradients
-from rnn_gradients.study import RunKey, expand_runs, run_dir, run_spec
-from rnn_gradients.tables import TABLE_FILES
+from rnn_gradients.engine.run_files import RUN_FILES
+from rnn_gradients.study.grid import (
+    DATA_FILE,
+    REPORT_FILE,
+    RUN_DIR,
+    TABLES_DIR,
+    RunKey,
+    expand_runs,
+    run_dir,
+    run_spec,
+)
+from rnn_gradients.study.tables import TABLE_FILES
 
 
 RUNS = expand_runs(STUDY)
-RUN_FILES = ("config.json", "steps.csv", "evals.csv", "probes.csv", "summary.json", "runtime.json")
 # Code is read from the repository and the installed package; results go to the working directory.
 PACKAGE_DIR = Path(rnn_gradients.__file__).parent
 REPORT_DIR = Path(workflow.basedir) / "report"
@@ -31,8 +40,8 @@ def final_targets(report=True):
     intermediate file while the files after it are up to date. Listing the runs and tables as targets makes a
     deleted or incomplete run rerun, and then the tables and the report after it.
     """
-    targets = [path for name in RUN_FILES for path in run_files(name)] + table_files()
-    return targets + ["results/report/report.html"] if report else targets
+    runs = [path for name in RUN_FILES for path in run_files(name)]
+    return [*runs, *table_files(), *([REPORT_FILE] if report else [])]
 
 
 def run_files(name):
@@ -41,7 +50,26 @@ def run_files(name):
 
 
 def table_files():
-    return [f"results/tables/{name}" for name in TABLE_FILES]
+    return [f"{TABLES_DIR}/{name}" for name in TABLE_FILES]
+
+
+def run_outputs():
+    """The files of one run directory, named by their stem (``summary`` for summary.json)."""
+    return {name.split(".")[0]: f"{RUN_DIR}/{name}" for name in RUN_FILES}
+
+
+def log_path(pattern):
+    """A job's log: its output pattern (without a file extension) under results/logs."""
+    return f"results/logs/{_stem(pattern)}.log"
+
+
+def benchmark_path(pattern):
+    """A job's time and memory: its output pattern (without a file extension) under results/benchmarks."""
+    return f"results/benchmarks/{_stem(pattern)}.tsv"
+
+
+def _stem(pattern):
+    return os.path.splitext(pattern.removeprefix("results/"))[0]
 
 
 def report_assets():
@@ -51,7 +79,8 @@ def report_assets():
 
 
 def package_files(*modules):
-    """Package modules a step's output depends on (edits rerun the step)."""
+    """Package modules a step's output depends on, as paths inside the package such as "study/tables" (edits
+    rerun the step)."""
     return [str(PACKAGE_DIR / f"{module}.py") for module in modules]
 
 

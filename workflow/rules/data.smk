@@ -1,11 +1,11 @@
 # One dataset per task, T and seed, shared by every cell and strategy of that grid point.
 rule generate:
     output:
-        data="results/data/{task}/T{seq_len}/seed{seed}.npz",
+        data=DATA_FILE,
     log:
-        "results/logs/data/{task}/T{seq_len}/seed{seed}.log",
+        log_path(DATA_FILE),
     benchmark:
-        "results/benchmarks/data/{task}/T{seq_len}/seed{seed}.tsv"
+        benchmark_path(DATA_FILE)
     params:
         train_size=STUDY["data"]["train_size"],
         test_size=STUDY["data"]["test_size"],

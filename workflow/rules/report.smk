@@ -4,13 +4,13 @@ rule report:
         tables=table_files(),
         qmd=str(REPORT_QMD),
         assets=report_assets(),
-        code=package_files("render", "plotting", "narrative", "analysis"),
+        code=package_files("report/render", "report/figures", "report/text", "study/analysis"),
     output:
-        html="results/report/report.html",
+        html=REPORT_FILE,
     log:
-        "results/logs/report/report.log",
+        log_path(REPORT_FILE),
     benchmark:
-        "results/benchmarks/report/report.tsv"
+        benchmark_path(REPORT_FILE)
     params:
         tables_dir=lambda wildcards, input: os.path.dirname(input.tables[0]),
     threads: 1

@@ -5,18 +5,13 @@ rule collect:
         runtimes=run_files("runtime.json"),
         steps=run_files("steps.csv"),
         probes=run_files("probes.csv"),
-        code=package_files("tables", "analysis"),
+        code=package_files("study/tables", "study/analysis"),
     output:
-        accuracy="results/tables/accuracy.csv",
-        accuracy_summary="results/tables/accuracy_summary.csv",
-        gradient_norms="results/tables/gradient_norms.csv",
-        gradient_flow="results/tables/gradient_flow.csv",
-        decay_rates="results/tables/decay_rates.csv",
-        study_config="results/tables/study_config.json",
+        **{name.split(".")[0]: f"{TABLES_DIR}/{name}" for name in TABLE_FILES},
     log:
-        "results/logs/tables/collect.log",
+        log_path(f"{TABLES_DIR}/collect"),
     benchmark:
-        "results/benchmarks/tables/collect.tsv"
+        benchmark_path(f"{TABLES_DIR}/collect")
     params:
         study_config=json.dumps(STUDY),
         out_dir=parent_of("accuracy"),

@@ -1,22 +1,17 @@
-# One job per run. The run directory appears atomically (rnn_gradients.runio): a killed job leaves no partial run.
+# One job per run. The run directory appears atomically (rnn_gradients.files): a killed job leaves no partial run.
 rule train:
     input:
-        data="results/data/{task}/T{seq_len}/seed{seed}.npz",
+        data=DATA_FILE,
     output:
-        config="results/runs/{task}/T{seq_len}/{cell}/{strategy}/seed{seed}/config.json",
-        steps="results/runs/{task}/T{seq_len}/{cell}/{strategy}/seed{seed}/steps.csv",
-        evals="results/runs/{task}/T{seq_len}/{cell}/{strategy}/seed{seed}/evals.csv",
-        probes="results/runs/{task}/T{seq_len}/{cell}/{strategy}/seed{seed}/probes.csv",
-        summary="results/runs/{task}/T{seq_len}/{cell}/{strategy}/seed{seed}/summary.json",
-        runtime="results/runs/{task}/T{seq_len}/{cell}/{strategy}/seed{seed}/runtime.json",
+        **run_outputs(),
     log:
-        "results/logs/runs/{task}/T{seq_len}/{cell}/{strategy}/seed{seed}.log",
+        log_path(RUN_DIR),
     benchmark:
-        "results/benchmarks/runs/{task}/T{seq_len}/{cell}/{strategy}/seed{seed}.tsv"
+        benchmark_path(RUN_DIR)
     params:
         spec=run_spec_json,
         out_dir=parent_of("summary"),
-    # One thread per job and one job per core: two 1-thread jobs outrun one 2-thread job (MEASUREMENTS.md).
+    # One thread per job and one job per core: two 1-thread jobs outrun one 2-thread job (benchmarks/README.md).
     threads: 1
     resources:
         mem_mb=2000,

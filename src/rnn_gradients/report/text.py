@@ -23,8 +23,8 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from rnn_gradients import plotting as rp
-from rnn_gradients.strategies import STRATEGY_KEYS, Strategy
+from rnn_gradients.engine.strategies import STRATEGY_KEYS, Strategy
+from rnn_gradients.report import figures as rp
 
 NUMERIC = r"^[\s\d.,+\-−–%/±→e]*$"
 GATED = ("lstm", "gru")
@@ -194,7 +194,7 @@ def tasks_table(study: Study) -> pd.DataFrame:
 
 
 def init_spectrum_sentence(study: Study) -> str | None:
-    """Median ρ(W_hh) and σ_max(W_hh) per cell at initialisation; None without initialisation probes."""
+    """Median ρ(W_hh) and σ_max(W_hh) per cell at initialization; None without initialization probes."""
     init = rp.probe_phases(study.decay)
     init = init[init["phase"] == rp.INIT_PHASE]
     if init.empty:
@@ -207,7 +207,7 @@ def init_spectrum_sentence(study: Study) -> str | None:
             sigma = pd.to_numeric(rows["sigma_max"], errors="coerce").median()
             parts.append(f"`{cell}` $\\rho = {num(rho)}$, $\\sigma_{{\\max}} = {num(sigma)}$")
     return (
-        "Measured at initialisation (median over all strategies, tasks and seeds), the recurrent matrices of "
+        "Measured at initialization (median over all strategies, tasks and seeds), the recurrent matrices of "
         "this study had " + "; ".join(parts) + ". The bound is stated for the vanilla cells only: a gated "
         "cell's Jacobian is not $\\operatorname{diag}(\\phi')\\,W_{hh}$."
     )
@@ -230,14 +230,14 @@ def flow_sentence(study: Study) -> str:
         return "No gradient probes of the unmitigated strategy are in the tables."
     return (
         f"@fig-flow shows the measured gradient norms of the hidden states under the `{strategy}` strategy "
-        "at the longest sequence length of each task, at initialisation (the probe before the first update) "
+        "at the longest sequence length of each task, at initialization (the probe before the first update) "
         "and after training (each run's last probe). A straight line on the logarithmic axis is a constant "
         "per-step factor; its slope is the decay rate of @tbl-decay."
     )
 
 
 def decay_table(study: Study) -> pd.DataFrame:
-    """One row per (task, T, cell, strategy): mean decay per step over seeds at initialisation and after training."""
+    """One row per (task, T, cell, strategy): mean decay per step over seeds at initialization and after training."""
     phases = rp.probe_phases(study.decay).assign(
         decay_per_step=lambda d: pd.to_numeric(d["decay_per_step"], errors="coerce")
     )
@@ -254,7 +254,7 @@ def decay_table(study: Study) -> pd.DataFrame:
             "T": rows["seq_len"].astype(str),
             "cell": "`" + rows["cell"] + "`",
             "strategy": "`" + rows["strategy"] + "`",
-            "at initialisation": rows[rp.INIT_PHASE].map(slope),
+            "at initialization": rows[rp.INIT_PHASE].map(slope),
             "after training": rows[rp.TRAINED_PHASE].map(slope),
         }
     )
@@ -277,9 +277,9 @@ def exploding_paragraph(study: Study) -> str:
     runs = study.runs()
     diverged = runs[runs["diverged"]]
     rule = (
-        f"the strategies with the scaled recurrent initialisation ({names(scaled)})"
+        f"the strategies with the scaled recurrent initialization ({names(scaled)})"
         if scaled
-        else "every strategy, since none uses the scaled initialisation; the panels are the task, length and "
+        else "every strategy, since none uses the scaled initialization; the panels are the task, length and "
         "cell with the largest pre-clip gradient norms"
     )
     text = f"@fig-traces follows the pre-clip gradient norm during training for {rule}"
@@ -347,24 +347,24 @@ def _with_baseline(study: Study, strategies: Sequence[str]) -> list[str]:
     return list(dict.fromkeys([s for s in [study.baseline, *strategies] if s is not None]))
 
 
-def normalisation_rows(study: Study) -> pd.DataFrame | None:
-    """Summary rows of the normalised strategies and the baseline; None without a normalisation strategy."""
+def normalization_rows(study: Study) -> pd.DataFrame | None:
+    """Summary rows of the normalized strategies and the baseline; None without a normalization strategy."""
     normed = [s for s in study.strategies if study.traits[s].norm != "none"]
     if not normed:
         return None
     return study.summary[study.summary["strategy"].isin(_with_baseline(study, normed))]
 
 
-def normalisation_sentence(study: Study) -> str:
-    """Runs solved at the longest T by each normalised strategy and the baseline, or that there is none."""
-    rows = normalisation_rows(study)
+def normalization_sentence(study: Study) -> str:
+    """Runs solved at the longest T by each normalized strategy and the baseline, or that there is none."""
+    rows = normalization_rows(study)
     if rows is None:
-        return "This grid has no normalisation strategy (no strategy sets `norm` to `layer` or `batch`)."
+        return "This grid has no normalization strategy (no strategy sets `norm` to `layer` or `batch`)."
     normed = [s for s in study.strategies if study.traits[s].norm != "none"]
     compare = [s for s in [study.baseline, *normed] if s is not None]
     long = study.at_longest(rows).groupby("strategy")[["n_solved", "n_seeds"]].sum()
     return (
-        f"@fig-normalisation compares {names(normed)} with `{study.baseline}` for every cell. Runs solved at the "
+        f"@fig-normalization compares {names(normed)} with `{study.baseline}` for every cell. Runs solved at the "
         "longest length of each task, all cells together: "
         + "; ".join(f"`{s}` {of(long.loc[s, 'n_solved'], long.loc[s, 'n_seeds'])}" for s in compare if s in long.index)
         + "."
@@ -513,7 +513,7 @@ def _task_conclusion(study: Study, task: str) -> str | None:
 
 def conclusions(study: Study) -> str:
     """A Markdown list: per task, the baseline's solved seeds per cell and each vanilla cell's best remedy; then
-    the vanishing factor e^(slope·T) at initialisation, divergences with and without clipping, and the theory check.
+    the vanishing factor e^(slope·T) at initialization, divergences with and without clipping, and the theory check.
     """
     lines = [line for task in study.tasks if (line := _task_conclusion(study, task)) is not None]
     start = rp.probe_phases(study.decay)
@@ -523,7 +523,7 @@ def conclusions(study: Study) -> str:
         per_cell = reach.groupby(start["cell"]).mean()
         factors = ", ".join(f"`{c}` $10^{{{per_cell[c]:.1f}}}$" for c in study.palette.ordered_cells(per_cell.index))
         lines.append(
-            f"- **Vanishing.** At initialisation under `{study.baseline}`, the fitted decay per step puts the gradient "
+            f"- **Vanishing.** At initialization under `{study.baseline}`, the fitted decay per step puts the gradient "
             f"reaching back over the longest sequence of each task at this fraction of its value at the last step "
             f"(e^(slope·T), mean over tasks and seeds; below about $10^{{-38}}$ float32 holds only zeros, so the "
             f"smallest factors are extrapolated): {factors}."

@@ -1,4 +1,4 @@
-"""Initialisations of the recurrent weights and of the gate biases.
+"""Initializations of the recurrent weights and of the gate biases.
 
 Every draw comes from the ``torch.Generator`` passed in, on the generator's device, and is then copied to the
 parameter, so a seed gives the same weights on CPU and CUDA. Functions that act on "the cell" accept the cell
@@ -15,7 +15,7 @@ Schemes for W_hh (``init_recurrent``), applied to each gate's H×H block of W_hh
   Mikolov & Bengio (2013) show that σ_max(W_hh) > 1/γ is necessary for exploding gradients (γ = max |φ'|);
   this scheme is used to provoke them on purpose.
 
-Chrono initialisation (``init_chrono``; Tallec & Ollivier 2018, "Can recurrent neural networks warp time?"):
+Chrono initialization (``init_chrono``; Tallec & Ollivier 2018, "Can recurrent neural networks warp time?"):
 gate biases drawn so that the characteristic forgetting times of the units spread over [1, T_max].
 """
 
@@ -26,8 +26,8 @@ import math
 import torch
 from torch import Tensor, nn
 
-from rnn_gradients.cells import GATED_CELLS, RecurrentCell
-from rnn_gradients.normalization import LayerNorm, StepwiseBatchNorm
+from rnn_gradients.engine.cells import GATED_CELLS, RecurrentCell
+from rnn_gradients.engine.normalization import LayerNorm, StepwiseBatchNorm
 
 INIT_SCHEMES = ("default", "orthogonal", "identity", "scaled")
 IRNN_INPUT_STD = 0.001
@@ -58,7 +58,7 @@ def reset_linear(linear: nn.Linear, generator: torch.Generator) -> None:
 
 def init_default(module: nn.Module, generator: torch.Generator) -> None:
     """Re-draw every parameter with PyTorch's defaults, in module order: each recurrent cell's parameters
-    ~ U(−1/√H, 1/√H), each nn.Linear's (the read-out head) ~ U(−1/√fan_in, 1/√fan_in); normalisation gains
+    ~ U(−1/√H, 1/√H), each nn.Linear's (the read-out head) ~ U(−1/√fan_in, 1/√fan_in); normalization gains
     and shifts and batch-norm running statistics go back to their initial values (no draws)."""
     for sub in module.modules():
         if isinstance(sub, RecurrentCell):
@@ -83,12 +83,12 @@ def _scaled_block(size: int, spectral_norm: float, generator: torch.Generator) -
 def init_recurrent(
     cell: nn.Module, scheme: str, generator: torch.Generator, spectral_norm: float | None = None
 ) -> None:
-    """Initialise W_hh (and, for ``identity``, W_ih and the biases) by ``scheme`` (see the module docstring).
+    """Initialize W_hh (and, for ``identity``, W_ih and the biases) by ``scheme`` (see the module docstring).
 
     ``spectral_norm`` is required and must be > 0 for ``scaled``, and must be None for the other schemes.
     """
     if scheme not in INIT_SCHEMES:
-        raise ValueError(f"unknown initialisation scheme {scheme!r}; valid schemes: {', '.join(INIT_SCHEMES)}")
+        raise ValueError(f"unknown initialization scheme {scheme!r}; valid schemes: {', '.join(INIT_SCHEMES)}")
     if scheme == "scaled":
         if spectral_norm is None or not math.isfinite(spectral_norm) or spectral_norm <= 0:
             raise ValueError(f"scheme 'scaled' needs a finite spectral_norm > 0, got {spectral_norm!r}")
@@ -114,7 +114,7 @@ def init_recurrent(
 
 
 def init_chrono(cell: nn.Module, max_len: int, generator: torch.Generator) -> None:
-    """Chrono initialisation of the gate biases (Tallec & Ollivier 2018), T_max = ``max_len``.
+    """Chrono initialization of the gate biases (Tallec & Ollivier 2018), T_max = ``max_len``.
 
     LSTM: b_f ~ log(U[1, T_max − 1]) and b_i = −b_f, so that unit j forgets on a time scale ≈ exp(b_f,j).
     GRU: in torch's convention h_t = (1 − z) ⊙ n + z ⊙ h_{t−1} the update gate z keeps the old state, so it
@@ -125,10 +125,10 @@ def init_chrono(cell: nn.Module, max_len: int, generator: torch.Generator) -> No
     target = find_cell(cell)
     if target.kind not in GATED_CELLS:
         raise ValueError(
-            f"chrono initialisation needs a gated cell; got {target.kind!r}, valid cells: {', '.join(GATED_CELLS)}"
+            f"chrono initialization needs a gated cell; got {target.kind!r}, valid cells: {', '.join(GATED_CELLS)}"
         )
     if isinstance(max_len, bool) or not isinstance(max_len, int) or max_len < 2:
-        raise ValueError(f"chrono initialisation needs max_len >= 2, got {max_len!r}")
+        raise ValueError(f"chrono initialization needs max_len >= 2, got {max_len!r}")
     size = target.hidden_size
     draw = torch.empty(size, dtype=torch.float64, device=generator.device)
     keep_bias = draw.uniform_(1.0, float(max_len - 1), generator=generator).log()

@@ -23,7 +23,7 @@ GRU, G = 3 with gates stacked (r, z, n) as in torch.nn.GRUCell (Cho et al. 2014)
 A cell splits its work in two: ``project_inputs`` computes the input part of every step with one matmul (it does
 not depend on the state), ``step`` the recurrent part of one step. ``RecurrentLayer`` either hands the whole
 sequence to the fused torch kernel or unrolls ``step`` in Python; both give the same result.
-Where normalisation goes is described in :mod:`rnn_gradients.normalization`.
+Where normalization goes is described in :mod:`rnn_gradients.engine.normalization`.
 """
 
 from __future__ import annotations
@@ -37,9 +37,9 @@ import torch
 import torch.nn.functional as F
 from torch import _VF, Tensor, nn
 
-from rnn_gradients.normalization import CellNorms, validate_norm
+from rnn_gradients.engine.normalization import CellNorms, validate_norm
 
-CELL_TYPES = ("rnn_tanh", "rnn_sigmoid", "rnn_relu", "lstm", "gru")
+CELLS = ("rnn_tanh", "rnn_sigmoid", "rnn_relu", "lstm", "gru")
 GATED_CELLS = ("lstm", "gru")
 VANILLA_CELLS = ("rnn_tanh", "rnn_sigmoid", "rnn_relu")
 FUSED_CELLS = ("rnn_tanh", "rnn_relu", "lstm", "gru")
@@ -56,9 +56,9 @@ _FUSED_KERNELS = {"rnn_tanh": _VF.rnn_tanh, "rnn_relu": _VF.rnn_relu, "lstm": _V
 
 
 def validate_cell(name: str) -> str:
-    """Return ``name`` if it is one of CELL_TYPES, else raise a ValueError naming it and the valid ones."""
-    if name not in CELL_TYPES:
-        raise ValueError(f"unknown cell {name!r}; valid cells: {', '.join(CELL_TYPES)}")
+    """Return ``name`` if it is one of CELLS, else raise a ValueError naming it and the valid ones."""
+    if name not in CELLS:
+        raise ValueError(f"unknown cell {name!r}; valid cells: {', '.join(CELLS)}")
     return name
 
 
@@ -121,7 +121,7 @@ class RecurrentCell(nn.Module, ABC):
     def project_inputs(self, x: Tensor, norms: CellNorms | None = None) -> Tensor:
         """The input part of every step at once, (B, L, I) -> (B, L, G·H): one matmul for the whole sequence.
 
-        Without normalisation this is W_ih x_t + bias (see ``_input_bias``); with an input normalisation
+        Without normalization this is W_ih x_t + bias (see ``_input_bias``); with an input normalization
         N_x(W_ih x_t) + bias; under vanilla layer norm the bare W_ih x_t, since the bias comes after the LN.
         """
         if norms is not None and norms.summed is not None:
@@ -183,7 +183,7 @@ class LSTMCell(RecurrentCell):
         """PyTorch's default U(−1/√H, 1/√H), then the forget-gate bias b_f = 1 (in bias_ih; zero in bias_hh).
 
         A forget bias of 1 is the common LSTM default (Gers, Schmidhuber & Cummins 2000; Jozefowicz, Zaremba &
-        Sutskever 2015): the cell state is kept, not halved, at every step at initialisation. Without it the
+        Sutskever 2015): the cell state is kept, not halved, at every step at initialization. Without it the
         LSTM failed temporal order at T = 50 in the study's tuning runs, at odds with the literature.
         """
         super().reset_parameters(generator)
@@ -239,7 +239,7 @@ class GRUCell(RecurrentCell):
 def make_cell(
     cell: str, input_size: int, hidden_size: int, *, generator: torch.Generator | None = None
 ) -> RecurrentCell:
-    """The hand-written cell named ``cell`` (one of CELL_TYPES), default-initialised from ``generator``."""
+    """The hand-written cell named ``cell`` (one of CELLS), default-initialized from ``generator``."""
     validate_cell(cell)
     if cell == "lstm":
         return LSTMCell(input_size, hidden_size, generator=generator)
@@ -253,9 +253,9 @@ class RecurrentLayer(nn.Module):
 
     Attributes: ``cell`` (the :class:`RecurrentCell`; parameter names ``cell.weight_ih`` ...), ``norm``
     (:class:`~rnn_gradients.normalization.CellNorms`; parameters ``norm.*``), ``cell_type``, ``norm_kind``,
-    ``max_len`` (the number of steps recurrent batch normalisation keeps statistics for).
+    ``max_len`` (the number of steps recurrent batch normalization keeps statistics for).
 
-    ``forward`` runs the fused torch kernel when there is one for the cell and no normalisation (``fused``),
+    ``forward`` runs the fused torch kernel when there is one for the cell and no normalization (``fused``),
     the unrolled loop otherwise; ``forward_with_states`` always unrolls and returns every h_t as a node of the
     autograd graph, so ``torch.autograd.grad(loss, states)`` gives the total derivative ∂L/∂h_t through time.
     """

@@ -1,9 +1,10 @@
-"""Synthetic long-dependency tasks: generators, losses, metrics, chance baselines and dataset files.
+"""Synthetic long-dependency tasks: generators, losses, metrics and chance baselines.
 
 Every task is a pure function of the delay ``T`` (``seq_len``), the number of sequences ``n`` and an explicit
 ``numpy.random.Generator``; the global RNG is never touched. Generators store data compactly (``uint8``
 symbol ids, ``float32`` values, ``uint8`` labels); :meth:`Task.to_tensors` expands them into ``float32``
-one-hot inputs ``x`` of shape ``(N, L, input_size)`` and targets ``y``.
+one-hot inputs ``x`` of shape ``(N, L, input_size)`` and targets ``y``. Dataset files are
+:mod:`rnn_gradients.engine.datasets`.
 
 Tasks (definitions from the papers cited in each class):
 
@@ -14,19 +15,12 @@ Tasks (definitions from the papers cited in each class):
                     recurrent neural networks" (ICML).
 ``first_symbol``    first-symbol recall, a latching problem in the spirit of Bengio, Simard & Frasconi 1994,
                     "Learning long-term dependencies with gradient descent is difficult" (IEEE TNN).
-
-A :class:`Dataset` holds a train and a test split drawn from independent child streams of
-``numpy.random.SeedSequence(seed)``, so the test set does not depend on the train size. It is saved as one
-``.npz`` file, written atomically.
 """
 
 from __future__ import annotations
 
 import math
-import zipfile
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Literal
 
 import numpy as np
@@ -34,15 +28,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from rnn_gradients.runio import atomic_open
 
-TASK_NAMES: tuple[str, ...] = ("adding", "copy", "temporal_order", "first_symbol")
-
-SPLITS: tuple[str, ...] = ("train", "test")
-_FORMAT_VERSION = 1
-
-
-def _check_int(name: str, value: object, minimum: int, why: str = "") -> int:
+def check_int(name: str, value: object, minimum: int, why: str = "") -> int:
     """Return ``value`` as an int, or raise ValueError naming the value and the minimum."""
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
         raise ValueError(f"{name} must be an integer, got {value!r}")
@@ -78,7 +65,7 @@ class Task(ABC):
 
     def check_seq_len(self, seq_len: int) -> int:
         """Validate the delay ``T``; ValueError naming the value and the task's minimum."""
-        return _check_int("seq_len", seq_len, self.min_seq_len, f"task {self.name!r}")
+        return check_int("seq_len", seq_len, self.min_seq_len, f"task {self.name!r}")
 
     def input_length(self, seq_len: int) -> int:
         """Number of time steps fed to the model; equal to ``T`` unless the task adds steps."""
@@ -87,7 +74,7 @@ class Task(ABC):
     def generate(self, seq_len: int, n: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
         """Draw ``n`` sequences of delay ``seq_len`` from ``rng``; compact numpy arrays keyed by name."""
         seq_len = self.check_seq_len(seq_len)
-        n = _check_int("n", n, 1)
+        n = check_int("n", n, 1)
         if not isinstance(rng, np.random.Generator):
             raise ValueError(f"rng must be a numpy.random.Generator, got {type(rng).__name__}")
         return self._sample(seq_len, n, rng)
@@ -354,136 +341,13 @@ class FirstSymbolTask(LastStepClassification):
         return {"symbols": symbols, "labels": bits}
 
 
-_TASKS: dict[str, type[Task]] = {
-    "adding": AddingTask,
-    "copy": CopyTask,
-    "temporal_order": TemporalOrderTask,
-    "first_symbol": FirstSymbolTask,
-}
+_TASKS: dict[str, type[Task]] = {task.name: task for task in (AddingTask, CopyTask, TemporalOrderTask, FirstSymbolTask)}
+TASKS: tuple[str, ...] = tuple(_TASKS)
+"""Every task name, in the order configs and reports list them."""
 
 
 def get_task(name: str) -> Task:
-    """The task called ``name``; ValueError naming the bad name and listing :data:`TASK_NAMES`."""
+    """The task called ``name``; ValueError naming the bad name and listing :data:`TASKS`."""
     if name not in _TASKS:
-        raise ValueError(f"unknown task {name!r}; valid tasks: {', '.join(TASK_NAMES)}")
+        raise ValueError(f"unknown task {name!r}; valid tasks: {', '.join(TASKS)}")
     return _TASKS[name]()
-
-
-@dataclass(frozen=True, eq=False)
-class Dataset:
-    """One task's train and test arrays (as returned by :meth:`Task.generate`) and how they were drawn."""
-
-    task: str
-    seq_len: int
-    seed: int
-    train: dict[str, np.ndarray]
-    test: dict[str, np.ndarray]
-
-
-def make_dataset(task: str, seq_len: int, seed: int, train_size: int, test_size: int) -> Dataset:
-    """Draw train and test splits of ``task`` at delay ``seq_len``.
-
-    The splits come from the two children of ``numpy.random.SeedSequence(seed).spawn(2)``: they are
-    independent streams, and the test set is the same whatever ``train_size``.
-    """
-    task_obj = get_task(task)
-    seq_len = task_obj.check_seq_len(seq_len)
-    seed = _check_int("seed", seed, 0)
-    train_size = _check_int("train_size", train_size, 1)
-    test_size = _check_int("test_size", test_size, 1)
-    train_seq, test_seq = np.random.SeedSequence(seed).spawn(2)
-    return Dataset(
-        task=task,
-        seq_len=seq_len,
-        seed=seed,
-        train=task_obj.generate(seq_len, train_size, np.random.default_rng(train_seq)),
-        test=task_obj.generate(seq_len, test_size, np.random.default_rng(test_seq)),
-    )
-
-
-def save_dataset(dataset: Dataset, path: Path) -> None:
-    """Write ``dataset`` to one compressed ``.npz`` file, atomically.
-
-    Keys: ``task``, ``seq_len``, ``seed``, ``format_version`` and ``{split}/{array}`` for each split. The file
-    is written to a temporary sibling, then renamed over ``path``, so readers never see a partial file.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    payload: dict[str, np.ndarray] = {
-        "task": np.array(dataset.task),
-        "seq_len": np.array(dataset.seq_len, dtype=np.int64),
-        "seed": np.array(dataset.seed, dtype=np.int64),
-        "format_version": np.array(_FORMAT_VERSION, dtype=np.int64),
-    }
-    for split in SPLITS:
-        for key, array in getattr(dataset, split).items():
-            payload[f"{split}/{key}"] = array
-    with atomic_open(path, "wb") as handle:
-        np.savez_compressed(handle, **payload)
-
-
-def _check_split(path: Path, task: Task, seq_len: int, split: str, arrays: dict[str, np.ndarray]) -> None:
-    """Compare a loaded split with what the task's generator produces: keys, dtypes, trailing shapes."""
-    reference = task.generate(seq_len, 1, np.random.default_rng(0))
-    if set(arrays) != set(reference):
-        raise ValueError(
-            f"{path}: {split} split has arrays {sorted(arrays)}, task {task.name!r} needs {sorted(reference)}"
-        )
-    for key, ref in reference.items():
-        array = arrays[key]
-        if array.dtype != ref.dtype or array.ndim != ref.ndim or array.shape[1:] != ref.shape[1:]:
-            raise ValueError(
-                f"{path}: {split}/{key} has dtype {array.dtype} and shape {array.shape}, expected "
-                f"{ref.dtype} and shape (N, {', '.join(map(str, ref.shape[1:]))})"
-            )
-    sizes = {key: array.shape[0] for key, array in arrays.items()}
-    if len(set(sizes.values())) != 1 or min(sizes.values()) < 1:
-        raise ValueError(f"{path}: {split} arrays disagree on the number of sequences or are empty: {sizes}")
-
-
-def _scalar(path: Path, contents: dict[str, np.ndarray], key: str, kind: str) -> np.generic:
-    """A 0-d metadata entry of numpy kind ``kind`` ("i" integer, "U" string), or ValueError."""
-    if key not in contents:
-        raise ValueError(f"{path} is not a dataset file: no {key!r} entry")
-    value = contents[key]
-    if value.shape != () or value.dtype.kind != kind:
-        raise ValueError(f"{path}: {key!r} must be a scalar of kind {kind!r}, got {value.dtype} {value.shape}")
-    return value[()]
-
-
-def load_dataset(path: Path) -> Dataset:
-    """Read a file written by :func:`save_dataset`.
-
-    FileNotFoundError if ``path`` does not exist; ValueError if it is not such a file (not an ``.npz``,
-    missing or unexpected arrays, wrong dtypes or shapes for its task and length).
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"dataset file not found: {path}")
-    try:
-        with np.load(path, allow_pickle=False) as npz:
-            contents = {key: npz[key] for key in npz.files}
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as err:
-        raise ValueError(f"{path} is not a readable dataset .npz file: {err}") from err
-    version = int(_scalar(path, contents, "format_version", "i"))
-    if version != _FORMAT_VERSION:
-        raise ValueError(f"{path}: unsupported format_version {version} (this code reads {_FORMAT_VERSION})")
-    task_name = str(_scalar(path, contents, "task", "U"))
-    if task_name not in TASK_NAMES:
-        raise ValueError(f"{path}: unknown task {task_name!r}; valid tasks: {', '.join(TASK_NAMES)}")
-    task = get_task(task_name)
-    try:
-        seq_len = task.check_seq_len(int(_scalar(path, contents, "seq_len", "i")))
-        seed = _check_int("seed", int(_scalar(path, contents, "seed", "i")), 0)
-    except ValueError as err:
-        raise ValueError(f"{path}: {err}") from err
-    splits: dict[str, dict[str, np.ndarray]] = {split: {} for split in SPLITS}
-    for key, array in contents.items():
-        split, sep, name = key.partition("/")
-        if sep:
-            if split not in splits:
-                raise ValueError(f"{path}: unexpected array {key!r}")
-            splits[split][name] = array
-    for split in SPLITS:
-        _check_split(path, task, seq_len, split, splits[split])
-    return Dataset(task=task_name, seq_len=seq_len, seed=seed, train=splits["train"], test=splits["test"])

@@ -28,9 +28,9 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from rnn_gradients.initialization import candidate_block
-from rnn_gradients.model import SequenceModel
-from rnn_gradients.tasks import Task
+from rnn_gradients.engine.initialization import candidate_block
+from rnn_gradients.engine.model import SequenceModel
+from rnn_gradients.engine.tasks import Task
 
 _DERIVATIVE_FROM_STATE = {
     "rnn_tanh": lambda h: 1.0 - h * h,

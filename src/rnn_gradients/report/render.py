@@ -6,7 +6,7 @@ share Quarto's intermediate files), executed in the report folder, then moved to
 Engine ``offline`` (Quarto cannot be installed everywhere): the same ``.qmd`` source is read by jupytext as
 R Markdown, so each ```` ```{python} ```` chunk becomes a code cell; nbclient executes the cells in this
 environment's ``python3`` kernel; the outputs are assembled into pandoc Markdown the way Quarto would
-(``#|`` cell options honoured, figures and tables numbered, the cross-references ``@fig-…``, ``@tbl-…`` and
+(``#|`` cell options honored, figures and tables numbered, the cross-references ``@fig-…``, ``@tbl-…`` and
 ``@sec-…`` resolved, unknown ones rejected); and pandoc writes one standalone page with every resource
 embedded and math as MathML, so the file references nothing outside itself.
 
@@ -32,7 +32,7 @@ from typing import Any, Literal
 
 import yaml
 
-from rnn_gradients.runio import atomic_write_text
+from rnn_gradients.files import atomic_write_text
 
 TABLES_ENV = "RNN_GRADIENTS_TABLES"
 RENDERER_ENV = "RNN_GRADIENTS_RENDERER"

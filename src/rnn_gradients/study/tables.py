@@ -2,7 +2,7 @@
 
 Each run directory (the parent of its ``summary.json``) contributes one row to ``accuracy.csv``, its training
 steps to ``gradient_norms.csv`` and its gradient probes to ``gradient_flow.csv``; ``accuracy_summary.csv`` and
-``decay_rates.csv`` are derived by :mod:`rnn_gradients.analysis`. The run keys ``task, seq_len, cell, strategy,
+``decay_rates.csv`` are derived by :mod:`rnn_gradients.study.analysis`. The run keys ``task, seq_len, cell, strategy,
 seed`` lead every per-run table, rows are sorted by them (then by step, probe step and t), booleans are written
 ``True``/``False`` and missing values as empty cells. Every file is written to a temporary file and renamed into
 place, so a reader never sees half a table.
@@ -17,26 +17,16 @@ from typing import Any
 
 import pandas as pd
 
-from rnn_gradients.analysis import RUN_KEYS, decay_rates, summarise_accuracy
-from rnn_gradients.runio import atomic_open, atomic_write_text, read_json
-from rnn_gradients.training import PROBE_COLUMNS, STEP_COLUMNS
+from rnn_gradients.engine.run_files import PROBE_COLUMNS, SUMMARY_FIELDS, StepRecord
+from rnn_gradients.files import atomic_open, atomic_write_text, read_json
+from rnn_gradients.study.analysis import decay_rates, summarize_accuracy
+from rnn_gradients.study.grid import RUN_KEYS
 
-SUMMARY_FIELDS: tuple[str, ...] = (
-    "metric",
-    "value",
-    "chance",
-    "error",
-    "chance_error",
-    "loss",
-    "chance_loss",
-    "solved",
-    "solve_threshold",
-    "steps_to_solve",
-    "diverged",
-    "diverged_step",
-    "steps_run",
-)
-RUNTIME_FIELDS: tuple[str, ...] = ("wall_time_s", "ms_per_step", "threads", "device", "torch_version")
+RESULT_FIELDS: tuple[str, ...] = tuple(field for field in SUMMARY_FIELDS if field not in RUN_KEYS)
+"""The outcome fields of ``summary.json`` that ``accuracy.csv`` holds after the run keys."""
+RUNTIME_COLUMNS: tuple[str, ...] = ("wall_time_s", "ms_per_step", "threads", "device", "torch_version")
+"""The ``runtime.json`` fields that ``accuracy.csv`` holds (the only columns that differ between reruns)."""
+STEP_COLUMNS = StepRecord.COLUMNS
 FLOW_COLUMNS: tuple[str, ...] = (
     "probe_step",
     "t",
@@ -87,7 +77,7 @@ def collect_tables(summaries: Sequence[Path], out_dir: Path, study_config: str) 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     _write_csv(accuracy, out_dir / "accuracy.csv")
-    _write_csv(summarise_accuracy(accuracy), out_dir / "accuracy_summary.csv")
+    _write_csv(summarize_accuracy(accuracy), out_dir / "accuracy_summary.csv")
     _write_csv(steps, out_dir / "gradient_norms.csv")
     _write_csv(flow, out_dir / "gradient_flow.csv")
     _write_csv(decay_rates(flow), out_dir / "decay_rates.csv")
@@ -100,10 +90,10 @@ def _read_run(summary_path: Path) -> tuple[dict[str, Any], pd.DataFrame, pd.Data
     run = summary_path.parent
     summary = read_json(summary_path)
     runtime = read_json(run / "runtime.json")
-    _require(summary_path, summary, (*RUN_KEYS, *SUMMARY_FIELDS))
-    _require(run / "runtime.json", runtime, RUNTIME_FIELDS)
+    _require(summary_path, summary, (*RUN_KEYS, *RESULT_FIELDS))
+    _require(run / "runtime.json", runtime, RUNTIME_COLUMNS)
     keys = {key: summary[key] for key in RUN_KEYS}
-    row = {**keys, **{f: summary[f] for f in SUMMARY_FIELDS}, **{f: runtime[f] for f in RUNTIME_FIELDS}}
+    row = {**keys, **{f: summary[f] for f in RESULT_FIELDS}, **{f: runtime[f] for f in RUNTIME_COLUMNS}}
 
     steps = _read_csv(run / "steps.csv", STEP_COLUMNS)
     probes = _read_csv(run / "probes.csv", PROBE_COLUMNS)

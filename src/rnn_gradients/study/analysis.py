@@ -1,6 +1,6 @@
 """Derived quantities shared by the study tables and the report: gradient decay rates and accuracy summaries.
 
-This module is the single place where they are computed; :mod:`rnn_gradients.tables` writes them and the report
+This module is the single place where they are computed; :mod:`rnn_gradients.study.tables` writes them and the report
 imports the same functions, so a table and a figure can never disagree.
 
 Decay rate. For a vanilla RNN h_t = φ(W_hh h_{t−1} + W_xh x_t + b), back-propagation through time gives
@@ -21,10 +21,9 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from rnn_gradients.strategies import GATED_CELLS
+from rnn_gradients.engine.cells import GATED_CELLS
+from rnn_gradients.study.grid import GRID_KEYS, RUN_KEYS
 
-RUN_KEYS: tuple[str, ...] = ("task", "seq_len", "cell", "strategy", "seed")
-GRID_KEYS: tuple[str, ...] = ("task", "seq_len", "cell", "strategy")
 PROBE_SCALARS: tuple[str, ...] = ("gamma_eff", "sigma_max", "spectral_radius")
 DECAY_COLUMNS: tuple[str, ...] = ("decay_per_step", "predicted_decay", *PROBE_SCALARS, "n_points")
 SUMMARY_COLUMNS: tuple[str, ...] = (
@@ -58,7 +57,7 @@ def decay_rates(flow: pd.DataFrame) -> pd.DataFrame:
     points["x"] = flow.loc[usable, "distance"].to_numpy(dtype=float)
     points["y"] = np.log(norm[usable])
     by_probe = points.groupby(keys, sort=True)
-    # centred sums: the slope Σ(x − x̄)(y − ȳ) / Σ(x − x̄)² without the cancellation of the raw-moment formula
+    # centered sums: the slope Σ(x − x̄)(y − ȳ) / Σ(x − x̄)² without the cancellation of the raw-moment formula
     dx = points["x"] - by_probe["x"].transform("mean")
     dy = points["y"] - by_probe["y"].transform("mean")
     points["sxy"], points["sxx"] = dx * dy, dx * dx
@@ -78,7 +77,7 @@ def decay_rates(flow: pd.DataFrame) -> pd.DataFrame:
     return result[[*keys, *DECAY_COLUMNS]]
 
 
-def summarise_accuracy(accuracy: pd.DataFrame) -> pd.DataFrame:
+def summarize_accuracy(accuracy: pd.DataFrame) -> pd.DataFrame:
     """One row per task × T × cell × strategy, aggregated over seeds (rows of ``accuracy.csv``).
 
     ``mean, std, min, max`` describe the runs' final ``value`` (the task's metric: test MSE, or accuracy);

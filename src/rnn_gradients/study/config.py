@@ -1,4 +1,4 @@
-"""The study config: validation with readable messages, the run grid and the spec of every run.
+"""The study config: validation with readable messages, before any compute starts.
 
 A study is the product ``tasks × T × cells × strategies × seeds`` (``config/config.yaml``, explained key by key in
 ``config/README.md``). :func:`load_study` checks a config against ``workflow/schemas/config.schema.yaml`` (JSON
@@ -6,10 +6,7 @@ Schema 2020-12), fills in the schema's defaults, then checks what a schema canno
 parse (:meth:`Strategy.from_dict`) and apply to every configured cell, learning-rate overrides must name
 configured cells, and every T must reach its task's minimum. Problems come back as one
 :class:`StudyConfigError` that lists each of them on one line, as ``key.path: what is wrong; what is allowed``.
-
-:func:`run_spec` gives the resolved :class:`~rnn_gradients.training.RunSpec` fields of one run: a deterministic,
-JSON-serialisable function of the config that holds only what that run depends on, so that Snakemake reruns
-exactly the runs whose spec changed.
+The grid of runs a valid config describes is :mod:`rnn_gradients.study.grid`.
 """
 
 from __future__ import annotations
@@ -18,18 +15,19 @@ import copy
 import difflib
 from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from itertools import product
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
 import yaml
 from jsonschema import Draft202012Validator, validators
 from jsonschema.exceptions import ValidationError, best_match
 
-from rnn_gradients.strategies import Strategy
-from rnn_gradients.tasks import get_task
-
-RUNS_ROOT = "results/runs"
+from rnn_gradients.engine.cells import CELLS
+from rnn_gradients.engine.initialization import INIT_SCHEMES
+from rnn_gradients.engine.normalization import NORMS
+from rnn_gradients.engine.run_spec import DEVICES, OPTIMIZERS
+from rnn_gradients.engine.strategies import Strategy
+from rnn_gradients.engine.tasks import TASKS, get_task
 
 
 class StudyConfigError(ValueError):
@@ -40,16 +38,6 @@ class StudyConfigError(ValueError):
         noun = "problem" if len(self.problems) == 1 else "problems"
         lines = "\n".join(f"  - {problem}" for problem in self.problems)
         super().__init__(f"invalid study config ({len(self.problems)} {noun}):\n{lines}")
-
-
-class RunKey(NamedTuple):
-    """One point of the grid: it names a run and its directory."""
-
-    task: str
-    seq_len: int
-    cell: str
-    strategy: str
-    seed: int
 
 
 def _filling_defaults(validator_class: type) -> type:
@@ -73,13 +61,30 @@ def _filling_defaults(validator_class: type) -> type:
 _DefaultFillingValidator = _filling_defaults(Draft202012Validator)
 
 
+def load_schema(schema_path: Path) -> dict[str, Any]:
+    """The config schema, with its lists of allowed names filled in from the package (each defined once there)."""
+    schema = yaml.safe_load(Path(schema_path).read_text())
+    names = {
+        "task": TASKS,
+        "cell": CELLS,
+        "norm": NORMS,
+        "init": INIT_SCHEMES,
+        "optimizer": OPTIMIZERS,
+        "device": DEVICES,
+        "learning_rate_key": ("default", *CELLS),
+    }
+    for name, allowed in names.items():
+        schema["$defs"][name]["enum"] = list(allowed)
+    return schema
+
+
 def load_study(config: Mapping[str, Any], schema_path: Path) -> dict[str, Any]:
     """Validate ``config`` and return a copy with every default filled in.
 
     Raises :class:`StudyConfigError` listing every problem: schema violations first (all of them, sorted by key
     path), then, once the schema holds, the semantic checks.
     """
-    schema = yaml.safe_load(Path(schema_path).read_text())
+    schema = load_schema(schema_path)
     study = copy.deepcopy(dict(config))
     errors = list(_DefaultFillingValidator(schema).iter_errors(study))
     if errors:
@@ -208,7 +213,7 @@ def _describe(error: ValidationError) -> list[str]:
 # ---- semantic checks -------------------------------------------------------------------------------------------
 
 
-def _bundle(study: Mapping[str, Any], name: str) -> dict[str, Any]:
+def strategy_bundle(study: Mapping[str, Any], name: str) -> dict[str, Any]:
     """A strategy's bundle without the ``null`` placeholders the schema's defaults put in (off = absent)."""
     return {key: value for key, value in study["strategies"][name].items() if value is not None}
 
@@ -217,7 +222,7 @@ def _strategy_problems(study: Mapping[str, Any]) -> list[str]:
     problems = []
     for name in study["strategies"]:
         try:
-            strategy = Strategy.from_dict(name, _bundle(study, name))
+            strategy = Strategy.from_dict(name, strategy_bundle(study, name))
         except ValueError as err:
             problems.append(f"strategies.{name}: {err}")
             continue
@@ -256,55 +261,3 @@ def _seq_len_problems(study: Mapping[str, Any]) -> list[str]:
             if seq_len < minimum
         ]
     return problems
-
-
-# ---- the grid --------------------------------------------------------------------------------------------------
-
-
-def expand_runs(study: Mapping[str, Any]) -> list[RunKey]:
-    """Every run of the study, in config order: tasks, their T, cells, strategies, seeds (innermost)."""
-    return [
-        RunKey(task, seq_len, cell, strategy, seed)
-        for task, lengths in study["tasks"].items()
-        for seq_len, cell, strategy, seed in product(lengths, study["cells"], study["strategies"], study["seeds"])
-    ]
-
-
-def run_dir(key: RunKey) -> str:
-    """``results/runs/{task}/T{seq_len}/{cell}/{strategy}/seed{seed}``, relative to the working directory."""
-    return f"{RUNS_ROOT}/{key.task}/T{key.seq_len}/{key.cell}/{key.strategy}/seed{key.seed}"
-
-
-def learning_rate(study: Mapping[str, Any], cell: str) -> float:
-    """The cell's override if it has one, else ``training.learning_rate.default``."""
-    rates = study["training"]["learning_rate"]
-    return float(rates.get(cell, rates["default"]))
-
-
-def run_spec(study: Mapping[str, Any], key: RunKey) -> dict[str, Any]:
-    """The resolved RunSpec fields of one run (docs/architecture.md), as plain JSON values.
-
-    ``strategy_params`` is the strategy's canonical bundle (:meth:`Strategy.params`: only the interventions that
-    differ from the control), so ``{}`` and ``{norm: none}`` give the same spec and the same run.
-    """
-    training = study["training"]
-    strategy = Strategy.from_dict(key.strategy, _bundle(study, key.strategy))
-    return {
-        "task": key.task,
-        "seq_len": int(key.seq_len),
-        "cell": key.cell,
-        "strategy": key.strategy,
-        "strategy_params": strategy.params(),
-        "seed": int(key.seed),
-        "hidden_size": training["hidden_size"],
-        "batch_size": training["batch_size"],
-        "steps": training["steps"],
-        "optimizer": training["optimizer"],
-        "learning_rate": learning_rate(study, key.cell),
-        "eval_every": training["eval_every"],
-        "probe_every": training["probe_every"],
-        "probe_batch": training["probe_batch"],
-        "solved_fraction": float(training["solved_fraction"]),
-        "early_stop": training["early_stop"],
-        "device": training["device"],
-    }

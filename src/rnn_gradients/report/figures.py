@@ -8,10 +8,10 @@ The functions adapt to whatever grid exists: other tasks, sequence lengths, cell
 seed (no spread is drawn), missing optional columns, and diverged runs whose values are NaN or infinite
 (they are masked out of lines and marked where the figure is about divergence).
 
-Colours are fixed across all figures by a :class:`Palette`: cells use the colour-blind-safe palette of
+Colors are fixed across all figures by a :class:`Palette`: cells use the color-blind-safe palette of
 Okabe & Ito (2008, "Color universal design") in the order rnn_tanh, rnn_sigmoid, rnn_relu, lstm, gru (warm
 hues for the vanilla cells, cool for the gated ones), unknown cells appended; strategies use Paul Tol's
-colour-blind-safe "muted" scheme (Tol 2021, "Colour schemes", SRON/EPS/TN/09-002) in config order.
+color-blind-safe "muted" scheme (Tol 2021, "Color schemes", SRON/EPS/TN/09-002) in config order.
 """
 
 from __future__ import annotations
@@ -36,15 +36,15 @@ from matplotlib.patches import Patch
 RUN_KEYS = ("task", "seq_len", "cell", "strategy", "seed")
 CELL_ORDER = ("rnn_tanh", "rnn_sigmoid", "rnn_relu", "lstm", "gru")
 VANILLA_CELLS = ("rnn_tanh", "rnn_sigmoid", "rnn_relu")
-CELL_COLOURS = {
+CELL_COLORS = {
     "rnn_tanh": "#D55E00",
     "rnn_sigmoid": "#E69F00",
     "rnn_relu": "#CC79A7",
     "lstm": "#0072B2",
     "gru": "#009E73",
 }
-EXTRA_CELL_COLOURS = ("#56B4E9", "#000000", "#F0E442", "#7F7F7F")
-STRATEGY_COLOURS = (
+EXTRA_CELL_COLORS = ("#56B4E9", "#000000", "#F0E442", "#7F7F7F")
+STRATEGY_COLORS = (
     "#332288",
     "#CC6677",
     "#117733",
@@ -58,7 +58,7 @@ STRATEGY_COLOURS = (
 )
 STRATEGY_MARKERS = ("o", "s", "^", "D", "v", "P", "X", "<", ">", "h")
 STRATEGY_LINESTYLES = ("-", "--", ":", "-.")
-INIT_PHASE = "initialisation"
+INIT_PHASE = "initialization"
 DURING_PHASE = "during training"
 TRAINED_PHASE = "after training"
 
@@ -74,7 +74,7 @@ class StrategyTraits:
     """What a strategy bundle changes, read from its parameters (``strategies.Strategy`` keys).
 
     When a study config carries no bundles, the traits are guessed from the strategy's name ("clip" means
-    clipped, "layer"/"ln" layer norm, "batch"/"bn" batch norm, "scaled" the scaled initialisation).
+    clipped, "layer"/"ln" layer norm, "batch"/"bn" batch norm, "scaled" the scaled initialization).
     """
 
     clip_norm: float | None
@@ -142,7 +142,7 @@ def strategy_bundles(config: Mapping[str, Any] | None) -> dict[str, dict[str, An
 
 @dataclass(frozen=True)
 class Palette:
-    """Fixed colours for cells and strategies, shared by every figure of one report."""
+    """Fixed colors for cells and strategies, shared by every figure of one report."""
 
     cells: tuple[str, ...]
     strategies: tuple[str, ...]
@@ -154,31 +154,31 @@ class Palette:
         return cls(cells=CELL_ORDER + tuple(unknown), strategies=tuple(dict.fromkeys(str(s) for s in strategies)))
 
     def extended(self, cells: Iterable[str] = (), strategies: Iterable[str] = ()) -> Palette:
-        """This palette with any cells and strategies it lacks appended (existing colours unchanged)."""
+        """This palette with any cells and strategies it lacks appended (existing colors unchanged)."""
         new_cells = [c for c in dict.fromkeys(map(str, cells)) if c not in self.cells]
         new_strategies = [s for s in dict.fromkeys(map(str, strategies)) if s not in self.strategies]
         if not new_cells and not new_strategies:
             return self
         return Palette(self.cells + tuple(sorted(new_cells)), self.strategies + tuple(new_strategies))
 
-    def cell_colour(self, cell: str) -> str:
-        if cell in CELL_COLOURS:
-            return CELL_COLOURS[cell]
-        unknown = [c for c in self.cells if c not in CELL_COLOURS]
+    def cell_color(self, cell: str) -> str:
+        if cell in CELL_COLORS:
+            return CELL_COLORS[cell]
+        unknown = [c for c in self.cells if c not in CELL_COLORS]
         index = unknown.index(cell) if cell in unknown else len(unknown)
-        return EXTRA_CELL_COLOURS[index % len(EXTRA_CELL_COLOURS)]
+        return EXTRA_CELL_COLORS[index % len(EXTRA_CELL_COLORS)]
 
     def _strategy_index(self, strategy: str) -> int:
         return self.strategies.index(strategy) if strategy in self.strategies else len(self.strategies)
 
-    def strategy_colour(self, strategy: str) -> str:
-        return STRATEGY_COLOURS[self._strategy_index(strategy) % len(STRATEGY_COLOURS)]
+    def strategy_color(self, strategy: str) -> str:
+        return STRATEGY_COLORS[self._strategy_index(strategy) % len(STRATEGY_COLORS)]
 
     def strategy_marker(self, strategy: str) -> str:
         return STRATEGY_MARKERS[self._strategy_index(strategy) % len(STRATEGY_MARKERS)]
 
     def strategy_linestyle(self, strategy: str) -> str:
-        cycle = self._strategy_index(strategy) // len(STRATEGY_COLOURS)
+        cycle = self._strategy_index(strategy) // len(STRATEGY_COLORS)
         return STRATEGY_LINESTYLES[cycle % len(STRATEGY_LINESTYLES)]
 
     def ordered_cells(self, present: Iterable[str]) -> list[str]:
@@ -339,10 +339,10 @@ def plot_activation_derivatives(palette: Palette | None = None) -> Figure:
     ax = axes[0, 0]
     for cell, (values, label) in curves.items():
         if cell == "rnn_relu":
-            ax.plot(a[a <= 0], values[a <= 0], color=palette.cell_colour(cell), lw=2.2, label=label)
-            ax.plot(a[a > 0], values[a > 0], color=palette.cell_colour(cell), lw=2.2)
+            ax.plot(a[a <= 0], values[a <= 0], color=palette.cell_color(cell), lw=2.2, label=label)
+            ax.plot(a[a > 0], values[a > 0], color=palette.cell_color(cell), lw=2.2)
         else:
-            ax.plot(a, values, color=palette.cell_colour(cell), lw=2.2, label=label)
+            ax.plot(a, values, color=palette.cell_color(cell), lw=2.2, label=label)
     for gamma, text in ((1.0, "γ = 1 (tanh, ReLU)"), (0.25, "γ = 1/4 (sigmoid)")):
         ax.axhline(gamma, color="#555555", lw=0.9, ls=":")
         ax.text(-5.9, gamma + 0.02, text, fontsize=_TICK_SIZE, color="#555555", va="bottom")
@@ -354,7 +354,7 @@ def plot_activation_derivatives(palette: Palette | None = None) -> Figure:
 
 
 def probe_phases(flow: pd.DataFrame) -> pd.DataFrame:
-    """Rows of each run's first probe (``phase`` = initialisation) and last probe (after training, if later).
+    """Rows of each run's first probe (``phase`` = initialization) and last probe (after training, if later).
 
     Works on any per-probe table (gradient_flow.csv, decay_rates.csv); runs stopped early or diverged have
     their own last probe.
@@ -380,7 +380,7 @@ def probe_stages(probes: pd.DataFrame) -> pd.Series:
 def gradient_decay_profile(flow: pd.DataFrame) -> pd.DataFrame:
     """Seed statistics of log10(‖∂L/∂h_{L−k}‖ / ‖∂L/∂h_L‖) per task, T, cell, strategy, phase and distance k.
 
-    Each probe is normalised by its norm at distance 0 so that cells with different loss scales share one
+    Each probe is normalized by its norm at distance 0 so that cells with different loss scales share one
     axis while keeping the slope (the decay per step). Zero norms (flushed denormals) and non-finite norms
     are dropped; columns ``mean``, ``min``, ``max`` are over seeds, ``n`` counts the seeds.
     """
@@ -404,7 +404,7 @@ def gradient_decay_profile(flow: pd.DataFrame) -> pd.DataFrame:
 def plot_gradient_flow(flow: pd.DataFrame, *, strategy: str | None = None, palette: Palette | None = None) -> Figure:
     """‖∂L/∂h_t‖ against the distance k = L − t, log scale, one line per cell (seed mean, band = seed range).
 
-    Rows are the (task, T) pairs present, columns the first probe (initialisation) and the last probe
+    Rows are the (task, T) pairs present, columns the first probe (initialization) and the last probe
     (after training). ``strategy`` selects one strategy (default: the first in palette order).
     BPTT (Pascanu et al. 2013): ∂L/∂h_{L−k} = ∂L/∂h_L Π J_i, so a straight line on this plot is a constant
     per-step factor; its slope is ``decay_per_step``.
@@ -429,11 +429,11 @@ def plot_gradient_flow(flow: pd.DataFrame, *, strategy: str | None = None, palet
             panel = profile[(profile["task"] == task) & (profile["seq_len"] == seq_len) & (profile["phase"] == phase)]
             for cell in palette.ordered_cells(panel["cell"].astype(str)):
                 line = panel[panel["cell"] == cell].sort_values("distance")
-                colour = palette.cell_colour(cell)
-                ax.plot(line["distance"], 10 ** line["mean"], color=colour, lw=1.8)
+                color = palette.cell_color(cell)
+                ax.plot(line["distance"], 10 ** line["mean"], color=color, lw=1.8)
                 if (line["n"] > 1).any():
                     ax.fill_between(
-                        line["distance"], 10 ** line["min"], 10 ** line["max"], color=colour, alpha=0.18, lw=0
+                        line["distance"], 10 ** line["min"], 10 ** line["max"], color=color, alpha=0.18, lw=0
                     )
                 cells_seen.append(cell)
             ax.set_yscale("log")
@@ -443,7 +443,7 @@ def plot_gradient_flow(flow: pd.DataFrame, *, strategy: str | None = None, palet
                 r"$\Vert\partial L/\partial h_{L-k}\Vert\ /\ \Vert\partial L/\partial h_L\Vert$" if col == 0 else None,
                 f"{task}, T = {seq_len} · {phase}",
             )
-    handles = [Line2D([], [], color=palette.cell_colour(c), lw=2, label=c) for c in palette.ordered_cells(cells_seen)]
+    handles = [Line2D([], [], color=palette.cell_color(c), lw=2, label=c) for c in palette.ordered_cells(cells_seen)]
     _legend(fig, handles)
     return fig
 
@@ -468,7 +468,7 @@ def _divergence_steps(norms: pd.DataFrame, accuracy: pd.DataFrame | None) -> dic
 def exploding_strategies(strategies: Sequence[str], bundles: Mapping[str, Mapping[str, Any]]) -> list[str]:
     """Strategies that put the network in the exploding regime, with a clipped counterpart when possible.
 
-    The strategies whose bundle (or name) uses the ``scaled`` recurrent initialisation; if there are none,
+    The strategies whose bundle (or name) uses the ``scaled`` recurrent initialization; if there are none,
     every strategy (the caller then ranks runs by their pre-clip norms). If no selected strategy clips,
     the clipped strategies are added so that the figure compares with and without clipping.
     """
@@ -522,7 +522,7 @@ def plot_norm_traces(
     """Pre-clip global gradient norm ‖g‖ against training step (log y), one line per run.
 
     Panels are the (task, T, cell) triples with the largest finite pre-clip norms (at most ``max_panels``);
-    colour is the strategy, divergence is marked by ✕ at the top of the panel and a dotted vertical line,
+    color is the strategy, divergence is marked by ✕ at the top of the panel and a dotted vertical line,
     and a clipping threshold c (Pascanu et al. 2013, Alg. 1: g ← c g/‖g‖ when ‖g‖ ≥ c) by a dashed line.
     """
     if norms.empty or "grad_norm_pre" not in norms:
@@ -549,20 +549,20 @@ def plot_norm_traces(
         panel = df[(df["task"] == task) & (df["seq_len"] == seq_len) & (df["cell"] == cell)]
         for run_key, run in panel.groupby(list(RUN_KEYS)):
             strategy = str(run_key[3])
-            colour = palette.strategy_colour(strategy)
+            color = palette.strategy_color(strategy)
             run = run.sort_values("step")
-            ax.plot(run["step"], run["pre"], color=colour, lw=1.0, alpha=0.85, ls=palette.strategy_linestyle(strategy))
+            ax.plot(run["step"], run["pre"], color=color, lw=1.0, alpha=0.85, ls=palette.strategy_linestyle(strategy))
             used_strategies.append(strategy)
             step = divergence.get(tuple(run_key))
             if step is not None and np.isfinite(step):
                 any_divergence = True
-                ax.axvline(step, color=colour, lw=0.9, ls=":")
-                ax.plot([step], [0.96], marker="X", ms=9, color=colour, mec="white", transform=ax.get_xaxis_transform())
+                ax.axvline(step, color=color, lw=0.9, ls=":")
+                ax.plot([step], [0.96], marker="X", ms=9, color=color, mec="white", transform=ax.get_xaxis_transform())
         for strategy in palette.ordered_strategies(panel["strategy"].astype(str)):
             threshold = (clip_norms or {}).get(strategy)
             if threshold is not None and np.isfinite(threshold):
                 any_clip = True
-                ax.axhline(threshold, color=palette.strategy_colour(strategy), lw=1.1, ls="--")
+                ax.axhline(threshold, color=palette.strategy_color(strategy), lw=1.1, ls="--")
         if panel["pre"].notna().any():
             ax.set_yscale("log")
         _label(
@@ -573,7 +573,7 @@ def plot_norm_traces(
         )
     _hide_unused(axes, len(chosen))
     handles: list[Any] = [
-        Line2D([], [], color=palette.strategy_colour(s), ls=palette.strategy_linestyle(s), lw=2, label=s)
+        Line2D([], [], color=palette.strategy_color(s), ls=palette.strategy_linestyle(s), lw=2, label=s)
         for s in palette.ordered_strategies(used_strategies)
     ]
     if any_clip:
@@ -627,9 +627,9 @@ def plot_metric_vs_length(
                 mean, low, high = (_numeric(line, c) for c in ("mean", "min", "max"))
                 finite = np.isfinite(mean) & ((mean > 0) if metric == "mse" else True)
                 if hue == "cell":
-                    colour, marker, ls = palette.cell_colour(value), "o", "-"
+                    color, marker, ls = palette.cell_color(value), "o", "-"
                 else:
-                    colour = palette.strategy_colour(value)
+                    color = palette.strategy_color(value)
                     marker, ls = palette.strategy_marker(value), palette.strategy_linestyle(value)
                 x = pd.to_numeric(line["seq_len"])
                 yerr = np.vstack([(mean - low).clip(lower=0), (high - mean).clip(lower=0)])
@@ -638,7 +638,7 @@ def plot_metric_vs_length(
                     x[finite],
                     mean[finite],
                     yerr=yerr[:, finite.to_numpy()],
-                    color=colour,
+                    color=color,
                     marker=marker,
                     ls=ls,
                     lw=1.6,
@@ -664,7 +664,7 @@ def plot_metric_vs_length(
             )
     if hue == "cell":
         handles: list[Any] = [
-            Line2D([], [], color=palette.cell_colour(c), marker="o", lw=1.6, label=c)
+            Line2D([], [], color=palette.cell_color(c), marker="o", lw=1.6, label=c)
             for c in palette.ordered_cells(hue_seen)
         ]
     else:
@@ -672,7 +672,7 @@ def plot_metric_vs_length(
             Line2D(
                 [],
                 [],
-                color=palette.strategy_colour(s),
+                color=palette.strategy_color(s),
                 marker=palette.strategy_marker(s),
                 ls=palette.strategy_linestyle(s),
                 lw=1.6,
@@ -745,9 +745,9 @@ def plot_solved_heatmap(
             for tick in ax.get_xticklabels():
                 tick.set_horizontalalignment("right")
             _label(ax, None, None, f"{task}, T = {seq_len}")
-    colourbar = fig.colorbar(ScalarMappable(Normalize(0.0, 1.0), cmap), ax=axes, shrink=0.8, pad=0.02)
-    colourbar.set_label("solved rate (fraction of seeds)", fontsize=_LABEL_SIZE)
-    colourbar.ax.tick_params(labelsize=_TICK_SIZE)
+    colorbar = fig.colorbar(ScalarMappable(Normalize(0.0, 1.0), cmap), ax=axes, shrink=0.8, pad=0.02)
+    colorbar.set_label("solved rate (fraction of seeds)", fontsize=_LABEL_SIZE)
+    colorbar.ax.tick_params(labelsize=_TICK_SIZE)
     return fig
 
 
@@ -759,7 +759,7 @@ def _count(value: Any) -> str:
 def plot_decay_vs_prediction(decay: pd.DataFrame, *, palette: Palette | None = None) -> Figure:
     """Measured decay per step against Pascanu's prediction ln(γ_eff σ_max), one point per vanilla probe.
 
-    Marker shape is the probe's stage (:func:`probe_stages`): initialisation, during or after training.
+    Marker shape is the probe's stage (:func:`probe_stages`): initialization, during or after training.
 
     Pascanu, Mikolov & Bengio (2013): ‖∂L/∂h_k‖ ≤ (γ σ_max)^{t−k} ‖∂L/∂h_t‖, so the slope of
     ln‖∂L/∂h_t‖ against the distance should lie on or below ln(γ σ_max); with the observed mean |φ'| (γ_eff)
@@ -794,7 +794,7 @@ def plot_decay_vs_prediction(decay: pd.DataFrame, *, palette: Palette | None = N
                     points["measured"],
                     s=34,
                     marker=marker,
-                    color=palette.cell_colour(cell),
+                    color=palette.cell_color(cell),
                     edgecolor="white",
                     linewidth=0.6,
                     alpha=0.9,
@@ -808,7 +808,7 @@ def plot_decay_vs_prediction(decay: pd.DataFrame, *, palette: Palette | None = N
         r"measured slope of $\ln\Vert\partial L/\partial h_t\Vert$ per step",
     )
     handles: list[Any] = [
-        Line2D([], [], color=palette.cell_colour(c), marker="o", ls="", label=c)
+        Line2D([], [], color=palette.cell_color(c), marker="o", ls="", label=c)
         for c in palette.ordered_cells(df["cell"].astype(str))
     ]
     handles += [

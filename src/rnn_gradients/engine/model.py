@@ -9,8 +9,8 @@ import torch
 from torch import Tensor, nn
 from torch.nn.utils import skip_init
 
-from rnn_gradients.cells import RecurrentLayer, default_generator
-from rnn_gradients.initialization import reset_linear
+from rnn_gradients.engine.cells import RecurrentLayer, default_generator
+from rnn_gradients.engine.initialization import reset_linear
 
 READOUTS = ("last", "all")
 PARAMETER_GROUPS = ("weight_ih", "weight_hh", "bias_ih", "bias_hh", "head", "norm")

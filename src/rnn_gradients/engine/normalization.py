@@ -1,8 +1,8 @@
-"""Layer normalisation and recurrent batch normalisation inside a recurrent cell.
+"""Layer normalization and recurrent batch normalization inside a recurrent cell.
 
-Both normalise pre-activations; they differ in the axis of the statistics and in where they sit.
+Both normalize pre-activations; they differ in the axis of the statistics and in where they sit.
 
-Layer normalisation (Ba, Kiros & Hinton 2016, "Layer Normalization", arXiv:1607.06450): statistics over the F
+Layer normalization (Ba, Kiros & Hinton 2016, "Layer Normalization", arXiv:1607.06450): statistics over the F
 features of each example, LN(z) = g ⊙ (z − μ(z)) / sqrt(σ²(z) + ε) + b with g = 1, b = 0 at init, one (g, b)
 shared over time. Placement (their §3.1 and LN-LSTM equations):
 
@@ -12,7 +12,7 @@ shared over time. Placement (their §3.1 and LN-LSTM equations):
 
 LN over the whole stacked gate vector (F = G·H), as in the paper's equations.
 
-Recurrent batch normalisation (Cooijmans, Ballas, Laurent, Gülçehre & Courville 2016, "Recurrent Batch
+Recurrent batch normalization (Cooijmans, Ballas, Laurent, Gülçehre & Courville 2016, "Recurrent Batch
 Normalization", arXiv:1603.09025): statistics over the batch, kept separately for every time step t,
 BN_t(z) = γ ⊙ (z − E_t[z]) / sqrt(Var_t[z] + ε) + β, with γ = 0.1 at init (γ = 1 saturates tanh and makes
 gradients vanish) and γ, β shared over time. Placement:
@@ -22,12 +22,12 @@ gradients vanish) and γ, β shared over time. Placement:
     GRU:      as LN-GRU, with BN in place of LN
 
 BN_h and BN_x have no shift β: Cooijmans et al. set it to zero because the cell bias b already plays that role.
-In training mode each step normalises with its own batch statistics and updates its own running estimates
+In training mode each step normalizes with its own batch statistics and updates its own running estimates
 (running mean and unbiased variance, exponential average with momentum 0.1, as torch.nn.BatchNorm1d); in eval
 mode step t uses the population statistics of step t, and steps t ≥ max_len those of the last step.
 
-Everywhere b = b_ih + b_hh are the cell's own biases, added after the normalisation, so that the parameter names
-and the meaning of gate biases (forget-gate bias, chrono initialisation) do not change with the normalisation.
+Everywhere b = b_ih + b_hh are the cell's own biases, added after the normalization, so that the parameter names
+and the meaning of gate biases (forget-gate bias, chrono initialization) do not change with the normalization.
 """
 
 from __future__ import annotations
@@ -47,29 +47,29 @@ BATCH_NORM_GAIN = 0.1
 def validate_norm(name: str) -> str:
     """Return ``name`` if it is one of NORMS, else raise a ValueError naming it and the valid ones."""
     if name not in NORMS:
-        raise ValueError(f"unknown normalisation {name!r}; valid normalisations: {', '.join(NORMS)}")
+        raise ValueError(f"unknown normalization {name!r}; valid normalizations: {', '.join(NORMS)}")
     return name
 
 
 class LayerNorm(nn.LayerNorm):
-    """Layer normalisation over the last dimension (Ba et al. 2016); gain 1, bias 0, shared over time."""
+    """Layer normalization over the last dimension (Ba et al. 2016); gain 1, bias 0, shared over time."""
 
     def __init__(self, features: int) -> None:
         super().__init__(features)
 
     def step(self, z: Tensor, t: int) -> Tensor:
-        """Normalise one step's (B, F) pre-activations; per-example statistics do not depend on t."""
+        """Normalize one step's (B, F) pre-activations; per-example statistics do not depend on t."""
         return self(z)
 
     def sequence(self, z: Tensor) -> Tensor:
-        """Normalise (B, L, F) pre-activations of all steps at once."""
+        """Normalize (B, L, F) pre-activations of all steps at once."""
         return self(z)
 
 
 class StepwiseBatchNorm(nn.Module):
-    """Batch normalisation with statistics per time step (Cooijmans et al. 2016).
+    """Batch normalization with statistics per time step (Cooijmans et al. 2016).
 
-    Parameters: ``weight`` γ (F,), initialised to 0.1, and, with ``shift``, ``bias`` β (F,), initialised to 0,
+    Parameters: ``weight`` γ (F,), initialized to 0.1, and, with ``shift``, ``bias`` β (F,), initialized to 0,
     both shared over time. Buffers: ``running_mean`` and ``running_var`` of shape (max_len, F), one row per step.
     """
 
@@ -99,12 +99,12 @@ class StepwiseBatchNorm(nn.Module):
     def _check_training_length(self, length: int) -> None:
         if self.training and length > self.max_len:
             raise ValueError(
-                f"recurrent batch normalisation keeps statistics for max_len={self.max_len} steps, but a training "
+                f"recurrent batch normalization keeps statistics for max_len={self.max_len} steps, but a training "
                 f"sequence has {length} steps; build the layer with max_len >= the training length"
             )
 
     def step(self, z: Tensor, t: int) -> Tensor:
-        """Normalise step t's (B, F) pre-activations with step t's statistics."""
+        """Normalize step t's (B, F) pre-activations with step t's statistics."""
         self._check_training_length(t + 1)
         row = min(t, self.max_len - 1)
         # Row views of the buffers: batch_norm's in-place running update lands in step t's row.
@@ -120,7 +120,7 @@ class StepwiseBatchNorm(nn.Module):
         )
 
     def sequence(self, z: Tensor) -> Tensor:
-        """Normalise (B, L, F) pre-activations of all steps at once, each step with its own statistics.
+        """Normalize (B, L, F) pre-activations of all steps at once, each step with its own statistics.
 
         The (B, L, F) tensor is viewed as (B, L·F): one batch-norm feature per (step, unit) pair, which is
         exactly per-step statistics; γ and β are repeated L times so they stay shared over time.
@@ -154,7 +154,7 @@ Normalizer = LayerNorm | StepwiseBatchNorm
 
 
 class CellNorms(nn.Module):
-    """The normalisations of one recurrent cell, each ``None`` where the scheme puts none.
+    """The normalizations of one recurrent cell, each ``None`` where the scheme puts none.
 
     Attributes (see the module docstring for the equations):
         input:      on W_ih x_t, all steps at once (gated cells, and vanilla cells under batch norm)

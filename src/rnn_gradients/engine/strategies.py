@@ -9,13 +9,13 @@ key                intervention
 ``clip_norm``      rescale the whole gradient when its global norm exceeds c: g ← c·g/‖g‖ (Pascanu et al.
                    2013, Alg. 1). The pre-clip norm is measured and recorded first.
 ``clip_value``     clamp every gradient element to [−v, v] (Mikolov 2012; Arjovsky et al. 2016 baselines).
-``norm``           ``layer``: layer normalisation (Ba, Kiros & Hinton 2016); ``batch``: recurrent batch
-                   normalisation with per-time-step statistics and γ₀ = 0.1 (Cooijmans et al. 2016).
-``init``           recurrent-weight initialisation: ``default`` (PyTorch's U(±1/√H)), ``orthogonal`` (Saxe et
+``norm``           ``layer``: layer normalization (Ba, Kiros & Hinton 2016); ``batch``: recurrent batch
+                   normalization with per-time-step statistics and γ₀ = 0.1 (Cooijmans et al. 2016).
+``init``           recurrent-weight initialization: ``default`` (PyTorch's U(±1/√H)), ``orthogonal`` (Saxe et
                    al. 2013), ``identity`` (IRNN, Le, Jaitly & Hinton 2015), ``scaled`` (Gaussian blocks rescaled
                    to ‖W_hh‖₂ = ``spectral_norm``: σ_max > 1/γ is needed to *provoke* exploding gradients).
 ``spectral_norm``  the target largest singular value for ``init: scaled`` (required there, meaningless elsewhere).
-``chrono``         chrono initialisation of the gate biases (Tallec & Ollivier 2018); gated cells only.
+``chrono``         chrono initialization of the gate biases (Tallec & Ollivier 2018); gated cells only.
 =================  ==========================================================================================
 
 When both clipping keys are given, the norm is clipped first, then the values.
@@ -28,12 +28,11 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from rnn_gradients.cells import GATED_CELLS
-from rnn_gradients.initialization import INIT_SCHEMES
-from rnn_gradients.normalization import NORMS
+from rnn_gradients.engine.cells import GATED_CELLS
+from rnn_gradients.engine.initialization import INIT_SCHEMES
+from rnn_gradients.engine.normalization import NORMS
 
 STRATEGY_KEYS = ("clip_norm", "clip_value", "norm", "init", "spectral_norm", "chrono")
-INITS = INIT_SCHEMES
 
 
 def _positive(strategy: str, key: str, value: Any) -> float:
@@ -77,7 +76,7 @@ class Strategy:
         if "norm" in params:
             fields["norm"] = _choice(name, "norm", params["norm"], NORMS)
         if "init" in params:
-            fields["init"] = _choice(name, "init", params["init"], INITS)
+            fields["init"] = _choice(name, "init", params["init"], INIT_SCHEMES)
         if "chrono" in params:
             if not isinstance(params["chrono"], bool):
                 raise ValueError(f"strategy {name!r}: chrono must be true or false, got {params['chrono']!r}")
@@ -92,12 +91,22 @@ class Strategy:
         return strategy
 
     def check_applicable(self, cell: str) -> None:
-        """Reject combinations that make no sense; chrono initialisation needs gates."""
+        """Reject combinations that make no sense; chrono initialization needs gates."""
         if self.chrono and cell not in GATED_CELLS:
             raise ValueError(
-                f"strategy {self.name!r} uses chrono initialisation, which sets gate biases and cannot apply to "
+                f"strategy {self.name!r} uses chrono initialization, which sets gate biases and cannot apply to "
                 f"cell {cell!r}; it applies to: {', '.join(GATED_CELLS)}"
             )
+
+    @property
+    def clipped(self) -> bool:
+        """Whether the strategy clips the gradient (by norm, by value or both)."""
+        return self.clip_norm is not None or self.clip_value is not None
+
+    @property
+    def is_control(self) -> bool:
+        """No intervention at all: the unmitigated control every remedy is compared with."""
+        return not self.params()
 
     def params(self) -> dict[str, Any]:
         """The bundle as written in a config: only the interventions that differ from the control."""

@@ -1,0 +1,74 @@
+"""The spec of one run: everything a run depends on, validated, written to its ``config.json``.
+
+The study layer resolves one spec per point of its grid (:func:`rnn_gradients.study.grid.run_spec`); the
+training loop (:mod:`rnn_gradients.engine.training`) needs nothing else.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any
+
+OPTIMIZERS: tuple[str, ...] = ("adam", "rmsprop", "sgd")
+DEVICES: tuple[str, ...] = ("auto", "cpu", "cuda")
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """Everything one run depends on; written to ``config.json`` beside its results."""
+
+    task: str
+    seq_len: int
+    cell: str
+    strategy: str
+    strategy_params: dict[str, Any]
+    seed: int
+    hidden_size: int = 64
+    batch_size: int = 64
+    steps: int = 1000
+    optimizer: str = "adam"
+    learning_rate: float = 1e-3
+    eval_every: int = 100  # test-set evaluations also decide early stopping
+    probe_every: int = 500  # a probe costs about three training steps
+    probe_batch: int = 128
+    solved_fraction: float = 0.1  # solved: test error <= solved_fraction * chance error
+    early_stop: bool = True  # stop a run once solved: the grid's budget goes to the runs that still learn
+    device: str = "auto"
+
+    def __post_init__(self) -> None:
+        positive = ("seq_len", "hidden_size", "batch_size", "steps", "eval_every", "probe_every", "probe_batch")
+        for name in positive:
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"run spec: {name} must be a positive integer, got {value!r}")
+        if self.seq_len < 2:
+            raise ValueError(f"run spec: seq_len must be at least 2, got {self.seq_len}")
+        if self.optimizer not in OPTIMIZERS:
+            raise ValueError(f"run spec: optimizer {self.optimizer!r} is not allowed; allowed: {', '.join(OPTIMIZERS)}")
+        if self.device not in DEVICES:
+            raise ValueError(f"run spec: device {self.device!r} is not allowed; allowed: {', '.join(DEVICES)}")
+        if not (self.learning_rate > 0 and math.isfinite(self.learning_rate)):
+            raise ValueError(f"run spec: learning_rate must be positive, got {self.learning_rate!r}")
+        if not 0 < self.solved_fraction <= 1:
+            raise ValueError(f"run spec: solved_fraction must be in (0, 1], got {self.solved_fraction!r}")
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> RunSpec:
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"run spec: unknown key(s) {', '.join(unknown)}; allowed: {', '.join(sorted(known))}")
+        return cls(**data)
+
+    @classmethod
+    def from_json(cls, text: str) -> RunSpec:
+        """Parse a JSON string, or ``@path`` to read it from a file."""
+        if text.startswith("@"):
+            text = Path(text[1:]).read_text()
+        return cls.from_dict(json.loads(text))
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)

@@ -1,0 +1,251 @@
+"""One training loop for every (task, cell, strategy): the measurements of the study come from here.
+
+Each optimization step, in this order (Pascanu et al. 2013, Alg. 1; clipping before ``backward`` would never
+clip, a bug seen in the wild):
+
+    forward → loss → backward → measure ‖g‖ (global and per parameter, *before* clipping)
+    → stop as "diverged at step k" if the loss or ‖g‖ is not finite → clip → measure ‖g‖ again → optimizer step
+
+Every ``eval_every`` steps the model is evaluated on the held-out test set; a run is *solved* once its test error
+(MSE, or 1 − accuracy) is at most ``solved_fraction`` × the task's chance error, and stops early then if
+``early_stop`` is set. Every ``probe_every`` steps, and at the start and the end,
+:mod:`rnn_gradients.engine.probes` measures the gradient flowing back through time on a fixed probe batch.
+
+A diverging run is a *result*: its NaN/Inf step is recorded, the loop ends, the run is written like any other.
+"""
+
+from __future__ import annotations
+
+import math
+import platform
+import time
+from pathlib import Path
+
+import torch
+
+from rnn_gradients.engine.datasets import load_dataset
+from rnn_gradients.engine.initialization import init_chrono, init_default, init_recurrent
+from rnn_gradients.engine.model import PARAMETER_GROUPS, SequenceModel
+from rnn_gradients.engine.probes import ProbeResult, probe
+from rnn_gradients.engine.run_files import EvalRecord, RunRuntime, RunSummary, StepRecord, write_run_directory
+from rnn_gradients.engine.run_spec import RunSpec
+from rnn_gradients.engine.strategies import Strategy
+from rnn_gradients.engine.tasks import Task, get_task
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto`` is a CUDA GPU when torch sees one, else the CPU; ``cuda`` without a GPU is an error."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ValueError("run spec: device 'cuda' was asked for, but torch sees no CUDA device")
+    return torch.device(name)
+
+
+def build_model(spec: RunSpec, task: Task, strategy: Strategy) -> SequenceModel:
+    """The model of a run, initialized from ``spec.seed`` through an explicit generator."""
+    strategy.check_applicable(spec.cell)
+    max_len = task.input_length(spec.seq_len)
+    model = SequenceModel(
+        spec.cell,
+        task.input_size,
+        spec.hidden_size,
+        task.output_size,
+        readout=task.readout,
+        norm=strategy.norm,
+        max_len=max_len,
+    )
+    generator = torch.Generator().manual_seed(spec.seed)
+    init_default(model, generator)
+    init_recurrent(model.recurrent.cell, strategy.init, generator, spectral_norm=strategy.spectral_norm)
+    if strategy.chrono:
+        init_chrono(model.recurrent.cell, max_len, generator)
+    return model
+
+
+def make_optimizer(spec: RunSpec, params: list[torch.nn.Parameter]) -> torch.optim.Optimizer:
+    if spec.optimizer == "adam":
+        return torch.optim.Adam(params, lr=spec.learning_rate)
+    if spec.optimizer == "rmsprop":
+        return torch.optim.RMSprop(params, lr=spec.learning_rate)
+    return torch.optim.SGD(params, lr=spec.learning_rate, momentum=0.9)
+
+
+class GradientMeter:
+    """Global and per-group gradient norms ‖g‖₂ with one device→host transfer per measurement.
+
+    ‖g‖ over all parameters is √(Σ_groups ‖g_group‖²); the squares are summed in float64.
+    """
+
+    def __init__(self, model: SequenceModel) -> None:
+        named = [(name, p) for name, p in model.named_parameters() if p.requires_grad]
+        self.params = [p for _, p in named]
+        groups = [PARAMETER_GROUPS.index(model.parameter_group(name)) for name, _ in named]
+        self.present = sorted(set(groups))
+        self.index = torch.tensor(groups, device=self.params[0].device)
+
+    def measure(self) -> tuple[float, tuple[float, ...]]:
+        """(‖g‖ over all parameters, ‖g‖ per group in PARAMETER_GROUPS order; NaN for absent groups)."""
+        squares = torch.stack([torch.linalg.vector_norm(p.grad) for p in self.params]).double() ** 2
+        group = torch.zeros(len(PARAMETER_GROUPS), dtype=squares.dtype, device=squares.device)
+        group.index_add_(0, self.index, squares)
+        values = torch.cat([squares.sum().sqrt().reshape(1), group.sqrt()]).tolist()
+        per_group = tuple(values[1 + i] if i in self.present else math.nan for i in range(len(PARAMETER_GROUPS)))
+        return values[0], per_group
+
+
+class BatchOrder:
+    """Mini-batch indices: a fresh random permutation of the training set per epoch, from ``generator``."""
+
+    def __init__(self, n_train: int, batch_size: int, generator: torch.Generator) -> None:
+        self.n_train, self.batch_size, self.generator = n_train, min(batch_size, n_train), generator
+        self.permutation = torch.randperm(n_train, generator=generator)
+        self.cursor = 0
+
+    def next(self) -> torch.Tensor:
+        if self.cursor + self.batch_size > self.n_train:
+            self.permutation = torch.randperm(self.n_train, generator=self.generator)
+            self.cursor = 0
+        index = self.permutation[self.cursor : self.cursor + self.batch_size]
+        self.cursor += self.batch_size
+        return index
+
+
+def evaluate(model: SequenceModel, task: Task, x: torch.Tensor, y: torch.Tensor) -> tuple[float, float, float]:
+    """(loss, metric, error) on a whole set, in evaluation mode (population statistics for batch norm)."""
+    was_training = model.training
+    model.eval()
+    with torch.no_grad():
+        output = model(x)
+        result = task.loss(output, y).item(), task.metric(output, y), task.error(output, y)
+    model.train(was_training)
+    return result
+
+
+def evaluation(
+    step: int, model: SequenceModel, task: Task, x: torch.Tensor, y: torch.Tensor, threshold: float
+) -> EvalRecord:
+    """The test-set evaluation at ``step``, logged; solved when the error is finite and at most ``threshold``."""
+    loss, metric, error = evaluate(model, task, x, y)
+    print(f"step {step:6d}  test loss {loss:.4g}  {task.metric_name} {metric:.4g}", flush=True)
+    return EvalRecord(step, loss, metric, error, solved=math.isfinite(error) and error <= threshold)
+
+
+def optimization_step(
+    step: int,
+    model: SequenceModel,
+    optimizer: torch.optim.Optimizer,
+    meter: GradientMeter,
+    strategy: Strategy,
+    task: Task,
+    x: torch.Tensor,
+    y: torch.Tensor,
+) -> StepRecord:
+    """One step in the order forward → backward → measure → (diverged?) → clip → measure → update.
+
+    A non-finite loss or gradient skips the update and comes back with ``finite`` False: the caller records the
+    divergence, it never raises.
+    """
+    optimizer.zero_grad(set_to_none=True)
+    loss = task.loss(model(x), y)
+    loss.backward()
+    pre, per_group = meter.measure()
+    loss_value = loss.item()
+    if not (math.isfinite(loss_value) and math.isfinite(pre)):
+        return StepRecord(step, loss_value, pre, math.nan, clipped=False, finite=False, group_norms=per_group)
+    if strategy.clip_norm is not None:
+        torch.nn.utils.clip_grad_norm_(meter.params, strategy.clip_norm)
+    if strategy.clip_value is not None:
+        torch.nn.utils.clip_grad_value_(meter.params, strategy.clip_value)
+    post = meter.measure()[0] if strategy.clipped else pre
+    optimizer.step()
+    return StepRecord(step, loss_value, pre, post, clipped=post < pre, finite=True, group_norms=per_group)
+
+
+def train_run(spec: RunSpec, data_path: Path, out_dir: Path, threads: int = 1) -> RunSummary:
+    """Train one run and write its run directory atomically; return its summary."""
+    wall_start = time.perf_counter()
+    torch.set_num_threads(threads)
+    torch.set_flush_denormal(True)  # subnormal gradients make long sequences 5-10x slower (benchmarks/README.md)
+    device = resolve_device(spec.device)
+    strategy = Strategy.from_dict(spec.strategy, spec.strategy_params)
+    task = get_task(spec.task)
+    dataset = load_dataset(data_path)
+    if (dataset.task, dataset.seq_len) != (spec.task, spec.seq_len):
+        raise ValueError(
+            f"{data_path} holds task {dataset.task!r} at T={dataset.seq_len}, "
+            f"but the run is {spec.task!r} at T={spec.seq_len}"
+        )
+    x_train, y_train = (t.to(device) for t in task.to_tensors(dataset.train))
+    x_test, y_test = (t.to(device) for t in task.to_tensors(dataset.test))
+    x_probe, y_probe = x_test[: spec.probe_batch], y_test[: spec.probe_batch]
+
+    model = build_model(spec, task, strategy).to(device)
+    optimizer = make_optimizer(spec, list(model.parameters()))
+    meter = GradientMeter(model)
+    chance_error = task.chance_error(spec.seq_len)
+    threshold = spec.solved_fraction * chance_error
+    batches = BatchOrder(x_train.shape[0], spec.batch_size, torch.Generator().manual_seed(spec.seed))
+
+    steps: list[StepRecord] = []
+    evals: list[EvalRecord] = []
+    probes: list[ProbeResult] = []
+    diverged_step: int | None = None
+    train_seconds = 0.0
+    step = 0
+    while True:
+        if step % spec.probe_every == 0:
+            probes.append(probe(model, task, x_probe, y_probe, step))
+        if step % spec.eval_every == 0:
+            evals.append(evaluation(step, model, task, x_test, y_test, threshold))
+            if evals[-1].solved and spec.early_stop:
+                break
+        if step == spec.steps:
+            break
+        tick = time.perf_counter()
+        index = batches.next().to(device)
+        record = optimization_step(step, model, optimizer, meter, strategy, task, x_train[index], y_train[index])
+        steps.append(record)
+        train_seconds += time.perf_counter() - tick
+        if not record.finite:
+            diverged_step = step
+            print(f"step {step:6d}  diverged: loss {record.loss}, gradient norm {record.grad_norm_pre}", flush=True)
+            break
+        step += 1
+
+    if evals[-1].step != step:
+        evals.append(evaluation(step, model, task, x_test, y_test, threshold))
+    if probes[-1].step != step:
+        probes.append(probe(model, task, x_probe, y_probe, step))
+    final = evals[-1]
+    solved = diverged_step is None and final.solved
+    summary = RunSummary(
+        task=spec.task,
+        seq_len=spec.seq_len,
+        cell=spec.cell,
+        strategy=spec.strategy,
+        seed=spec.seed,
+        metric=task.metric_name,
+        value=final.test_metric,
+        chance=task.chance_metric(spec.seq_len),
+        error=final.test_error,
+        chance_error=chance_error,
+        loss=final.test_loss,
+        chance_loss=task.chance_loss(spec.seq_len),
+        solved=solved,
+        solve_threshold=threshold,
+        steps_to_solve=next((e.step for e in evals if e.solved), None) if solved else None,
+        diverged=diverged_step is not None,
+        diverged_step=diverged_step,
+        steps_run=step,
+    )
+    runtime = RunRuntime(
+        wall_time_s=time.perf_counter() - wall_start,
+        ms_per_step=1000 * train_seconds / max(len(steps), 1),
+        threads=torch.get_num_threads(),
+        device=str(device),
+        torch_version=torch.__version__,
+        python_version=platform.python_version(),
+    )
+    write_run_directory(out_dir, spec, steps, evals, probes, summary, runtime)
+    return summary

@@ -1,0 +1,96 @@
+"""The grid of a study: its runs, where each run's files live, and the resolved spec of every run.
+
+One run is one point :class:`RunKey` of ``tasks × T × cells × strategies × seeds``. Every path of the study's
+file layout is defined here once, as a pattern with the run keys as fields; the package, the Snakemake rules
+and the tests format these patterns, nothing else spells them out.
+
+:func:`run_spec` gives the resolved :class:`~rnn_gradients.engine.training.RunSpec` fields of one run: a
+deterministic, JSON-serialisable function of the config that holds only what that run depends on, so that
+Snakemake reruns exactly the runs whose spec changed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from itertools import product
+from typing import Any, NamedTuple
+
+from rnn_gradients.engine.strategies import Strategy
+from rnn_gradients.study.config import strategy_bundle
+
+
+class RunKey(NamedTuple):
+    """One point of the grid: it names a run and its directory."""
+
+    task: str
+    seq_len: int
+    cell: str
+    strategy: str
+    seed: int
+
+
+RUN_KEYS: tuple[str, ...] = RunKey._fields
+"""The columns that name a run, leading every per-run table."""
+GRID_KEYS: tuple[str, ...] = RUN_KEYS[:-1]
+"""The columns that name a combination of the grid (a run without its seed)."""
+
+DATA_FILE = "results/data/{task}/T{seq_len}/seed{seed}.npz"
+"""One dataset per task, T and seed, shared by every cell and strategy of that grid point."""
+RUN_DIR = "results/runs/{task}/T{seq_len}/{cell}/{strategy}/seed{seed}"
+"""One directory per run (its files: :data:`rnn_gradients.engine.run_files.RUN_FILES`)."""
+TABLES_DIR = "results/tables"
+REPORT_FILE = "results/report/report.html"
+
+
+def expand_runs(study: Mapping[str, Any]) -> list[RunKey]:
+    """Every run of the study, in config order: tasks, their T, cells, strategies, seeds (innermost)."""
+    return [
+        RunKey(task, seq_len, cell, strategy, seed)
+        for task, lengths in study["tasks"].items()
+        for seq_len, cell, strategy, seed in product(lengths, study["cells"], study["strategies"], study["seeds"])
+    ]
+
+
+def run_dir(key: RunKey) -> str:
+    """The run's directory (:data:`RUN_DIR`), relative to the working directory."""
+    return RUN_DIR.format(**key._asdict())
+
+
+def learning_rate(study: Mapping[str, Any], cell: str) -> float:
+    """The cell's override if it has one, else ``training.learning_rate.default``."""
+    rates = study["training"]["learning_rate"]
+    return float(rates.get(cell, rates["default"]))
+
+
+def strategies(study: Mapping[str, Any]) -> dict[str, Strategy]:
+    """The study's strategies, name -> validated :class:`Strategy`, in config order."""
+    return {name: Strategy.from_dict(name, strategy_bundle(study, name)) for name in study["strategies"]}
+
+
+def run_spec(study: Mapping[str, Any], key: RunKey) -> dict[str, Any]:
+    """The resolved RunSpec fields of one run (docs/architecture.md), as plain JSON values.
+
+    ``strategy_params`` is the strategy's canonical bundle (:meth:`Strategy.params`: only the interventions that
+    differ from the control), so ``{}`` and ``{norm: none}`` give the same spec and the same run.
+    """
+    training = study["training"]
+    strategy = Strategy.from_dict(key.strategy, strategy_bundle(study, key.strategy))
+    return {
+        "task": key.task,
+        "seq_len": int(key.seq_len),
+        "cell": key.cell,
+        "strategy": key.strategy,
+        "strategy_params": strategy.params(),
+        "seed": int(key.seed),
+        "hidden_size": training["hidden_size"],
+        "batch_size": training["batch_size"],
+        "steps": training["steps"],
+        "optimizer": training["optimizer"],
+        "learning_rate": learning_rate(study, key.cell),
+        "eval_every": training["eval_every"],
+        "probe_every": training["probe_every"],
+        "probe_batch": training["probe_batch"],
+        "solved_fraction": float(training["solved_fraction"]),
+        "early_stop": training["early_stop"],
+        "device": training["device"],
+    }
