@@ -28,13 +28,13 @@ DEFAULT_STRATEGIES: dict[str, dict[str, Any]] = {
     "clip": {"clip_norm": 1.0},
     "layer_norm": {"norm": "layer"},
 }
-GAMMA_EFF = {"rnn_tanh": 0.55, "rnn_sigmoid": 0.2, "rnn_relu": 0.5}
+RMS_DPHI = {"rnn_tanh": 0.55, "rnn_sigmoid": 0.2, "rnn_relu": 0.5}
 SIGMA_MAX = {"rnn_tanh": 1.15, "rnn_sigmoid": 1.1, "rnn_relu": 1.9}
 
 
 def _cell_rate(cell: str, strategy: Mapping[str, Any], trained: bool, rng: np.random.Generator) -> float:
     # Vanilla cells decay a little faster than ln(γ_eff σ_max); gated cells keep their gradient.
-    rate = np.log(GAMMA_EFF[cell] * SIGMA_MAX[cell]) - 0.04 if cell in GAMMA_EFF else -0.015
+    rate = np.log(RMS_DPHI[cell] * SIGMA_MAX[cell]) - 0.04 if cell in RMS_DPHI else -0.015
     if strategy.get("norm", "none") != "none":
         rate *= 0.6
     if trained:
@@ -65,7 +65,7 @@ def make_study_tables(
                     for seed in seeds:
                         key = {"task": task, "seq_len": seq_len, "cell": cell, "strategy": strategy, "seed": seed}
                         diverged = diverge == (task, seq_len, cell, strategy, seed)
-                        solved = not diverged and (cell not in GAMMA_EFF or seq_len <= min(spec["seq_lens"]))
+                        solved = not diverged and (cell not in RMS_DPHI or seq_len <= min(spec["seq_lens"]))
                         accuracy.append(_accuracy_row(key, spec, solved, diverged, diverge_step, steps, rng))
                         norms.append(_norm_rows(key, cell, bundle, diverged, diverge_step, steps, rng))
                         for probe_step in range(0, steps + 1, probe_every):
@@ -201,7 +201,8 @@ def _flow_rows(
             "loss": 0.17,
             "spectral_radius": rho,
             "sigma_max": SIGMA_MAX.get(cell, 1.0),
-            "gamma_eff": GAMMA_EFF.get(cell, np.nan),
+            "sigma_rms": SIGMA_MAX.get(cell, 1.0) * 0.5,
+            "rms_dphi": RMS_DPHI.get(cell, np.nan),
         }
     )
 

@@ -170,12 +170,12 @@ def test_sections_say_plainly_what_is_absent(bare: nr.Study) -> None:
 def hand_decay() -> pd.DataFrame:
     keys = {"task": "adding", "seq_len": 20, "strategy": "plain"}
     rows = [
-        {**keys, "cell": "rnn_tanh", "seed": 0, "probe_step": 0, "decay_per_step": -0.5, "predicted_decay": -0.4},
-        {**keys, "cell": "rnn_tanh", "seed": 0, "probe_step": 10, "decay_per_step": -0.3, "predicted_decay": -0.35},
-        {**keys, "cell": "rnn_tanh", "seed": 1, "probe_step": 0, "decay_per_step": -0.2, "predicted_decay": -0.1},
-        {**keys, "cell": "rnn_relu", "seed": 0, "probe_step": 0, "decay_per_step": 0.05, "predicted_decay": 0.1},
-        {**keys, "cell": "lstm", "seed": 0, "probe_step": 0, "decay_per_step": -0.01, "predicted_decay": None},
-        {**keys, "cell": "rnn_relu", "seed": 1, "probe_step": 0, "decay_per_step": None, "predicted_decay": 0.2},
+        {**keys, "cell": "rnn_tanh", "seed": 0, "probe_step": 0, "decay_per_step": -0.5, "bound_decay": -0.4},
+        {**keys, "cell": "rnn_tanh", "seed": 0, "probe_step": 10, "decay_per_step": -0.3, "bound_decay": -0.35},
+        {**keys, "cell": "rnn_tanh", "seed": 1, "probe_step": 0, "decay_per_step": -0.2, "bound_decay": -0.1},
+        {**keys, "cell": "rnn_relu", "seed": 0, "probe_step": 0, "decay_per_step": 0.05, "bound_decay": 0.1},
+        {**keys, "cell": "lstm", "seed": 0, "probe_step": 0, "decay_per_step": -0.01, "bound_decay": None},
+        {**keys, "cell": "rnn_relu", "seed": 1, "probe_step": 0, "decay_per_step": None, "bound_decay": 0.2},
     ]
     return pd.DataFrame(rows)
 
@@ -200,10 +200,10 @@ def test_theory_sentence_matches_a_hand_computation(bare: nr.Study) -> None:
 
 
 def test_theory_sentence_without_variation_or_probes(bare: nr.Study) -> None:
-    flat = hand_decay().assign(predicted_decay=-0.2)
+    flat = hand_decay().assign(bound_decay=-0.2)
     assert np.isnan(nr.TheoryCheck.of(flat).corr)
     assert "the correlation is undefined" in nr.theory_sentence(dataclasses.replace(bare, decay=flat))
-    gated = hand_decay().assign(predicted_decay=None)
+    gated = hand_decay().assign(bound_decay=None)
     assert nr.TheoryCheck.of(gated) is None
     assert nr.theory_sentence(dataclasses.replace(bare, decay=gated)).startswith("No vanilla-cell probe")
 

@@ -135,10 +135,10 @@ def test_every_table_covers_the_grid_with_the_documented_columns(study_dir, stud
 
     decay = pd.read_csv(tables / "decay_rates.csv")
     assert Counter(decay[list(RUN_KEYS)].itertuples(index=False, name=None)) == dict.fromkeys(expected, probes_per_run)
-    vanilla = decay[decay["cell"] == "rnn_tanh"]
-    assert (
-        vanilla["predicted_decay"].notna().all() and decay.loc[decay["cell"] == "lstm", "predicted_decay"].isna().all()
-    )
+    vanilla, gated = decay[decay["cell"] == "rnn_tanh"], decay[decay["cell"] == "lstm"]
+    assert vanilla["bound_decay"].notna().all() and vanilla["meanfield_decay"].notna().all()
+    assert gated["bound_decay"].isna().all() and gated["meanfield_decay"].isna().all()
+    assert (vanilla["decay_per_step"] <= vanilla["bound_decay"] + 1e-9).all()  # Pascanu's bound holds
 
     assert json.loads((tables / "study_config.json").read_text()) == study
 

@@ -220,7 +220,7 @@ def test_decay_scatter_plots_vanilla_probes_against_the_bound(tables: dict, pale
     fig = rp.plot_decay_vs_prediction(decay, palette=palette)
     (ax,) = visible_axes(fig)
     points = [c for c in ax.collections if isinstance(c, PathCollection)]
-    vanilla = decay[decay["predicted_decay"].notna() & decay["decay_per_step"].notna()]
+    vanilla = decay[decay["bound_decay"].notna() & decay["decay_per_step"].notna()]
     assert sum(len(c.get_offsets()) for c in points) == len(vanilla)
     assert len(points) == 2 * 3
     assert "predicted" in ax.get_xlabel() and "measured" in ax.get_ylabel()

@@ -16,7 +16,7 @@ def tiny_model(cell, norm="none", seed=0, hidden=4, seq_len=6):
     model = SequenceModel(cell, task.input_size, hidden, task.output_size, readout="last", norm=norm, max_len=seq_len)
     init_default(model, torch.Generator().manual_seed(seed))
     model.double()
-    x, y = task.to_tensors(make_dataset("adding", seq_len, seed=seed, train_size=3, test_size=1).train)
+    x, y = task.to_tensors(make_dataset("adding", seq_len, seed=seed, train_size=3, val_size=1, test_size=1).train)
     return task, model, x.double(), y.double()
 
 
@@ -89,7 +89,7 @@ def test_profile_matches_finite_differences(cell_type):
             assert profile[t - 1] == pytest.approx(np.mean(norms), rel=1e-5, abs=1e-12)
 
 
-def test_probe_leaves_training_state_untouched_and_measures_gamma():
+def test_probe_leaves_training_state_untouched_and_measures_rms_dphi():
     task, model, x, y = tiny_model("rnn_tanh", norm="batch")
     buffers = {k: v.clone() for k, v in model.named_buffers()}
     model.eval()
@@ -100,16 +100,21 @@ def test_probe_leaves_training_state_untouched_and_measures_gamma():
         torch.testing.assert_close(value, buffers[name])
     assert result.step == 7 and result.grad_norm_h.shape == (6,)
     _, states = model.train().forward_with_states(x)
-    gamma = torch.stack([(1 - h**2).mean() for h in states]).mean().item()
-    assert result.gamma_eff == pytest.approx(gamma, rel=1e-9)
-    assert 0 < result.gamma_eff <= 1
+    rms = torch.stack([((1 - h.double() ** 2) ** 2).mean() for h in states]).mean().sqrt().item()
+    assert result.rms_dphi == pytest.approx(rms, rel=1e-9)
+    assert 0 < result.rms_dphi <= 1
 
 
 def test_matrix_norms_of_orthogonal_and_scaled_blocks():
     _, model, _, _ = tiny_model("rnn_tanh", hidden=16)
     init_recurrent(model.recurrent.cell, "orthogonal", torch.Generator().manual_seed(0))
-    rho, sigma = recurrent_matrix_norms(model)
+    rho, sigma, rms = recurrent_matrix_norms(model)
+    # every singular value of an orthogonal matrix is 1: ρ = σ_max = σ_rms = 1
     assert rho == pytest.approx(1.0, abs=1e-6) and sigma == pytest.approx(1.0, abs=1e-6)
+    assert rms == pytest.approx(1.0, abs=1e-6)
     init_recurrent(model.recurrent.cell, "scaled", torch.Generator().manual_seed(0), spectral_norm=3.0)
-    rho, sigma = recurrent_matrix_norms(model)
+    rho, sigma, rms = recurrent_matrix_norms(model)
     assert sigma == pytest.approx(3.0, rel=1e-6) and rho <= sigma + 1e-9
+    block = model.recurrent.cell.weight_hh.detach().double()
+    assert rms == pytest.approx(torch.linalg.svdvals(block).square().mean().sqrt().item(), rel=1e-6)
+    assert rms < sigma

@@ -54,7 +54,7 @@ def test_schema_defaults_fill_an_empty_config_and_leave_the_input_alone(config):
     assert study["tasks"] == {"adding": [10, 60], "temporal_order": [20, 65]}
     assert study["cells"] == list(CELLS)
     assert study["seeds"] == [0]
-    assert study["data"] == {"train_size": 10000, "test_size": 1000}
+    assert study["data"] == {"train_size": 10000, "val_size": 500, "test_size": 1000}
     assert study["training"]["learning_rate"] == {"default": 0.002}
     assert study["strategies"]["none"] == {
         "clip_norm": None,

@@ -7,12 +7,13 @@ import json
 import math
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import pytest
 
 from rnn_gradients.cli import main
-from rnn_gradients.study.grid import RUN_KEYS
+from rnn_gradients.engine.run_files import EvalRecord
+from rnn_gradients.study.analysis import DECAY_COLUMNS, SUMMARY_COLUMNS
+from rnn_gradients.study.grid import GRID_KEYS, RUN_KEYS
 from rnn_gradients.study.tables import (
     FLOW_COLUMNS,
     PROBE_COLUMNS,
@@ -23,7 +24,7 @@ from rnn_gradients.study.tables import (
     collect_tables,
 )
 
-STUDY_CONFIG = {"cells": ["lstm", "rnn_tanh"], "seeds": [0, 1], "tasks": {"adding": [4]}}
+STUDY_CONFIG = {"cells": ["lstm", "rnn_tanh"], "seeds": [0, 1], "tasks": {"adding": [4]}, "strategies": {"none": {}}}
 
 
 def _write_csv(path: Path, columns, rows) -> None:
@@ -47,9 +48,12 @@ def make_run(root: Path, cell: str, seed: int, *, rate: float, solved_at: int | 
         "value": 0.01 * (seed + 1),
         "chance": 1 / 6,
         "error": 0.01 * (seed + 1),
+        "error_se": 0.001,
         "chance_error": 1 / 6,
         "loss": 0.01 * (seed + 1),
         "chance_loss": 1 / 6,
+        "train_error": 0.01,
+        "train_error_se": 0.001,
         "solved": solved_at is not None,
         "solve_threshold": 1 / 60,
         "steps_to_solve": solved_at,
@@ -59,6 +63,9 @@ def make_run(root: Path, cell: str, seed: int, *, rate: float, solved_at: int | 
     }
     runtime = {
         "wall_time_s": 3.5,
+        "setup_s": 0.5,
+        "eval_s": 1.0,
+        "probe_s": 0.5,
         "ms_per_step": 1.25,
         "threads": 1,
         "device": "cpu",
@@ -68,14 +75,14 @@ def make_run(root: Path, cell: str, seed: int, *, rate: float, solved_at: int | 
     (run / "summary.json").write_text(json.dumps(summary))
     (run / "runtime.json").write_text(json.dumps(runtime))
     (run / "config.json").write_text("{}")
-    _write_csv(run / "evals.csv", ["step", "test_loss", "test_metric", "test_error", "solved"], [])
+    _write_csv(run / "evals.csv", EvalRecord.COLUMNS, [])
     steps = [
         [1, 0.30, 2.0, 1.0, "True", "True", 0.1, 0.2, 0.3, 0.3, 1.5, ""],
         [0, 0.40, 0.5, 0.5, "False", "True", 0.1, 0.2, 0.3, 0.3, 0.4, ""],
     ]
     _write_csv(run / "steps.csv", STEP_COLUMNS, steps)
     probes = [
-        [probe_step, t, 3.0 * math.exp(rate * (4 - t)), 0.2, 0.8, 1.1, 0.6]
+        [probe_step, t, 3.0 * math.exp(rate * (4 - t)), 0.2, 0.8, 1.1, 0.7, 0.6]
         for probe_step in (2, 0)  # written out of order: the table sorts
         for t in range(1, 5)
     ]
@@ -114,28 +121,13 @@ def test_tables_have_the_documented_columns_and_one_row_per_run(runs, tmp_path):
     assert list(accuracy["threads"]) == ["1", "1", "1"]
 
     summary = _read(out, "accuracy_summary.csv")
-    assert list(summary.columns) == [
-        "task",
-        "seq_len",
-        "cell",
-        "strategy",
-        "metric",
-        "chance",
-        "n_seeds",
-        "mean",
-        "std",
-        "min",
-        "max",
-        "n_solved",
-        "solved_rate",
-        "n_diverged",
-        "diverged_rate",
-    ]
+    assert list(summary.columns) == [*GRID_KEYS, *SUMMARY_COLUMNS]
     assert list(summary["cell"]) == ["lstm", "rnn_tanh"]
     tanh = summary.iloc[1]
-    assert (tanh["n_seeds"], tanh["n_diverged"], tanh["diverged_rate"]) == ("2", "1", "0.5")
-    assert float(tanh["mean"]) == pytest.approx(0.015)
-    assert float(tanh["std"]) == pytest.approx(np.std([0.01, 0.02], ddof=1))
+    assert (tanh["n_seeds"], tanh["n_valued"], tanh["n_diverged"], tanh["diverged_rate"]) == ("2", "1", "1", "0.5")
+    # seed 0 diverged: its metric is not a value of the strategy; seed 1's 0.02 is the only one
+    assert float(tanh["mean"]) == pytest.approx(0.02)
+    assert tanh["std"] == ""
 
     norms = _read(out, "gradient_norms.csv")
     assert list(norms.columns) == [*RUN_KEYS, *STEP_COLUMNS]
@@ -153,21 +145,14 @@ def test_tables_have_the_documented_columns_and_one_row_per_run(runs, tmp_path):
     assert list(first["distance"]) == ["3", "2", "1", "0"]
 
     decay = pd.read_csv(out / "decay_rates.csv")
-    assert list(decay.columns) == [
-        *RUN_KEYS,
-        "probe_step",
-        "decay_per_step",
-        "predicted_decay",
-        "gamma_eff",
-        "sigma_max",
-        "spectral_radius",
-        "n_points",
-    ]
+    assert list(decay.columns) == [*RUN_KEYS, "probe_step", *DECAY_COLUMNS]
     assert len(decay) == 3 * 2
     by_cell = decay.groupby("cell")
     assert by_cell["decay_per_step"].mean().to_dict() == pytest.approx({"lstm": -0.1, "rnn_tanh": -0.7})
-    assert decay.loc[decay["cell"] == "rnn_tanh", "predicted_decay"].to_numpy() == pytest.approx(math.log(0.6 * 1.1))
-    assert decay.loc[decay["cell"] == "lstm", "predicted_decay"].isna().all()
+    tanh, lstm = decay[decay["cell"] == "rnn_tanh"], decay[decay["cell"] == "lstm"]
+    assert tanh["bound_decay"].to_numpy() == pytest.approx(math.log(1.0 * 1.1))  # γ = 1 for tanh
+    assert tanh["meanfield_decay"].to_numpy() == pytest.approx(math.log(0.7 * 0.6))
+    assert lstm["bound_decay"].isna().all() and lstm["meanfield_decay"].isna().all()
     assert (decay["n_points"] == 4).all()
 
     assert json.loads((out / "study_config.json").read_text()) == STUDY_CONFIG
@@ -189,9 +174,9 @@ def test_the_same_run_twice_is_an_error(runs, tmp_path):
 
 def test_a_run_without_a_documented_column_is_named(runs, tmp_path):
     probes = runs[0].parent / "probes.csv"
-    frame = pd.read_csv(probes).drop(columns="gamma_eff")
+    frame = pd.read_csv(probes).drop(columns="rms_dphi")
     frame.to_csv(probes, index=False)
-    with pytest.raises(ValueError, match=rf"{probes} lacks the column\(s\) gamma_eff"):
+    with pytest.raises(ValueError, match=rf"{probes} lacks the column\(s\) rms_dphi"):
         collect_tables(runs, tmp_path / "out", "{}")
     assert not (tmp_path / "out").exists()
 

@@ -44,7 +44,7 @@ def test_unknown_task_names_the_value_and_lists_valid_names() -> None:
         get_task("bogus")
     assert all(name in str(info.value) for name in TASKS)
     with pytest.raises(ValueError, match="'bogus'"):
-        make_dataset("bogus", 10, 0, 5, 5)
+        make_dataset("bogus", 10, 0, 5, 5, 5)
 
 
 @pytest.mark.parametrize("name", TASKS)
@@ -63,11 +63,13 @@ def test_bad_lengths_and_sizes_raise_with_the_value_and_the_minimum(name: str) -
     with pytest.raises(ValueError, match=r"numpy\.random\.Generator"):
         task.generate(10, 5, 0)
     with pytest.raises(ValueError, match=r"train_size must be >= 1, got 0"):
-        make_dataset(name, 10, 0, 0, 5)
+        make_dataset(name, 10, 0, 0, 5, 5)
+    with pytest.raises(ValueError, match=r"val_size must be >= 1, got 0"):
+        make_dataset(name, 10, 0, 5, 0, 5)
     with pytest.raises(ValueError, match=r"test_size must be >= 1, got -1"):
-        make_dataset(name, 10, 0, 5, -1)
+        make_dataset(name, 10, 0, 5, 5, -1)
     with pytest.raises(ValueError, match=r"seed must be >= 0, got -7"):
-        make_dataset(name, 10, -7, 5, 5)
+        make_dataset(name, 10, -7, 5, 5, 5)
 
 
 # --- generator structure ------------------------------------------------------------------------------------
@@ -295,23 +297,30 @@ def assert_same_arrays(a: dict[str, np.ndarray], b: dict[str, np.ndarray]) -> No
 
 @pytest.mark.parametrize("name", TASKS)
 def test_dataset_determinism_and_independence(name: str) -> None:
-    first = make_dataset(name, 12, 11, 300, 200)
-    again = make_dataset(name, 12, 11, 300, 200)
+    first = make_dataset(name, 12, 11, 300, 150, 200)
+    again = make_dataset(name, 12, 11, 300, 150, 200)
     assert (first.task, first.seq_len, first.seed) == (name, 12, 11)
-    assert_same_arrays(first.train, again.train)
-    assert_same_arrays(first.test, again.test)
-    other = make_dataset(name, 12, 12, 300, 200)
+    for split in ("train", "val", "test"):
+        assert_same_arrays(getattr(first, split), getattr(again, split))
+    other = make_dataset(name, 12, 12, 300, 150, 200)
     key = next(iter(first.train))
     assert not np.array_equal(first.train[key], other.train[key])
     assert not np.array_equal(first.test[key], other.test[key])
     assert not np.array_equal(first.train[key][:200], first.test[key])
-    bigger_train = make_dataset(name, 12, 11, 1000, 200)
-    assert_same_arrays(first.test, bigger_train.test)
+    assert not np.array_equal(first.val[key], first.test[key][:150])
+    assert not np.array_equal(first.val[key], first.train[key][:150])
+    # each split has its own stream: no split depends on another's size
+    resized = make_dataset(name, 12, 11, 1000, 150, 80)
+    assert_same_arrays(first.val, resized.val)
+    resized = make_dataset(name, 12, 11, 1000, 60, 200)
+    assert_same_arrays(first.test, resized.test)
+    resized = make_dataset(name, 12, 11, 300, 60, 90)
+    assert_same_arrays(first.train, resized.train)
 
 
 @pytest.mark.parametrize("name", TASKS)
 def test_save_load_round_trip_is_exact(name: str, tmp_path: Path) -> None:
-    dataset = make_dataset(name, 9, 5, 40, 30)
+    dataset = make_dataset(name, 9, 5, 40, 20, 30)
     path = tmp_path / "sub" / f"{name}.npz"
     save_dataset(dataset, path)
     assert [p.name for p in path.parent.iterdir()] == [path.name]  # no temporary file left behind
@@ -319,9 +328,9 @@ def test_save_load_round_trip_is_exact(name: str, tmp_path: Path) -> None:
     assert isinstance(loaded, Dataset)
     assert (loaded.task, loaded.seq_len, loaded.seed) == (name, 9, 5)
     assert isinstance(loaded.seq_len, int) and isinstance(loaded.seed, int) and isinstance(loaded.task, str)
-    assert_same_arrays(dataset.train, loaded.train)
-    assert_same_arrays(dataset.test, loaded.test)
-    save_dataset(make_dataset(name, 9, 6, 10, 10), path)  # overwrite in place
+    for split in ("train", "val", "test"):
+        assert_same_arrays(getattr(dataset, split), getattr(loaded, split))
+    save_dataset(make_dataset(name, 9, 6, 10, 10, 10), path)  # overwrite in place
     assert load_dataset(path).seed == 6
 
 
@@ -338,14 +347,16 @@ def test_load_missing_and_malformed_files(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match=r"no_meta\.npz"):
         load_dataset(no_meta)
 
-    good = make_dataset("copy", 5, 0, 4, 4)
+    good = make_dataset("copy", 5, 0, 4, 4, 4)
     payload = {
         "task": np.array("copy"),
         "seq_len": np.array(5),
         "seed": np.array(0),
-        "format_version": np.array(1),
+        "format_version": np.array(2),
         "train/symbols": good.train["symbols"],
         "train/labels": good.train["labels"],
+        "val/symbols": good.val["symbols"],
+        "val/labels": good.val["labels"],
         "test/symbols": good.test["symbols"],
         "test/labels": good.test["labels"],
     }

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from rnn_gradients.engine.datasets import make_dataset, save_dataset
-from rnn_gradients.engine.run_files import RUN_FILES
+from rnn_gradients.engine.run_files import RUN_FILES, EvalRecord
 from rnn_gradients.engine.run_spec import RunSpec
 from rnn_gradients.engine.strategies import Strategy
 from rnn_gradients.engine.tasks import get_task
@@ -40,14 +40,14 @@ def spec(**overrides):
 @pytest.fixture(scope="module")
 def data_path(tmp_path_factory):
     path = tmp_path_factory.mktemp("data") / "adding.npz"
-    save_dataset(make_dataset("adding", 8, seed=0, train_size=128, test_size=64), path)
+    save_dataset(make_dataset("adding", 8, seed=0, train_size=128, val_size=32, test_size=64), path)
     return path
 
 
 def test_clipped_step_differs_from_unclipped_exactly_as_clip_grad_norm_says():
     task = get_task("adding")
     run = spec()
-    dataset = make_dataset("adding", 8, seed=1, train_size=32, test_size=4)
+    dataset = make_dataset("adding", 8, seed=1, train_size=32, val_size=4, test_size=4)
     x, y = task.to_tensors(dataset.train)
     threshold = 0.05
     clip = Strategy.from_dict("clip", {"clip_norm": threshold})
@@ -88,7 +88,7 @@ def test_per_group_norms_add_up_to_the_global_norm():
     task = get_task("adding")
     strategy = Strategy.from_dict("ln", {"norm": "layer"})
     model = build_model(spec(), task, strategy)
-    x, y = task.to_tensors(make_dataset("adding", 8, seed=2, train_size=16, test_size=4).train)
+    x, y = task.to_tensors(make_dataset("adding", 8, seed=2, train_size=16, val_size=4, test_size=4).train)
     row = optimization_step(
         0, model, torch.optim.SGD(model.parameters(), lr=0.0), GradientMeter(model), strategy, task, x, y
     )
@@ -142,20 +142,32 @@ def test_run_directory_contents(tmp_path, data_path):
     probes = pd.read_csv(tmp_path / "run" / "probes.csv")
     assert sorted(probes["probe_step"].unique()) == [0, 10, 20]
     assert (probes.groupby("probe_step")["t"].apply(list) == [list(range(1, 9))] * 3).all()
-    assert probes["gamma_eff"].isna().all()  # gated cell: γ_eff is a vanilla-cell quantity
+    assert probes["rms_dphi"].isna().all()  # gated cell: φ' is a vanilla-cell quantity
     evals = pd.read_csv(tmp_path / "run" / "evals.csv")
+    assert list(evals.columns) == list(EvalRecord.COLUMNS)
     assert list(evals["step"]) == [0, 10, 20]
+    assert evals[["val_loss", "val_metric", "val_error"]].notna().all().all()
+    # the test set is touched once, by the final model
+    assert evals["test_metric"].isna().tolist() == [True, True, False]
     assert summary.steps_run == 20
     assert summary.chance == pytest.approx(1 / 6)
     assert summary.value == pytest.approx(evals["test_metric"].iloc[-1])
+    assert summary.error == summary.value and summary.error_se > 0
+    assert math.isfinite(summary.train_error) and summary.train_error_se > 0
     runtime = json.loads((tmp_path / "run" / "runtime.json").read_text())
     assert runtime["threads"] == 1 and runtime["torch_version"] == torch.__version__
+    parts = runtime["setup_s"] + runtime["eval_s"] + runtime["probe_s"] + runtime["ms_per_step"] * 20 / 1000
+    assert 0 < parts <= runtime["wall_time_s"]
 
 
 def test_early_stop_ends_a_solved_run(tmp_path, data_path):
     summary = train_run(spec(cell="lstm", solved_fraction=1.0, early_stop=True, steps=200), data_path, tmp_path / "run")
     # solved_fraction 1.0 means "at least as good as chance", which the first evaluations reach.
-    assert summary.solved and summary.steps_to_solve == summary.steps_run < 200
+    assert summary.steps_to_solve == summary.steps_run < 200
+    evals = pd.read_csv(tmp_path / "run" / "evals.csv")
+    assert evals["solved"].iloc[-1] and evals["val_error"].iloc[-1] <= summary.solve_threshold
+    # the verdict is the test set's: solved exactly when the final test error is within the threshold
+    assert summary.solved == (summary.error <= summary.solve_threshold)
 
 
 def test_dataset_must_match_the_run(tmp_path, data_path):

@@ -19,7 +19,7 @@ from pathlib import Path
 def _generate(args: argparse.Namespace) -> int:
     from rnn_gradients.engine.datasets import make_dataset, save_dataset
 
-    dataset = make_dataset(args.task, args.seq_len, args.seed, args.train_size, args.test_size)
+    dataset = make_dataset(args.task, args.seq_len, args.seed, args.train_size, args.val_size, args.test_size)
     save_dataset(dataset, args.out)
     return 0
 
@@ -58,11 +58,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m rnn_gradients", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
 
-    gen = sub.add_parser("generate", help="generate one task's train/test dataset file")
+    gen = sub.add_parser("generate", help="generate one task's train/validation/test dataset file")
     gen.add_argument("--task", required=True)
     gen.add_argument("--seq-len", type=int, required=True, help="sequence length T (the task's delay)")
     gen.add_argument("--seed", type=int, required=True)
     gen.add_argument("--train-size", type=int, required=True)
+    gen.add_argument("--val-size", type=int, required=True)
     gen.add_argument("--test-size", type=int, required=True)
     gen.add_argument("--out", type=Path, required=True, help="output .npz file")
     gen.set_defaults(func=_generate)

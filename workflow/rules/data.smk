@@ -8,6 +8,7 @@ rule generate:
         benchmark_path(DATA_FILE)
     params:
         train_size=STUDY["data"]["train_size"],
+        val_size=STUDY["data"]["val_size"],
         test_size=STUDY["data"]["test_size"],
     threads: 1
     resources:
@@ -17,5 +18,6 @@ rule generate:
         "../envs/rnn_gradients.yaml"
     shell:
         "python -m rnn_gradients generate --task {wildcards.task} --seq-len {wildcards.seq_len}"
-        " --seed {wildcards.seed} --train-size {params.train_size} --test-size {params.test_size}"
+        " --seed {wildcards.seed} --train-size {params.train_size} --val-size {params.val_size}"
+        " --test-size {params.test_size}"
         " --out {output.data:q} > {log:q} 2>&1"

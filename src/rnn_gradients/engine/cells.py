@@ -51,7 +51,18 @@ _ACTIVATIONS: dict[str, Callable[[Tensor], Tensor]] = {
     "rnn_sigmoid": torch.sigmoid,
     "rnn_relu": torch.relu,
 }
-# The kernels behind torch.nn.RNN/LSTM/GRU; they take the flat weight list [w_ih, w_hh, b_ih, b_hh].
+DERIVATIVE_BOUND: dict[str, float] = {"rnn_tanh": 1.0, "rnn_sigmoid": 0.25, "rnn_relu": 1.0}
+"""γ = sup |φ'(a)| of each vanilla cell's activation: the constant of Pascanu's bound ‖J_t‖ ≤ γ σ_max(W_hh)."""
+DERIVATIVE_FROM_STATE: dict[str, Callable[[Tensor], Tensor]] = {
+    "rnn_tanh": lambda h: 1.0 - h * h,
+    "rnn_sigmoid": lambda h: h * (1.0 - h),
+    "rnn_relu": lambda h: (h > 0).to(h.dtype),
+}
+"""φ'(a_t) of each vanilla cell, computed from its output h_t = φ(a_t)."""
+# The kernels behind torch.nn.RNN/LSTM/GRU; they take the flat weight list [w_ih, w_hh, b_ih, b_hh]. torch._VF is
+# private, but it is exactly what torch.nn.RNN/LSTM/GRU.forward call, and it lets the hand-written cells share
+# their parameters with the fused kernels without copying; tests/test_cells.py checks that every kernel still
+# matches torch.nn's modules on the same weights, so a change in this private API fails the tests, not the study.
 _FUSED_KERNELS = {"rnn_tanh": _VF.rnn_tanh, "rnn_relu": _VF.rnn_relu, "lstm": _VF.lstm, "gru": _VF.gru}
 
 

@@ -1,8 +1,13 @@
-"""Dataset files: one task's train and test splits at one delay T and seed, stored as one ``.npz``.
+"""Dataset files: one task's train, validation and test splits at one delay T and seed, in one ``.npz``.
 
-A :class:`Dataset` holds a train and a test split drawn from independent child streams of
-``numpy.random.SeedSequence(seed)``, so the test set does not depend on the train size. It is saved as one
-``.npz`` file, written atomically, and checked against its task's generator when read back.
+A :class:`Dataset` holds three splits drawn from independent child streams of ``numpy.random.SeedSequence(seed)``:
+
+- ``train`` — the sequences the optimizer sees (and from which batch-norm population statistics are estimated);
+- ``val`` — the validation set: every training decision (early stopping, "solved during training") looks here;
+- ``test`` — the held-out test set, touched once per run, at the end: the reported metric comes from it.
+
+Each split has its own stream, so no split depends on another's size. The file is written atomically and
+checked against its task's generator when read back.
 """
 
 from __future__ import annotations
@@ -16,39 +21,41 @@ import numpy as np
 from rnn_gradients.engine.tasks import TASKS, Task, check_int, get_task
 from rnn_gradients.files import atomic_open
 
-SPLITS: tuple[str, ...] = ("train", "test")
-_FORMAT_VERSION = 1
+SPLITS: tuple[str, ...] = ("train", "val", "test")
+_FORMAT_VERSION = 2
 
 
 @dataclass(frozen=True, eq=False)
 class Dataset:
-    """One task's train and test arrays (as returned by :meth:`Task.generate`) and how they were drawn."""
+    """One task's train, validation and test arrays (as returned by :meth:`Task.generate`) and how they were
+    drawn."""
 
     task: str
     seq_len: int
     seed: int
     train: dict[str, np.ndarray]
+    val: dict[str, np.ndarray]
     test: dict[str, np.ndarray]
 
 
-def make_dataset(task: str, seq_len: int, seed: int, train_size: int, test_size: int) -> Dataset:
-    """Draw train and test splits of ``task`` at delay ``seq_len``.
+def make_dataset(task: str, seq_len: int, seed: int, train_size: int, val_size: int, test_size: int) -> Dataset:
+    """Draw the train, validation and test splits of ``task`` at delay ``seq_len``.
 
-    The splits come from the two children of ``numpy.random.SeedSequence(seed).spawn(2)``: they are
-    independent streams, and the test set is the same whatever ``train_size``.
+    ``numpy.random.SeedSequence(seed).spawn(3)`` gives three independent streams: train, test, validation (in
+    that order, so train and test are the same draws as in a dataset without a validation split).
     """
     task_obj = get_task(task)
     seq_len = task_obj.check_seq_len(seq_len)
     seed = check_int("seed", seed, 0)
-    train_size = check_int("train_size", train_size, 1)
-    test_size = check_int("test_size", test_size, 1)
-    train_seq, test_seq = np.random.SeedSequence(seed).spawn(2)
+    sizes = {split: check_int(f"{split}_size", size, 1) for split, size in
+             (("train", train_size), ("val", val_size), ("test", test_size))}  # fmt: skip
+    train_seq, test_seq, val_seq = np.random.SeedSequence(seed).spawn(3)
+    streams = {"train": train_seq, "val": val_seq, "test": test_seq}
     return Dataset(
         task=task,
         seq_len=seq_len,
         seed=seed,
-        train=task_obj.generate(seq_len, train_size, np.random.default_rng(train_seq)),
-        test=task_obj.generate(seq_len, test_size, np.random.default_rng(test_seq)),
+        **{split: task_obj.generate(seq_len, sizes[split], np.random.default_rng(streams[split])) for split in SPLITS},
     )
 
 
@@ -137,4 +144,4 @@ def load_dataset(path: Path) -> Dataset:
             splits[split][name] = array
     for split in SPLITS:
         _check_split(path, task, seq_len, split, splits[split])
-    return Dataset(task=task_name, seq_len=seq_len, seed=seed, train=splits["train"], test=splits["test"])
+    return Dataset(task=task_name, seq_len=seq_len, seed=seed, **splits)

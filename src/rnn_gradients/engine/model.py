@@ -38,7 +38,7 @@ class SequenceModel(nn.Module):
     ``forward`` gives (B, O) from h_L for readout "last", (B, L, O) from every h_t for readout "all", by the
     layer's fastest path; ``forward_with_states`` gives the same output by the unrolled loop, with the hidden
     states h_1..h_L as graph nodes for the gradient probes. Parameters are drawn from ``generator`` (the cell's,
-    then the head's, as :func:`~rnn_gradients.initialization.init_default` does), or from a generator seeded
+    then the head's, as :func:`~rnn_gradients.engine.initialization.init_default` does), or from a generator seeded
     with 0 when none is given; construction never uses the global RNG.
     """
 

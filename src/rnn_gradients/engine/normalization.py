@@ -26,11 +26,18 @@ In training mode each step normalizes with its own batch statistics and updates 
 (running mean and unbiased variance, exponential average with momentum 0.1, as torch.nn.BatchNorm1d); in eval
 mode step t uses the population statistics of step t, and steps t ≥ max_len those of the last step.
 
+The running estimates lag the weights: they average batches seen under many earlier weights. Evaluation therefore
+uses :func:`population_statistics`, which estimates each step's statistics afresh on training data for the
+weights being evaluated, as Cooijmans et al. evaluate ("population statistics estimated over the training set").
+
 Everywhere b = b_ih + b_hh are the cell's own biases, added after the normalization, so that the parameter names
 and the meaning of gate biases (forget-gate bias, chrono initialization) do not change with the normalization.
 """
 
 from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import torch
 import torch.nn.functional as F
@@ -186,3 +193,36 @@ class CellNorms(nn.Module):
             self.cell_state = LayerNorm(hidden_size)
         elif family == "lstm" and kind == "batch":
             self.cell_state = StepwiseBatchNorm(hidden_size, max_len, shift=True)
+
+
+@contextmanager
+def population_statistics(model: nn.Module, x: Tensor, chunk: int = 1024) -> Iterator[None]:
+    """Inside the block, every :class:`StepwiseBatchNorm` of ``model`` holds population statistics of ``x``.
+
+    One pass over ``x`` (training data) in chunks of ``chunk`` sequences, in training mode and without gradients,
+    with cumulative averages: the k-th chunk enters with weight 1/k, so the estimate is the mean of the chunks'
+    per-step means and unbiased variances for the current weights. The training-time running estimates (and the
+    model's mode) are restored on exit, so training continues exactly as if nothing had happened. Without batch
+    normalization the block does nothing.
+    """
+    norms = [module for module in model.modules() if isinstance(module, StepwiseBatchNorm)]
+    if not norms:
+        yield
+        return
+    saved = [(norm.running_mean.clone(), norm.running_var.clone(), norm.momentum) for norm in norms]
+    was_training = model.training
+    try:
+        model.train()
+        with torch.no_grad():
+            for k, start in enumerate(range(0, x.shape[0], chunk), start=1):
+                for norm in norms:
+                    norm.momentum = 1.0 / k
+                model(x[start : start + chunk])
+        yield
+    finally:
+        with torch.no_grad():
+            for norm, (mean, var, momentum) in zip(norms, saved, strict=True):
+                norm.running_mean.copy_(mean)
+                norm.running_var.copy_(var)
+                norm.momentum = momentum
+        model.train(was_training)

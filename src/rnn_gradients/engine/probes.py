@@ -11,10 +11,16 @@ W_hh, ‖J_i‖ ≤ γ σ_max, so ‖∂L/∂h_k‖ ≤ (γ σ_max)^{t−k} ‖�
 
 - ``grad_norm_h[t]``: the *total* derivative ‖∂ℓ/∂h_t‖ for t = 1..L (every path through time, not only the direct
   read-out path), as the mean over probe sequences of the per-sequence norm (ℓ the per-sequence loss);
-- ``spectral_radius`` ρ and ``sigma_max`` ‖·‖₂ of the recurrent block on the candidate path
-  (:func:`rnn_gradients.initialization.candidate_block`: W_hh for vanilla cells);
-- ``gamma_eff``: the mean |φ'(a_t)| actually seen over the batch, units and steps (vanilla cells only), so that
-  ln(γ_eff σ_max) can be set against the measured decay per step.
+- ``spectral_radius`` ρ, ``sigma_max`` ‖·‖₂ and ``sigma_rms`` = ‖·‖_F / √H (the root-mean-square singular
+  value) of the recurrent block on the candidate path
+  (:func:`rnn_gradients.engine.initialization.candidate_block`: W_hh for vanilla cells);
+- ``rms_dphi`` = √(mean φ'(a_t)²) over the batch, units and steps (vanilla cells only).
+
+Two predictions of the decay per step follow (:mod:`rnn_gradients.study.analysis`): Pascanu's bound
+ln(γ σ_max), with γ = sup |φ'|, which the measured decay cannot exceed, and the mean-field estimate
+ln(σ_rms · rms φ') of signal-propagation theory (Pennington, Schoenholz & Ganguli 2017; Chen, Pennington &
+Schoenholz 2018): for a gradient g and a random W_hh, E‖g diag(φ') W_hh‖² ≈ ‖g‖² · mean φ'² · ‖W_hh‖²_F / H,
+so a typical gradient shrinks by σ_rms · rms φ' per step, while σ_max is the gain of the single worst direction.
 
 A probe leaves the training state untouched: it uses ``torch.autograd.grad`` (parameter ``.grad`` is not
 written) and restores the model's buffers (batch-norm running statistics) afterwards.
@@ -28,35 +34,32 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from rnn_gradients.engine.cells import DERIVATIVE_FROM_STATE
 from rnn_gradients.engine.initialization import candidate_block
 from rnn_gradients.engine.model import SequenceModel
 from rnn_gradients.engine.tasks import Task
 
-_DERIVATIVE_FROM_STATE = {
-    "rnn_tanh": lambda h: 1.0 - h * h,
-    "rnn_sigmoid": lambda h: h * (1.0 - h),
-    "rnn_relu": lambda h: (h > 0).to(h.dtype),
-}
-
 
 @dataclass(frozen=True)
 class ProbeResult:
-    """One probe: the gradient profile over time and the quantities of Pascanu's bound."""
+    """One probe: the gradient profile over time and the quantities its decay is predicted from."""
 
     step: int
     loss: float
     grad_norm_h: np.ndarray
     spectral_radius: float
     sigma_max: float
-    gamma_eff: float
+    sigma_rms: float
+    rms_dphi: float
 
 
-def recurrent_matrix_norms(model: SequenceModel) -> tuple[float, float]:
-    """(ρ, σ_max) of the candidate-path recurrent block."""
+def recurrent_matrix_norms(model: SequenceModel) -> tuple[float, float, float]:
+    """(ρ, σ_max, σ_rms = ‖·‖_F/√H) of the candidate-path recurrent block."""
     block = candidate_block(model.recurrent.cell).detach().double().cpu()
     spectral_radius = torch.linalg.eigvals(block).abs().max().item()
     sigma_max = torch.linalg.matrix_norm(block, ord=2).item()
-    return spectral_radius, sigma_max
+    sigma_rms = (torch.linalg.matrix_norm(block) / math.sqrt(block.shape[1])).item()
+    return spectral_radius, sigma_max, sigma_rms
 
 
 def gradient_profile(
@@ -86,15 +89,15 @@ def probe(model: SequenceModel, task: Task, x: torch.Tensor, y: torch.Tensor, st
     model.train()
     try:
         loss, grad_norm_h, states = gradient_profile(model, task, x, y)
-        derivative = _DERIVATIVE_FROM_STATE.get(model.recurrent.cell_type)
-        gamma_eff = math.nan
+        derivative = DERIVATIVE_FROM_STATE.get(model.recurrent.cell_type)
+        rms_dphi = math.nan
         if derivative is not None:
             with torch.no_grad():
-                gamma_eff = torch.stack([derivative(h).abs().mean() for h in states]).mean().item()
+                rms_dphi = torch.stack([derivative(h.double()).square().mean() for h in states]).mean().sqrt().item()
     finally:
         with torch.no_grad():
             for name, buf in model.named_buffers():
                 buf.copy_(saved_buffers[name])
         model.train(was_training)
-    spectral_radius, sigma_max = recurrent_matrix_norms(model)
-    return ProbeResult(step, loss, grad_norm_h, spectral_radius, sigma_max, gamma_eff)
+    spectral_radius, sigma_max, sigma_rms = recurrent_matrix_norms(model)
+    return ProbeResult(step, loss, grad_norm_h, spectral_radius, sigma_max, sigma_rms, rms_dphi)

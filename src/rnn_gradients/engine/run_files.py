@@ -20,6 +20,7 @@ The directory appears atomically (:class:`rnn_gradients.files.RunDirectoryWriter
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
@@ -66,34 +67,61 @@ class StepRecord:
 
 
 @dataclass(frozen=True)
+class Measurement:
+    """Loss, metric and error of a model on one set of sequences, with the standard error of the error
+    (the sample standard deviation of the per-sequence errors over √n)."""
+
+    loss: float
+    metric: float
+    error: float
+    error_se: float
+
+
+NOT_MEASURED = Measurement(math.nan, math.nan, math.nan, math.nan)
+
+
+@dataclass(frozen=True)
 class EvalRecord:
-    """One evaluation on the test set; ``solved`` when its error is at most the run's threshold."""
+    """One evaluation: on the validation set, which decides ``solved`` (error at most the run's threshold) and
+    early stopping, and, at the run's final evaluation only, on the test set (NaN before: the test set is
+    touched once)."""
 
     step: int
-    test_loss: float
-    test_metric: float
-    test_error: float
+    val: Measurement
+    test: Measurement
     solved: bool
 
-    COLUMNS: ClassVar[tuple[str, ...]] = ("step", "test_loss", "test_metric", "test_error", "solved")
+    COLUMNS: ClassVar[tuple[str, ...]] = (
+        "step", "val_loss", "val_metric", "val_error", "test_loss", "test_metric", "test_error", "solved",
+    )  # fmt: skip
 
     def row(self) -> tuple[Any, ...]:
-        return tuple(getattr(self, name) for name in self.COLUMNS)
+        v, t = self.val, self.test
+        return (self.step, v.loss, v.metric, v.error, t.loss, t.metric, t.error, self.solved)
 
 
-PROBE_COLUMNS: tuple[str, ...] = ("probe_step", "t", "grad_norm_h", "loss", "spectral_radius", "sigma_max", "gamma_eff")
+PROBE_COLUMNS: tuple[str, ...] = (
+    "probe_step", "t", "grad_norm_h", "loss", "spectral_radius", "sigma_max", "sigma_rms", "rms_dphi",
+)  # fmt: skip
 
 
 def probe_rows(probes: Iterable[ProbeResult]) -> Iterator[tuple[Any, ...]]:
     """``probes.csv`` rows: one per probe and time step t = 1..L, the probe's scalars repeated on each."""
     for p in probes:
         for t, norm in enumerate(p.grad_norm_h, start=1):
-            yield (p.step, t, float(norm), p.loss, p.spectral_radius, p.sigma_max, p.gamma_eff)
+            yield (p.step, t, float(norm), p.loss, p.spectral_radius, p.sigma_max, p.sigma_rms, p.rms_dphi)
 
 
 @dataclass(frozen=True)
 class RunSummary:
-    """``summary.json``: the run's identity, then its outcome on the test set."""
+    """``summary.json``: the run's identity, then its outcome on the test set.
+
+    ``value``/``error``/``loss`` are the final model's test metric, error and loss, ``error_se`` the standard
+    error of ``error``; ``train_error`` (± ``train_error_se``) is the same model's error on a sample of training
+    sequences as large as the test set, so a gap between the two can be told from sampling noise. ``solved``:
+    the final test error is at most ``solve_threshold`` (and the run did not diverge); ``steps_to_solve``: the
+    first evaluation at which the validation error was.
+    """
 
     task: str
     seq_len: int
@@ -104,9 +132,12 @@ class RunSummary:
     value: float
     chance: float
     error: float
+    error_se: float
     chance_error: float
     loss: float
     chance_loss: float
+    train_error: float
+    train_error_se: float
     solved: bool
     solve_threshold: float
     steps_to_solve: int | None
@@ -123,9 +154,18 @@ SUMMARY_FIELDS: tuple[str, ...] = tuple(f.name for f in fields(RunSummary))
 
 @dataclass(frozen=True)
 class RunRuntime:
-    """``runtime.json``: how long the run took and where it ran."""
+    """``runtime.json``: how long the run took, where the time went, and where it ran.
+
+    ``wall_time_s`` counts from the start of :func:`~rnn_gradients.engine.training.train_run` to the end of
+    writing (the process start and imports come before it); of that, ``setup_s`` loads the data and builds the
+    model, ``ms_per_step`` × steps is the optimizer steps, ``eval_s`` the evaluations (with batch-norm population
+    statistics) and ``probe_s`` the gradient probes.
+    """
 
     wall_time_s: float
+    setup_s: float
+    eval_s: float
+    probe_s: float
     ms_per_step: float
     threads: int
     device: str

@@ -31,10 +31,10 @@ class RunSpec:
     steps: int = 1000
     optimizer: str = "adam"
     learning_rate: float = 1e-3
-    eval_every: int = 100  # test-set evaluations also decide early stopping
+    eval_every: int = 100  # validation-set evaluations decide early stopping
     probe_every: int = 500  # a probe costs about three training steps
     probe_batch: int = 128
-    solved_fraction: float = 0.1  # solved: test error <= solved_fraction * chance error
+    solved_fraction: float = 0.1  # solved: error <= solved_fraction * chance error
     early_stop: bool = True  # stop a run once solved: the grid's budget goes to the runs that still learn
     device: str = "auto"
 

@@ -44,8 +44,9 @@ def _one_hot(symbols: np.ndarray, num_classes: int) -> Tensor:
     return F.one_hot(torch.from_numpy(symbols.astype(np.int64)), num_classes).to(torch.float32)
 
 
-def _accuracy(logits: Tensor, target: Tensor) -> float:
-    return (logits.detach().argmax(dim=-1) == target).to(torch.float64).mean().item()
+def _wrong(logits: Tensor, target: Tensor) -> Tensor:
+    """1.0 where the arg-max class differs from the target, else 0.0 (float64, shape of ``target``)."""
+    return (logits.detach().argmax(dim=-1) != target).to(torch.float64)
 
 
 class Task(ABC):
@@ -92,13 +93,23 @@ class Task(ABC):
         """Scalar training loss, differentiable in ``output``."""
 
     @abstractmethod
-    def metric(self, output: Tensor, target: Tensor) -> float:
-        """User-facing metric: MSE or accuracy."""
+    def errors(self, output: Tensor, target: Tensor) -> Tensor:
+        """Per-sequence error, float64 of shape (B,): the squared error, or the share of wrong predictions.
+
+        The task's error is their mean; their spread gives its standard error.
+        """
 
     def error(self, output: Tensor, target: Tensor) -> float:
-        """Lower is better: the MSE itself, or ``1 - accuracy``."""
-        value = self.metric(output, target)
-        return value if self.metric_name == "mse" else 1.0 - value
+        """Lower is better: the MSE, or ``1 - accuracy``."""
+        return self.errors(output, target).mean().item()
+
+    def metric_of(self, error: float) -> float:
+        """The user-facing metric for an error: the MSE itself, or the accuracy ``1 - error``."""
+        return error if self.metric_name == "mse" else 1.0 - error
+
+    def metric(self, output: Tensor, target: Tensor) -> float:
+        """User-facing metric: MSE or accuracy."""
+        return self.metric_of(self.error(output, target))
 
     @abstractmethod
     def chance_loss(self, seq_len: int) -> float:
@@ -167,9 +178,9 @@ class AddingTask(Task):
         self._check_shapes(output, target)
         return F.mse_loss(output, target)
 
-    def metric(self, output: Tensor, target: Tensor) -> float:
+    def errors(self, output: Tensor, target: Tensor) -> Tensor:
         self._check_shapes(output, target)
-        return F.mse_loss(output.detach().to(torch.float64), target.to(torch.float64)).item()
+        return (output.detach().to(torch.float64) - target.to(torch.float64)).square().squeeze(1)
 
     def chance_loss(self, seq_len: int) -> float:
         self.check_seq_len(seq_len)
@@ -232,9 +243,10 @@ class CopyTask(Task):
         self._check_shapes(output, target)
         return F.cross_entropy(output.reshape(-1, self.output_size), target.reshape(-1))
 
-    def metric(self, output: Tensor, target: Tensor) -> float:
+    def errors(self, output: Tensor, target: Tensor) -> Tensor:
+        """The share of the 10 recalled symbols each sequence gets wrong."""
         self._check_shapes(output, target)
-        return _accuracy(output[:, -self.n_copy :], target[:, -self.n_copy :])
+        return _wrong(output[:, -self.n_copy :], target[:, -self.n_copy :]).mean(dim=1)
 
     def chance_loss(self, seq_len: int) -> float:
         return self.n_copy * math.log(self.n_data) / self.input_length(seq_len)
@@ -270,9 +282,9 @@ class LastStepClassification(Task):
         self._check_shapes(output, target)
         return F.cross_entropy(output, target)
 
-    def metric(self, output: Tensor, target: Tensor) -> float:
+    def errors(self, output: Tensor, target: Tensor) -> Tensor:
         self._check_shapes(output, target)
-        return _accuracy(output, target)
+        return _wrong(output, target)
 
     def chance_loss(self, seq_len: int) -> float:
         self.check_seq_len(seq_len)

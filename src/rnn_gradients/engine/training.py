@@ -6,10 +6,14 @@ clip, a bug seen in the wild):
     forward → loss → backward → measure ‖g‖ (global and per parameter, *before* clipping)
     → stop as "diverged at step k" if the loss or ‖g‖ is not finite → clip → measure ‖g‖ again → optimizer step
 
-Every ``eval_every`` steps the model is evaluated on the held-out test set; a run is *solved* once its test error
-(MSE, or 1 − accuracy) is at most ``solved_fraction`` × the task's chance error, and stops early then if
-``early_stop`` is set. Every ``probe_every`` steps, and at the start and the end,
-:mod:`rnn_gradients.engine.probes` measures the gradient flowing back through time on a fixed probe batch.
+Every ``eval_every`` steps the model is evaluated on the validation set; once its validation error (MSE, or
+1 − accuracy) is at most ``solved_fraction`` × the task's chance error the run counts as solved during training
+and, with ``early_stop``, stops there. The test set is touched once, by the final model: the reported metric
+comes from it, and so does the final verdict "solved". Models with batch normalization are evaluated with
+population statistics estimated on training data for the weights being evaluated
+(:func:`~rnn_gradients.engine.normalization.population_statistics`). Every ``probe_every`` steps, and at the
+start and the end, :mod:`rnn_gradients.engine.probes` measures the gradient flowing back through time on a
+fixed probe batch (validation sequences).
 
 A diverging run is a *result*: its NaN/Inf step is recorded, the loop ends, the run is written like any other.
 """
@@ -19,6 +23,9 @@ from __future__ import annotations
 import math
 import platform
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -26,8 +33,17 @@ import torch
 from rnn_gradients.engine.datasets import load_dataset
 from rnn_gradients.engine.initialization import init_chrono, init_default, init_recurrent
 from rnn_gradients.engine.model import PARAMETER_GROUPS, SequenceModel
+from rnn_gradients.engine.normalization import population_statistics
 from rnn_gradients.engine.probes import ProbeResult, probe
-from rnn_gradients.engine.run_files import EvalRecord, RunRuntime, RunSummary, StepRecord, write_run_directory
+from rnn_gradients.engine.run_files import (
+    NOT_MEASURED,
+    EvalRecord,
+    Measurement,
+    RunRuntime,
+    RunSummary,
+    StepRecord,
+    write_run_directory,
+)
 from rnn_gradients.engine.run_spec import RunSpec
 from rnn_gradients.engine.strategies import Strategy
 from rnn_gradients.engine.tasks import Task, get_task
@@ -111,24 +127,21 @@ class BatchOrder:
         return index
 
 
-def evaluate(model: SequenceModel, task: Task, x: torch.Tensor, y: torch.Tensor) -> tuple[float, float, float]:
-    """(loss, metric, error) on a whole set, in evaluation mode (population statistics for batch norm)."""
+def evaluate(
+    model: SequenceModel, task: Task, x: torch.Tensor, y: torch.Tensor, *, population: torch.Tensor
+) -> Measurement:
+    """Loss, metric and error (± its standard error) on a whole set, in evaluation mode; batch normalization
+    uses population statistics of ``population`` (training sequences) for the current weights."""
     was_training = model.training
-    model.eval()
-    with torch.no_grad():
+    with population_statistics(model, population), torch.no_grad():
+        model.eval()
         output = model(x)
-        result = task.loss(output, y).item(), task.metric(output, y), task.error(output, y)
+        loss = task.loss(output, y).item()
+        errors = task.errors(output, y)
     model.train(was_training)
-    return result
-
-
-def evaluation(
-    step: int, model: SequenceModel, task: Task, x: torch.Tensor, y: torch.Tensor, threshold: float
-) -> EvalRecord:
-    """The test-set evaluation at ``step``, logged; solved when the error is finite and at most ``threshold``."""
-    loss, metric, error = evaluate(model, task, x, y)
-    print(f"step {step:6d}  test loss {loss:.4g}  {task.metric_name} {metric:.4g}", flush=True)
-    return EvalRecord(step, loss, metric, error, solved=math.isfinite(error) and error <= threshold)
+    error = errors.mean().item()
+    se = (errors.std() / math.sqrt(errors.numel())).item() if errors.numel() > 1 else math.nan
+    return Measurement(loss, task.metric_of(error), error, se)
 
 
 def optimization_step(
@@ -162,6 +175,46 @@ def optimization_step(
     return StepRecord(step, loss_value, pre, post, clipped=post < pre, finite=True, group_norms=per_group)
 
 
+@dataclass(frozen=True)
+class RunData:
+    """A run's tensors: training batches come from ``train``; ``val`` decides early stopping; ``test`` is
+    touched once; ``sample`` (training sequences, as many as the test set) gives batch-norm population statistics
+    and the final training error; ``probe`` (validation sequences) is the gradient probes' fixed batch."""
+
+    train: tuple[torch.Tensor, torch.Tensor]
+    val: tuple[torch.Tensor, torch.Tensor]
+    test: tuple[torch.Tensor, torch.Tensor]
+    sample: tuple[torch.Tensor, torch.Tensor]
+    probe: tuple[torch.Tensor, torch.Tensor]
+
+    @classmethod
+    def load(cls, spec: RunSpec, task: Task, path: Path, device: torch.device) -> RunData:
+        dataset = load_dataset(path)
+        if (dataset.task, dataset.seq_len) != (spec.task, spec.seq_len):
+            raise ValueError(
+                f"{path} holds task {dataset.task!r} at T={dataset.seq_len}, "
+                f"but the run is {spec.task!r} at T={spec.seq_len}"
+            )
+        train, val, test = (
+            tuple(t.to(device) for t in task.to_tensors(split)) for split in (dataset.train, dataset.val, dataset.test)
+        )
+        n_test = test[0].shape[0]
+        return cls(
+            train=train,
+            val=val,
+            test=test,
+            sample=(train[0][:n_test], train[1][:n_test]),
+            probe=(val[0][: spec.probe_batch], val[1][: spec.probe_batch]),
+        )
+
+
+def validation(step: int, model: SequenceModel, task: Task, data: RunData, threshold: float) -> EvalRecord:
+    """The validation at ``step``, logged; solved when the validation error is finite and at most ``threshold``."""
+    val = evaluate(model, task, *data.val, population=data.sample[0])
+    print(f"step {step:6d}  validation loss {val.loss:.4g}  {task.metric_name} {val.metric:.4g}", flush=True)
+    return EvalRecord(step, val, NOT_MEASURED, solved=math.isfinite(val.error) and val.error <= threshold)
+
+
 def train_run(spec: RunSpec, data_path: Path, out_dir: Path, threads: int = 1) -> RunSummary:
     """Train one run and write its run directory atomically; return its summary."""
     wall_start = time.perf_counter()
@@ -170,55 +223,53 @@ def train_run(spec: RunSpec, data_path: Path, out_dir: Path, threads: int = 1) -
     device = resolve_device(spec.device)
     strategy = Strategy.from_dict(spec.strategy, spec.strategy_params)
     task = get_task(spec.task)
-    dataset = load_dataset(data_path)
-    if (dataset.task, dataset.seq_len) != (spec.task, spec.seq_len):
-        raise ValueError(
-            f"{data_path} holds task {dataset.task!r} at T={dataset.seq_len}, "
-            f"but the run is {spec.task!r} at T={spec.seq_len}"
-        )
-    x_train, y_train = (t.to(device) for t in task.to_tensors(dataset.train))
-    x_test, y_test = (t.to(device) for t in task.to_tensors(dataset.test))
-    x_probe, y_probe = x_test[: spec.probe_batch], y_test[: spec.probe_batch]
-
+    data = RunData.load(spec, task, data_path, device)
     model = build_model(spec, task, strategy).to(device)
     optimizer = make_optimizer(spec, list(model.parameters()))
     meter = GradientMeter(model)
     chance_error = task.chance_error(spec.seq_len)
     threshold = spec.solved_fraction * chance_error
-    batches = BatchOrder(x_train.shape[0], spec.batch_size, torch.Generator().manual_seed(spec.seed))
+    batches = BatchOrder(data.train[0].shape[0], spec.batch_size, torch.Generator().manual_seed(spec.seed))
+    timer = Stopwatch()
+    timer.add("setup", time.perf_counter() - wall_start)
 
     steps: list[StepRecord] = []
     evals: list[EvalRecord] = []
     probes: list[ProbeResult] = []
     diverged_step: int | None = None
-    train_seconds = 0.0
     step = 0
     while True:
         if step % spec.probe_every == 0:
-            probes.append(probe(model, task, x_probe, y_probe, step))
+            with timer("probe"):
+                probes.append(probe(model, task, *data.probe, step))
         if step % spec.eval_every == 0:
-            evals.append(evaluation(step, model, task, x_test, y_test, threshold))
+            with timer("eval"):
+                evals.append(validation(step, model, task, data, threshold))
             if evals[-1].solved and spec.early_stop:
                 break
         if step == spec.steps:
             break
-        tick = time.perf_counter()
-        index = batches.next().to(device)
-        record = optimization_step(step, model, optimizer, meter, strategy, task, x_train[index], y_train[index])
+        with timer("steps"):
+            index = batches.next().to(device)
+            x, y = data.train[0][index], data.train[1][index]
+            record = optimization_step(step, model, optimizer, meter, strategy, task, x, y)
         steps.append(record)
-        train_seconds += time.perf_counter() - tick
         if not record.finite:
             diverged_step = step
             print(f"step {step:6d}  diverged: loss {record.loss}, gradient norm {record.grad_norm_pre}", flush=True)
             break
         step += 1
 
-    if evals[-1].step != step:
-        evals.append(evaluation(step, model, task, x_test, y_test, threshold))
-    if probes[-1].step != step:
-        probes.append(probe(model, task, x_probe, y_probe, step))
-    final = evals[-1]
-    solved = diverged_step is None and final.solved
+    with timer("probe"):
+        if probes[-1].step != step:
+            probes.append(probe(model, task, *data.probe, step))
+    with timer("eval"):
+        if evals[-1].step != step:
+            evals.append(validation(step, model, task, data, threshold))
+        test = evaluate(model, task, *data.test, population=data.sample[0])
+        train = evaluate(model, task, *data.sample, population=data.sample[0])
+    evals[-1] = EvalRecord(step, evals[-1].val, test, evals[-1].solved)
+    print(f"step {step:6d}  test loss {test.loss:.4g}  {task.metric_name} {test.metric:.4g}", flush=True)
     summary = RunSummary(
         task=spec.task,
         seq_len=spec.seq_len,
@@ -226,22 +277,28 @@ def train_run(spec: RunSpec, data_path: Path, out_dir: Path, threads: int = 1) -
         strategy=spec.strategy,
         seed=spec.seed,
         metric=task.metric_name,
-        value=final.test_metric,
+        value=test.metric,
         chance=task.chance_metric(spec.seq_len),
-        error=final.test_error,
+        error=test.error,
+        error_se=test.error_se,
         chance_error=chance_error,
-        loss=final.test_loss,
+        loss=test.loss,
         chance_loss=task.chance_loss(spec.seq_len),
-        solved=solved,
+        train_error=train.error,
+        train_error_se=train.error_se,
+        solved=diverged_step is None and math.isfinite(test.error) and test.error <= threshold,
         solve_threshold=threshold,
-        steps_to_solve=next((e.step for e in evals if e.solved), None) if solved else None,
+        steps_to_solve=next((e.step for e in evals if e.solved), None),
         diverged=diverged_step is not None,
         diverged_step=diverged_step,
         steps_run=step,
     )
     runtime = RunRuntime(
         wall_time_s=time.perf_counter() - wall_start,
-        ms_per_step=1000 * train_seconds / max(len(steps), 1),
+        setup_s=timer.seconds["setup"],
+        eval_s=timer.seconds["eval"],
+        probe_s=timer.seconds["probe"],
+        ms_per_step=1000 * timer.seconds["steps"] / max(len(steps), 1),
         threads=torch.get_num_threads(),
         device=str(device),
         torch_version=torch.__version__,
@@ -249,3 +306,21 @@ def train_run(spec: RunSpec, data_path: Path, out_dir: Path, threads: int = 1) -
     )
     write_run_directory(out_dir, spec, steps, evals, probes, summary, runtime)
     return summary
+
+
+class Stopwatch:
+    """Seconds spent per named part of a run (``with timer("eval"): ...``)."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {"setup": 0.0, "steps": 0.0, "eval": 0.0, "probe": 0.0}
+
+    def add(self, part: str, seconds: float) -> None:
+        self.seconds[part] += seconds
+
+    @contextmanager
+    def __call__(self, part: str) -> Iterator[None]:
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.add(part, time.perf_counter() - start)

@@ -765,10 +765,10 @@ def plot_decay_vs_prediction(decay: pd.DataFrame, *, palette: Palette | None = N
     ln‖∂L/∂h_t‖ against the distance should lie on or below ln(γ σ_max); with the observed mean |φ'| (γ_eff)
     in place of the worst case γ the prediction is a typical rate rather than a strict bound.
     """
-    needed = {"decay_per_step", "predicted_decay"}
+    needed = {"decay_per_step", "bound_decay"}
     if decay.empty or not needed <= set(decay.columns):
         return _message_figure("No decay rates in the study tables.")
-    measured, predicted = _numeric(decay, "decay_per_step"), _numeric(decay, "predicted_decay")
+    measured, predicted = _numeric(decay, "decay_per_step"), _numeric(decay, "bound_decay")
     df = decay.assign(measured=measured, predicted=predicted)
     df = df[np.isfinite(df["measured"]) & np.isfinite(df["predicted"])]
     if df.empty:

@@ -463,7 +463,7 @@ def theory_probes(decay: pd.DataFrame) -> pd.DataFrame:
     """Probes with a finite ``measured`` and ``predicted`` decay per step (in practice: vanilla cells only)."""
     check = decay.assign(
         measured=pd.to_numeric(decay["decay_per_step"], errors="coerce"),
-        predicted=pd.to_numeric(decay["predicted_decay"], errors="coerce"),
+        predicted=pd.to_numeric(decay["bound_decay"], errors="coerce"),
     )
     return check[np.isfinite(check["measured"]) & np.isfinite(check["predicted"])]
 

@@ -21,22 +21,15 @@ from rnn_gradients.engine.run_files import PROBE_COLUMNS, SUMMARY_FIELDS, StepRe
 from rnn_gradients.files import atomic_open, atomic_write_text, read_json
 from rnn_gradients.study.analysis import decay_rates, summarize_accuracy
 from rnn_gradients.study.grid import RUN_KEYS
+from rnn_gradients.study.grid import strategies as grid_strategies
 
 RESULT_FIELDS: tuple[str, ...] = tuple(field for field in SUMMARY_FIELDS if field not in RUN_KEYS)
 """The outcome fields of ``summary.json`` that ``accuracy.csv`` holds after the run keys."""
 RUNTIME_COLUMNS: tuple[str, ...] = ("wall_time_s", "ms_per_step", "threads", "device", "torch_version")
 """The ``runtime.json`` fields that ``accuracy.csv`` holds (the only columns that differ between reruns)."""
 STEP_COLUMNS = StepRecord.COLUMNS
-FLOW_COLUMNS: tuple[str, ...] = (
-    "probe_step",
-    "t",
-    "distance",
-    "grad_norm_h",
-    "loss",
-    "spectral_radius",
-    "sigma_max",
-    "gamma_eff",
-)
+FLOW_COLUMNS: tuple[str, ...] = (*PROBE_COLUMNS[:2], "distance", *PROBE_COLUMNS[2:])
+"""``gradient_flow.csv`` after the run keys: ``probes.csv`` with the distance L − t from the last input."""
 # integer columns that may be missing (never solved, never diverged): nullable, so they print as 12, not 12.0
 NULLABLE_INTEGERS: tuple[str, ...] = ("steps_to_solve", "diverged_step")
 TABLE_FILES: tuple[str, ...] = (
@@ -80,7 +73,8 @@ def collect_tables(summaries: Sequence[Path], out_dir: Path, study_config: str) 
     _write_csv(summarize_accuracy(accuracy), out_dir / "accuracy_summary.csv")
     _write_csv(steps, out_dir / "gradient_norms.csv")
     _write_csv(flow, out_dir / "gradient_flow.csv")
-    _write_csv(decay_rates(flow), out_dir / "decay_rates.csv")
+    normalized = [name for name, strategy in grid_strategies(config).items() if strategy.norm != "none"]
+    _write_csv(decay_rates(flow, normalized), out_dir / "decay_rates.csv")
     atomic_write_text(out_dir / "study_config.json", json.dumps(config, indent=2) + "\n")  # config order kept
     print(f"collected {len(accuracy)} runs into {out_dir}: {', '.join(TABLE_FILES)}")
 
@@ -130,6 +124,6 @@ def _sorted(frame: pd.DataFrame, by: Sequence[str]) -> pd.DataFrame:
 
 
 def _write_csv(frame: pd.DataFrame, path: Path) -> None:
-    """CSV written atomically (:func:`rnn_gradients.runio.atomic_open`); floats in full precision."""
+    """CSV written atomically (:func:`rnn_gradients.files.atomic_open`); floats in full precision."""
     with atomic_open(path, "w", newline="") as handle:
         frame.to_csv(handle, index=False, lineterminator="\n")
