@@ -79,7 +79,13 @@ def planned_jobs(dry_run_output: str) -> list[tuple[str, str]]:
 
 
 def wildcards(key: RunKey) -> str:
-    return f"task={key.task}, seq_len={key.seq_len}, cell={key.cell}, strategy={key.strategy}, seed={key.seed}"
+    """The wildcards of the training job of a run's combination (the seeds of a combination train in one job)."""
+    return f"task={key.task}, seq_len={key.seq_len}, cell={key.cell}, strategy={key.strategy}"
+
+
+def runtimes(workdir: Path, study: dict) -> dict[RunKey, bytes]:
+    """Every run's runtime.json, which differs between two trainings of the same run (its wall time)."""
+    return {key: (workdir / run_dir(key) / "runtime.json").read_bytes() for key in expand_runs(study)}
 
 
 def new_study(root: Path, config: dict | Path) -> Path:
@@ -162,9 +168,8 @@ def test_a_complete_study_has_nothing_to_do(study_dir):
 
 def test_a_deleted_summary_reruns_only_its_run_and_what_follows(study_dir, study):
     key = RunKey("adding", 10, "lstm", "none", 0)
-    summaries = {k: study_dir / run_dir(k) / "summary.json" for k in expand_runs(study)}
-    before = {k: path.stat().st_mtime_ns for k, path in summaries.items()}
-    summaries[key].unlink()
+    before = runtimes(study_dir, study)
+    (study_dir / run_dir(key) / "summary.json").unlink()
 
     dry = snakemake(study_dir, "-n", TARGET)
     assert dry.returncode == 0, dry.stdout[-5000:]
@@ -175,7 +180,7 @@ def test_a_deleted_summary_reruns_only_its_run_and_what_follows(study_dir, study
 
     result = snakemake(study_dir, TARGET)
     assert result.returncode == 0, result.stdout[-5000:]
-    after = {k: path.stat().st_mtime_ns for k, path in summaries.items()}
+    after = runtimes(study_dir, study)
     assert [k for k in before if after[k] != before[k]] == [key]
     assert "Nothing to be done" in snakemake(study_dir, "-n", TARGET).stdout
 
@@ -192,7 +197,7 @@ def test_a_changed_bundle_reruns_only_that_strategys_runs(study_dir, study):
         config.write_text(original)
     assert dry.returncode == 0, dry.stdout[-5000:]
     jobs = planned_jobs(dry.stdout)
-    expected = sorted(("train", wildcards(k)) for k in expand_runs(study) if k.strategy == "clip_norm")
+    expected = sorted({("train", wildcards(k)) for k in expand_runs(study) if k.strategy == "clip_norm"})
     assert sorted(job for job in jobs if job[0] == "train") == expected
     assert len(expected) == 6
     assert {rule for rule, _ in jobs} == {"train", *AFTER_RUNS}
@@ -200,32 +205,41 @@ def test_a_changed_bundle_reruns_only_that_strategys_runs(study_dir, study):
     assert "Nothing to be done" in snakemake(study_dir, "-n", TARGET).stdout
 
 
-def test_a_new_seed_and_a_new_length_run_only_the_new_runs(study_dir, study):
+def test_a_new_seed_and_a_new_length_train_only_the_new_runs(study_dir, study):
     config = study_dir / "config" / "config.yaml"
     original = config.read_text()
     extended = yaml.safe_load(original)
     extended["seeds"] = [*extended["seeds"], 7]
     extended["tasks"]["temporal_order"] = [*extended["tasks"]["temporal_order"], 12]
+    grown = load_study(extended, SCHEMA)
+    new_runs = set(expand_runs(grown)) - set(expand_runs(study))
+    assert new_runs and all(k.seed == 7 or (k.task, k.seq_len) == ("temporal_order", 12) for k in new_runs)
+    before = runtimes(study_dir, study)
     config.write_text(yaml.safe_dump(extended))
     try:
         dry = snakemake(study_dir, "-n", TARGET)
-        grown = load_study(extended, SCHEMA)
+        assert dry.returncode == 0, dry.stdout[-5000:]
+        jobs = planned_jobs(dry.stdout)
+        new_data = {(k.task, k.seq_len, k.seed) for k in new_runs}
+        assert len([job for job in jobs if job[0] == "generate"]) == len(new_data)
+        # every combination's job runs (its seeds changed), but only the new runs are missing ...
+        missing = {line for line in dry.stdout.splitlines() if "reason: Missing output files" in line}
+        assert missing and all("seed7" in line or "/T12/" in line for line in missing)
+        result = snakemake(study_dir, TARGET)
+        assert result.returncode == 0, result.stdout[-5000:]
+        # ... and only they are trained: every existing run directory is kept as it was
+        assert runtimes(study_dir, study) == before
+        assert all((study_dir / run_dir(k) / "summary.json").is_file() for k in new_runs)
     finally:
         config.write_text(original)
-    assert dry.returncode == 0, dry.stdout[-5000:]
-    jobs = planned_jobs(dry.stdout)
-    new_runs = sorted(set(expand_runs(grown)) - set(expand_runs(study)))
-    assert sorted(job for job in jobs if job[0] == "train") == sorted(("train", wildcards(k)) for k in new_runs)
-    assert all(k.seed == 7 or (k.task, k.seq_len) == ("temporal_order", 12) for k in new_runs)
-    new_data = {(k.task, k.seq_len, k.seed) for k in new_runs}
-    assert len([job for job in jobs if job[0] == "generate"]) == len(new_data)
-    assert {rule for rule, _ in jobs} == {"generate", "train", *AFTER_RUNS}
+    assert snakemake(study_dir, TARGET).returncode == 0  # back to the original grid: nothing is retrained
+    assert runtimes(study_dir, study) == before
 
 
 def test_a_configfile_replaces_the_default_study(tmp_path):
     workdir = new_study(tmp_path, ROOT / "config" / "config.yaml")
     default = planned_jobs(snakemake(workdir, "-n", "tables").stdout)
-    assert Counter(rule for rule, _ in default) == {"generate": 4, "train": 160, "collect": 1, "tables": 1}
+    assert Counter(rule for rule, _ in default) == {"generate": 12, "train": 160, "collect": 1, "tables": 1}
     tiny = planned_jobs(snakemake(workdir, "-n", "tables", "--configfile", str(TINY)).stdout)
     assert Counter(rule for rule, _ in tiny) == {"generate": 3, "train": 12, "collect": 1, "tables": 1}
 
@@ -262,7 +276,7 @@ def test_a_killed_training_job_leaves_no_partial_run_and_the_next_run_completes(
     workdir = new_study(tmp_path, config)
     key = RunKey("adding", 10, "rnn_tanh", "none", 0)
     run = workdir / run_dir(key)
-    log = workdir / "results" / "logs" / "runs" / "adding" / "T10" / "rnn_tanh" / "none" / "seed0.log"
+    log = workdir / "results" / "logs" / "runs" / "adding" / "T10" / "rnn_tanh" / "none.log"
 
     started = time.monotonic()
     with subprocess.Popen(

@@ -42,18 +42,18 @@ def _problems(config: dict) -> list[str]:
 def test_default_config_is_valid_and_expands_to_the_full_grid(config):
     study = load_study(config, SCHEMA)
     runs = expand_runs(study)
-    # (2 + 2 lengths) x 5 cells x 7 strategies x 1 seed
-    assert len(runs) == 4 * 5 * 8 * 1 == 160
+    # (2 + 2 lengths) x 5 cells x 8 strategies x 3 seeds
+    assert len(runs) == 4 * 5 * 8 * 3 == 480
     assert len({run_dir(key) for key in runs}) == len(runs)
     assert runs[0] == RunKey("adding", 10, "rnn_tanh", "none", 0)
-    assert runs[-1] == RunKey("temporal_order", 65, "gru", "exploding_clip", 0)
+    assert runs[-1] == RunKey("temporal_order", 65, "gru", "exploding_clip", 2)
 
 
 def test_schema_defaults_fill_an_empty_config_and_leave_the_input_alone(config):
     study = load_study({}, SCHEMA)
     assert study["tasks"] == {"adding": [10, 60], "temporal_order": [20, 65]}
     assert study["cells"] == list(CELLS)
-    assert study["seeds"] == [0]
+    assert study["seeds"] == [0, 1, 2]
     assert study["data"] == {"train_size": 10000, "val_size": 500, "test_size": 1000}
     assert study["training"]["learning_rate"] == {"default": 0.002}
     assert study["strategies"]["none"] == {
@@ -228,7 +228,7 @@ def test_changing_one_bundle_changes_only_that_strategys_specs(config):
     after = load_study(config, SCHEMA)
     changed = {key for key in expand_runs(before) if run_spec(before, key) != run_spec(after, key)}
     assert changed == {key for key in expand_runs(before) if key.strategy == "clip_norm"}
-    assert len(changed) == 4 * 5
+    assert len(changed) == 4 * 5 * 3
 
 
 def test_equivalent_bundles_give_the_same_spec(config):

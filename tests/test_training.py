@@ -9,11 +9,18 @@ import pytest
 import torch
 
 from rnn_gradients.engine.datasets import make_dataset, save_dataset
-from rnn_gradients.engine.run_files import RUN_FILES, EvalRecord
+from rnn_gradients.engine.run_files import RUN_FILES, EvalRecord, completed_run
 from rnn_gradients.engine.run_spec import RunSpec
 from rnn_gradients.engine.strategies import Strategy
 from rnn_gradients.engine.tasks import get_task
-from rnn_gradients.engine.training import GradientMeter, build_model, optimization_step, train_run
+from rnn_gradients.engine.training import (
+    GradientMeter,
+    build_model,
+    evaluate,
+    optimization_step,
+    train_run,
+    train_runs,
+)
 
 
 def spec(**overrides):
@@ -24,6 +31,9 @@ def spec(**overrides):
         strategy="none",
         strategy_params={},
         seed=0,
+        train_size=128,
+        val_size=32,
+        test_size=64,
         hidden_size=8,
         batch_size=16,
         steps=20,
@@ -127,8 +137,11 @@ def test_same_spec_and_seed_give_byte_identical_outputs(tmp_path, data_path):
     for name in RUN_FILES:
         if name != "runtime.json":
             assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes(), name
-    other_seed = spec(strategy="clip", strategy_params={"clip_norm": 0.5}, cell="lstm", seed=1)
-    train_run(other_seed, data_path, tmp_path / "c")
+    other_seed = tmp_path / "seed1.npz"
+    save_dataset(make_dataset("adding", 8, seed=1, train_size=128, val_size=32, test_size=64), other_seed)
+    train_run(
+        spec(strategy="clip", strategy_params={"clip_norm": 0.5}, cell="lstm", seed=1), other_seed, tmp_path / "c"
+    )
     assert (tmp_path / "a" / "steps.csv").read_bytes() != (tmp_path / "c" / "steps.csv").read_bytes()
 
 
@@ -171,7 +184,9 @@ def test_early_stop_ends_a_solved_run(tmp_path, data_path):
 
 
 def test_dataset_must_match_the_run(tmp_path, data_path):
-    with pytest.raises(ValueError, match="holds task 'adding' at T=8, but the run is 'adding' at T=9"):
+    with pytest.raises(
+        ValueError, match="holds task 'adding' at T=8 with seed 0, but the run is 'adding' at T=9 with seed 0"
+    ):
         train_run(spec(seq_len=9), data_path, tmp_path / "run")
     assert not (tmp_path / "run").exists()
 
@@ -199,3 +214,38 @@ def test_run_spec_rejects_short_sequences_and_unknown_keys():
     with pytest.raises(ValueError, match="unknown key.*lr"):
         RunSpec.from_dict({**spec().to_dict(), "lr": 0.1})
     assert RunSpec.from_json(json.dumps(spec().to_dict())) == spec()
+
+
+def test_train_runs_keeps_a_run_of_the_same_spec_and_retrains_a_changed_one(tmp_path, data_path):
+    first = spec(cell="rnn_tanh", steps=10)
+    train_runs([first], [data_path], [tmp_path / "run"])
+    runtime = (tmp_path / "run" / "runtime.json").read_bytes()
+    kept = train_runs([first], [data_path], [tmp_path / "run"])
+    assert (tmp_path / "run" / "runtime.json").read_bytes() == runtime  # not retrained
+    assert kept[0] == completed_run(tmp_path / "run", first)
+    for changed in (spec(cell="rnn_tanh", steps=11), spec(cell="rnn_tanh", steps=10, engine="another engine")):
+        assert completed_run(tmp_path / "run", changed) is None
+        train_runs([changed], [data_path], [tmp_path / "run"])
+        assert json.loads((tmp_path / "run" / "config.json").read_text()) == changed.to_dict()
+    (tmp_path / "run" / "probes.csv").unlink()  # an incomplete directory is no run
+    assert completed_run(tmp_path / "run", changed) is None
+    with pytest.raises(ValueError, match="2 specs, 1 data files and 2 run directories"):
+        train_runs([first, first], [data_path], [tmp_path / "a", tmp_path / "b"])
+
+
+def test_batch_norm_is_evaluated_with_population_statistics_of_the_current_weights(data_path):
+    task = get_task("adding")
+    model = build_model(spec(cell="rnn_tanh"), task, Strategy.from_dict("bn", {"norm": "batch"}))
+    x, y = task.to_tensors(make_dataset("adding", 8, seed=3, train_size=256, val_size=4, test_size=4).train)
+    before = {name: buffer.clone() for name, buffer in model.named_buffers()}
+    # the running estimates have never seen data (mean 0, variance 1), so eval mode with them is stale
+    stale = evaluate(model, task, x, y, population=x[:0])
+    fresh = evaluate(model, task, x, y, population=x)
+    for name, buffer in model.named_buffers():
+        torch.testing.assert_close(buffer, before[name])  # training state restored
+    # with population statistics of the same sequences, eval mode equals training mode on the whole set
+    model.train()
+    with torch.no_grad():
+        batch_mode = task.loss(model(x), y).item()
+    assert fresh.loss == pytest.approx(batch_mode, rel=1e-4)
+    assert stale.loss != pytest.approx(batch_mode, rel=1e-2)

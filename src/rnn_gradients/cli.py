@@ -1,7 +1,7 @@
 """Command line: one subcommand per pipeline stage, so that every Snakemake rule is a cheap ``shell:`` call.
 
 ``python -m rnn_gradients generate``  make one task's train/test data file
-``python -m rnn_gradients train``     train one run from a resolved run spec
+``python -m rnn_gradients train``     train runs from resolved run specs (one process, one directory each)
 ``python -m rnn_gradients collect``   gather run directories into the study tables
 ``python -m rnn_gradients render``    render the Quarto report (quarto, or the offline renderer)
 
@@ -25,17 +25,25 @@ def _generate(args: argparse.Namespace) -> int:
 
 
 def _train(args: argparse.Namespace) -> int:
-    from rnn_gradients.engine.run_spec import RunSpec
-    from rnn_gradients.engine.training import train_run
+    import json
 
-    spec = RunSpec.from_json(args.spec)
-    summary = train_run(spec, data_path=args.data, out_dir=args.out_dir, threads=args.threads)
-    state = (
-        f"diverged at step {summary.diverged_step}"
-        if summary.diverged
-        else ("solved" if summary.solved else "not solved")
-    )
-    print(f"{args.out_dir}: {summary.metric} = {summary.value:.4g} (chance {summary.chance:.4g}), {state}")
+    from rnn_gradients.engine.run_spec import RunSpec
+    from rnn_gradients.engine.training import train_runs
+
+    text = Path(args.specs[1:]).read_text() if args.specs.startswith("@") else args.specs
+    try:
+        raw = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise ValueError(f"--specs is not valid JSON: {err}") from err
+    specs = [RunSpec.from_dict(item) for item in (raw if isinstance(raw, list) else [raw])]
+    summaries = train_runs(specs, args.data, args.out_dir, threads=args.threads)
+    for out_dir, summary in zip(args.out_dir, summaries, strict=True):
+        state = (
+            f"diverged at step {summary.diverged_step}"
+            if summary.diverged
+            else ("solved" if summary.solved else "not solved")
+        )
+        print(f"{out_dir}: {summary.metric} = {summary.value:.4g} (chance {summary.chance:.4g}), {state}")
     return 0
 
 
@@ -68,10 +76,12 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--out", type=Path, required=True, help="output .npz file")
     gen.set_defaults(func=_generate)
 
-    train = sub.add_parser("train", help="train one run and write its run directory")
-    train.add_argument("--spec", required=True, help="resolved run spec: a JSON string, or @file.json")
-    train.add_argument("--data", type=Path, required=True, help="dataset file from `generate`")
-    train.add_argument("--out-dir", type=Path, required=True, help="run directory to create")
+    train = sub.add_parser("train", help="train runs, each into its own run directory (one process for all)")
+    train.add_argument(
+        "--specs", required=True, help="resolved run spec(s): a JSON object or list of them, or @file.json"
+    )
+    train.add_argument("--data", type=Path, nargs="+", required=True, help="each run's dataset file from `generate`")
+    train.add_argument("--out-dir", type=Path, nargs="+", required=True, help="each run's directory to create")
     train.add_argument("--threads", type=int, default=1, help="torch intra-op threads (default 1)")
     train.set_defaults(func=_train)
 

@@ -6,11 +6,13 @@ from pathlib import Path
 import rnn_gradients
 from rnn_gradients.engine.run_files import RUN_FILES
 from rnn_gradients.study.grid import (
+    COMBINATION_DIR,
     DATA_FILE,
     REPORT_FILE,
     RUN_DIR,
     TABLES_DIR,
-    RunKey,
+    Combination,
+    combination_runs,
     expand_runs,
     run_dir,
     run_spec,
@@ -53,9 +55,34 @@ def table_files():
     return [f"{TABLES_DIR}/{name}" for name in TABLE_FILES]
 
 
-def run_outputs():
-    """The files of one run directory, named by their stem (``summary`` for summary.json)."""
-    return {name.split(".")[0]: f"{RUN_DIR}/{name}" for name in RUN_FILES}
+def combination_outputs():
+    """The files of every seed's run directory of one combination, named by their stem (``summary``: every seed's
+    summary.json). Flagged ``update``: Snakemake keeps them when it reruns the job, and the job keeps every run
+    whose spec is unchanged, so a new seed trains only its own run."""
+    return {
+        name.split(".")[0]: update(expand(f"{RUN_DIR}/{name}", seed=STUDY["seeds"], allow_missing=True))
+        for name in RUN_FILES
+    }
+
+
+def combination(wildcards):
+    return Combination(wildcards.task, int(wildcards.seq_len), wildcards.cell, wildcards.strategy)
+
+
+def combination_data(wildcards):
+    """The dataset of every seed of the job's combination."""
+    return [DATA_FILE.format(**key._asdict()) for key in combination_runs(STUDY, combination(wildcards))]
+
+
+def combination_specs(wildcards):
+    """The resolved spec of every seed's run: a deterministic function of the config, so only changed runs rerun."""
+    specs = [run_spec(STUDY, key) for key in combination_runs(STUDY, combination(wildcards))]
+    return json.dumps(specs, sort_keys=True, separators=(",", ":"))
+
+
+def combination_run_dirs(wildcards):
+    return [run_dir(key) for key in combination_runs(STUDY, combination(wildcards))]
+
 
 
 def log_path(pattern):
@@ -82,12 +109,6 @@ def package_files(*modules):
     """Package modules a step's output depends on, as paths inside the package such as "study/tables" (edits
     rerun the step)."""
     return [str(PACKAGE_DIR / f"{module}.py") for module in modules]
-
-
-def run_spec_json(wildcards):
-    """The run's resolved spec: a deterministic function of the config, so only changed runs rerun."""
-    key = RunKey(wildcards.task, int(wildcards.seq_len), wildcards.cell, wildcards.strategy, int(wildcards.seed))
-    return json.dumps(run_spec(STUDY, key), sort_keys=True, separators=(",", ":"))
 
 
 def parent_of(name):

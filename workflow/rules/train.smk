@@ -1,16 +1,18 @@
-# One job per run. The run directory appears atomically (rnn_gradients.files): a killed job leaves no partial run.
+# One job per combination (task, T, cell, strategy): its seeds train in one process, each into its own run
+# directory, which appears atomically (a killed job leaves no partial run). A run whose spec is unchanged is kept,
+# so a new seed trains only its own run (rnn_gradients.engine.training.train_runs).
 rule train:
     input:
-        data=DATA_FILE,
+        data=combination_data,
     output:
-        **run_outputs(),
+        **combination_outputs(),
     log:
-        log_path(RUN_DIR),
+        log_path(COMBINATION_DIR),
     benchmark:
-        benchmark_path(RUN_DIR)
+        benchmark_path(COMBINATION_DIR)
     params:
-        spec=run_spec_json,
-        out_dir=parent_of("summary"),
+        specs=combination_specs,
+        run_dirs=combination_run_dirs,
     # One thread per job and one job per core: two 1-thread jobs outrun one 2-thread job (benchmarks/README.md).
     threads: 1
     resources:
@@ -19,5 +21,5 @@ rule train:
     conda:
         "../envs/rnn_gradients.yaml"
     shell:
-        "python -m rnn_gradients train --spec {params.spec:q} --data {input.data:q}"
-        " --out-dir {params.out_dir:q} --threads {threads} > {log:q} 2>&1"
+        "python -m rnn_gradients train --specs {params.specs:q} --data {input.data:q}"
+        " --out-dir {params.run_dirs:q} --threads {threads} > {log:q} 2>&1"

@@ -20,6 +20,7 @@ The directory appears atomically (:class:`rnn_gradients.files.RunDirectoryWriter
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, fields
@@ -177,6 +178,24 @@ class RunRuntime:
 
 
 RUNTIME_FIELDS: tuple[str, ...] = tuple(f.name for f in fields(RunRuntime))
+
+
+def completed_run(out_dir: Path, spec: RunSpec) -> RunSummary | None:
+    """The summary of ``out_dir`` when it holds a complete run trained from exactly ``spec``, else None.
+
+    Complete: every file of :data:`RUN_FILES` is there (a run directory appears all at once, so a present
+    directory is whole) and ``config.json`` and ``summary.json`` read back. A different spec (another
+    hyper-parameter, dataset size or engine fingerprint) is a different run.
+    """
+    out_dir = Path(out_dir)
+    if not all((out_dir / name).is_file() for name in RUN_FILES):
+        return None
+    try:
+        config = json.loads((out_dir / "config.json").read_text(encoding="utf-8"))
+        summary = RunSummary(**json.loads((out_dir / "summary.json").read_text(encoding="utf-8")))
+    except (OSError, ValueError, TypeError):
+        return None
+    return summary if config == spec.to_dict() else None
 
 
 def write_run_directory(

@@ -1,14 +1,20 @@
 """The spec of one run: everything a run depends on, validated, written to its ``config.json``.
 
 The study layer resolves one spec per point of its grid (:func:`rnn_gradients.study.grid.run_spec`); the
-training loop (:mod:`rnn_gradients.engine.training`) needs nothing else.
+training loop (:mod:`rnn_gradients.engine.training`) needs nothing else. Two runs with equal specs are the same
+run: its dataset is named by (task, seq_len, seed) and the split sizes, and ``engine`` fingerprints the code
+that trains it (:func:`engine_fingerprint`), so an existing run directory whose ``config.json`` equals a spec can
+stand for that run.
 """
 
 from __future__ import annotations
 
+import ast
+import hashlib
 import json
 import math
 from dataclasses import asdict, dataclass, fields
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +32,9 @@ class RunSpec:
     strategy: str
     strategy_params: dict[str, Any]
     seed: int
+    train_size: int = 10000
+    val_size: int = 500
+    test_size: int = 1000
     hidden_size: int = 64
     batch_size: int = 64
     steps: int = 1000
@@ -37,9 +46,13 @@ class RunSpec:
     solved_fraction: float = 0.1  # solved: error <= solved_fraction * chance error
     early_stop: bool = True  # stop a run once solved: the grid's budget goes to the runs that still learn
     device: str = "auto"
+    engine: str = ""  # engine_fingerprint() of the code that trains the run
 
     def __post_init__(self) -> None:
-        positive = ("seq_len", "hidden_size", "batch_size", "steps", "eval_every", "probe_every", "probe_batch")
+        positive = (
+            "seq_len", "train_size", "val_size", "test_size", "hidden_size", "batch_size", "steps", "eval_every",
+            "probe_every", "probe_batch",
+        )  # fmt: skip
         for name in positive:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
@@ -72,3 +85,30 @@ class RunSpec:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+@cache
+def engine_fingerprint() -> str:
+    """A short hash of the engine's code: the syntax trees of its modules without docstrings.
+
+    Editing how runs are generated, trained or measured changes it (and so every spec, which retrains every run);
+    editing a comment, a docstring or the formatting does not.
+    """
+    package = Path(__file__).resolve().parent
+    digest = hashlib.sha256()
+    for path in sorted([*package.glob("*.py"), package.parent / "files.py"]):
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        for node in ast.walk(tree):
+            body = getattr(node, "body", None)
+            if isinstance(body, list) and body and _is_docstring(body[0]):
+                node.body = body[1:] or [ast.Pass()]
+        digest.update(path.name.encode() + b"\0" + ast.dump(tree).encode() + b"\0")
+    return digest.hexdigest()[:16]
+
+
+def _is_docstring(statement: ast.stmt) -> bool:
+    return (
+        isinstance(statement, ast.Expr)
+        and isinstance(statement.value, ast.Constant)
+        and isinstance(statement.value.value, str)
+    )

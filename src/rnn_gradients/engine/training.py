@@ -21,9 +21,10 @@ A diverging run is a *result*: its NaN/Inf step is recorded, the loop ends, the 
 from __future__ import annotations
 
 import math
+import os
 import platform
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,11 +38,13 @@ from rnn_gradients.engine.normalization import population_statistics
 from rnn_gradients.engine.probes import ProbeResult, probe
 from rnn_gradients.engine.run_files import (
     NOT_MEASURED,
+    RUN_FILES,
     EvalRecord,
     Measurement,
     RunRuntime,
     RunSummary,
     StepRecord,
+    completed_run,
     write_run_directory,
 )
 from rnn_gradients.engine.run_spec import RunSpec
@@ -190,11 +193,15 @@ class RunData:
     @classmethod
     def load(cls, spec: RunSpec, task: Task, path: Path, device: torch.device) -> RunData:
         dataset = load_dataset(path)
-        if (dataset.task, dataset.seq_len) != (spec.task, spec.seq_len):
+        if (dataset.task, dataset.seq_len, dataset.seed) != (spec.task, spec.seq_len, spec.seed):
             raise ValueError(
-                f"{path} holds task {dataset.task!r} at T={dataset.seq_len}, "
-                f"but the run is {spec.task!r} at T={spec.seq_len}"
+                f"{path} holds task {dataset.task!r} at T={dataset.seq_len} with seed {dataset.seed}, "
+                f"but the run is {spec.task!r} at T={spec.seq_len} with seed {spec.seed}"
             )
+        sizes = {split: next(iter(getattr(dataset, split).values())).shape[0] for split in ("train", "val", "test")}
+        wanted = {"train": spec.train_size, "val": spec.val_size, "test": spec.test_size}
+        if sizes != wanted:
+            raise ValueError(f"{path} has split sizes {sizes}, but the run's spec says {wanted}; regenerate it")
         train, val, test = (
             tuple(t.to(device) for t in task.to_tensors(split)) for split in (dataset.train, dataset.val, dataset.test)
         )
@@ -306,6 +313,33 @@ def train_run(spec: RunSpec, data_path: Path, out_dir: Path, threads: int = 1) -
     )
     write_run_directory(out_dir, spec, steps, evals, probes, summary, runtime)
     return summary
+
+
+def train_runs(
+    specs: Sequence[RunSpec], data_paths: Sequence[Path], out_dirs: Sequence[Path], threads: int = 1
+) -> list[RunSummary]:
+    """Train several runs in one process (one import of torch, one process start), each into its own directory.
+
+    A directory that already holds a complete run of exactly its spec (:func:`completed_run`) is kept as it is
+    (its files are touched, so they are newer than their inputs), so adding a seed to a study trains only the new
+    seed's run. Returns the summaries in the order of ``specs``.
+    """
+    if not len(specs) == len(data_paths) == len(out_dirs):
+        raise ValueError(
+            f"train: {len(specs)} specs, {len(data_paths)} data files and {len(out_dirs)} run directories; "
+            "give one of each per run"
+        )
+    summaries = []
+    for spec, data_path, out_dir in zip(specs, data_paths, out_dirs, strict=True):
+        summary = completed_run(out_dir, spec)
+        if summary is None:
+            summary = train_run(spec, data_path, out_dir, threads)
+        else:
+            for name in RUN_FILES:
+                os.utime(Path(out_dir) / name)
+            print(f"{out_dir}: already trained with this spec; kept", flush=True)
+        summaries.append(summary)
+    return summaries
 
 
 class Stopwatch:

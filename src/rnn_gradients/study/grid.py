@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from itertools import product
 from typing import Any, NamedTuple
 
+from rnn_gradients.engine.run_spec import engine_fingerprint
 from rnn_gradients.engine.strategies import Strategy
 from rnn_gradients.study.config import strategy_bundle
 
@@ -29,14 +30,25 @@ class RunKey(NamedTuple):
     seed: int
 
 
+class Combination(NamedTuple):
+    """A run without its seed: the seeds of one combination train in one process (one Snakemake job)."""
+
+    task: str
+    seq_len: int
+    cell: str
+    strategy: str
+
+
 RUN_KEYS: tuple[str, ...] = RunKey._fields
 """The columns that name a run, leading every per-run table."""
-GRID_KEYS: tuple[str, ...] = RUN_KEYS[:-1]
+GRID_KEYS: tuple[str, ...] = Combination._fields
 """The columns that name a combination of the grid (a run without its seed)."""
 
 DATA_FILE = "results/data/{task}/T{seq_len}/seed{seed}.npz"
 """One dataset per task, T and seed, shared by every cell and strategy of that grid point."""
-RUN_DIR = "results/runs/{task}/T{seq_len}/{cell}/{strategy}/seed{seed}"
+COMBINATION_DIR = "results/runs/{task}/T{seq_len}/{cell}/{strategy}"
+"""The directory of a combination's runs; its training job's log and benchmark are named after it."""
+RUN_DIR = COMBINATION_DIR + "/seed{seed}"
 """One directory per run (its files: :data:`rnn_gradients.engine.run_files.RUN_FILES`)."""
 TABLES_DIR = "results/tables"
 REPORT_FILE = "results/report/report.html"
@@ -49,6 +61,16 @@ def expand_runs(study: Mapping[str, Any]) -> list[RunKey]:
         for task, lengths in study["tasks"].items()
         for seq_len, cell, strategy, seed in product(lengths, study["cells"], study["strategies"], study["seeds"])
     ]
+
+
+def expand_combinations(study: Mapping[str, Any]) -> list[Combination]:
+    """Every combination of the study, in config order (the runs of :func:`expand_runs` without their seeds)."""
+    return list(dict.fromkeys(Combination(*key[:-1]) for key in expand_runs(study)))
+
+
+def combination_runs(study: Mapping[str, Any], combination: Combination) -> list[RunKey]:
+    """The runs of one combination, one per seed, in config order."""
+    return [RunKey(*combination, seed) for seed in study["seeds"]]
 
 
 def run_dir(key: RunKey) -> str:
@@ -82,6 +104,7 @@ def run_spec(study: Mapping[str, Any], key: RunKey) -> dict[str, Any]:
         "strategy": key.strategy,
         "strategy_params": strategy.params(),
         "seed": int(key.seed),
+        **{f"{split}_size": study["data"][f"{split}_size"] for split in ("train", "val", "test")},
         "hidden_size": training["hidden_size"],
         "batch_size": training["batch_size"],
         "steps": training["steps"],
@@ -93,4 +116,5 @@ def run_spec(study: Mapping[str, Any], key: RunKey) -> dict[str, Any]:
         "solved_fraction": float(training["solved_fraction"]),
         "early_stop": training["early_stop"],
         "device": training["device"],
+        "engine": engine_fingerprint(),
     }
