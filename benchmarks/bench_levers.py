@@ -1,0 +1,200 @@
+"""The levers tried to make the default study cheaper, each measured side by side in one run of this script.
+
+    python benchmarks/bench_levers.py            # a few minutes on one core
+
+1. processes: the seeds of a combination trained in one process (``python -m rnn_gradients train`` with three
+   specs) against one process per seed, through the real command line.
+2. imports: what starting a training process costs before the first step (``python -c``: nothing, torch, the
+   training path).
+3. evaluation: one validation pass (500 sequences) against the former per-eval test pass (1,000), per cell.
+4. allocator: glibc's malloc tuned against not tuned (``MALLOC_MMAP_THRESHOLD_``, ``MALLOC_TRIM_THRESHOLD_``,
+   ``MALLOC_TOP_PAD_``), one training step per cell, in separate processes.
+5. stacked seeds: three tanh RNNs as one batched model (``baddbmm``) against three separate fused models.
+6. hidden size: one training step at H = 32 against H = 64, per cell.
+
+Every figure is a ratio of two timings taken in the same run (the machine is shared; read each ±30 %). Timings
+are minima over repeats: the least disturbed measurement of a deterministic amount of work.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+
+from rnn_gradients.engine.cells import CELLS
+from rnn_gradients.engine.datasets import make_dataset, save_dataset
+from rnn_gradients.engine.run_spec import RunSpec, engine_fingerprint
+from rnn_gradients.engine.strategies import Strategy
+from rnn_gradients.engine.tasks import get_task
+from rnn_gradients.engine.training import GradientMeter, build_model, evaluate, make_optimizer, optimization_step
+
+T = 60
+MALLOC_TUNING = {
+    "MALLOC_MMAP_THRESHOLD_": str(32 << 20),
+    "MALLOC_TRIM_THRESHOLD_": str(256 << 20),
+    "MALLOC_TOP_PAD_": str(64 << 20),
+}
+
+
+def best_ms(fn: Callable[[], object], repeats: int = 20, warmup: int = 3) -> float:
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return 1000 * min(times)
+
+
+def wall(command: list[str], env: dict[str, str] | None = None) -> float:
+    start = time.perf_counter()
+    subprocess.run(command, check=True, capture_output=True, env=env)
+    return time.perf_counter() - start
+
+
+def spec(cell: str, seed: int = 0, hidden: int = 64, steps: int = 200) -> RunSpec:
+    return RunSpec(
+        task="adding", seq_len=T, cell=cell, strategy="none", strategy_params={}, seed=seed, train_size=2000,
+        val_size=500, test_size=1000, hidden_size=hidden, steps=steps, eval_every=100, probe_every=100,
+        early_stop=False, device="cpu", engine=engine_fingerprint(),
+    )  # fmt: skip
+
+
+def lever_processes(tmp: Path) -> None:
+    data = []
+    for seed in range(3):
+        path = tmp / f"seed{seed}.npz"
+        save_dataset(make_dataset("adding", T, seed, 2000, 500, 1000), path)
+        data.append(str(path))
+    specs = [spec("rnn_tanh", seed).to_dict() for seed in range(3)]
+    train = [sys.executable, "-m", "rnn_gradients", "train"]
+    one, three = [], []
+    for attempt in range(2):
+        out = [str(tmp / f"one{attempt}" / f"seed{seed}") for seed in range(3)]
+        one.append(wall([*train, "--specs", json.dumps(specs), "--data", *data, "--out-dir", *out]))
+        three.append(
+            sum(
+                wall([*train, "--specs", json.dumps(s), "--data", d, "--out-dir", str(tmp / f"three{attempt}-{i}")])
+                for i, (s, d) in enumerate(zip(specs, data, strict=True))
+            )
+        )
+    print(f"1. processes: 3 runs (tanh, adding T={T}, 200 steps) in 1 process {min(one):.1f} s, "
+          f"in 3 processes {min(three):.1f} s: ratio {min(three) / min(one):.2f}")  # fmt: skip
+
+
+def lever_imports() -> None:
+    cases = {"python -c pass": "pass", "import torch": "import torch",
+             "import the training path": "import rnn_gradients.engine.training"}  # fmt: skip
+    seconds = {name: min(wall([sys.executable, "-c", code]) for _ in range(5)) for name, code in cases.items()}
+    print("2. imports: " + ", ".join(f"{name} {s:.2f} s" for name, s in seconds.items()))
+
+
+def _step_fn(cell: str, hidden: int) -> Callable[[], object]:
+    torch.set_num_threads(1)
+    torch.set_flush_denormal(True)
+    task = get_task("adding")
+    strategy = Strategy.from_dict("none", {})
+    run = spec(cell, hidden=hidden)
+    model = build_model(run, task, strategy)
+    optimizer = make_optimizer(run, list(model.parameters()))
+    meter = GradientMeter(model)
+    x, y = task.to_tensors(make_dataset("adding", T, 0, 64, 1, 1).train)
+    return lambda: optimization_step(0, model, optimizer, meter, strategy, task, x, y)
+
+
+def lever_evaluation() -> None:
+    torch.set_num_threads(1)
+    task = get_task("adding")
+    dataset = make_dataset("adding", T, 0, 1000, 500, 1000)
+    x_val, y_val = task.to_tensors(dataset.val)
+    x_test, y_test = task.to_tensors(dataset.test)
+    x_train = task.to_tensors(dataset.train)[0]
+    parts = []
+    for cell in CELLS:
+        model = build_model(spec(cell), task, Strategy.from_dict("none", {}))
+        val = best_ms(lambda m=model: evaluate(m, task, x_val, y_val, population=x_train), repeats=5)
+        test = best_ms(lambda m=model: evaluate(m, task, x_test, y_test, population=x_train), repeats=5)
+        parts.append(f"{cell} {val:.0f} vs {test:.0f} ms ({test / val:.2f}x)")
+    print("3. evaluation, validation (500) vs former test pass (1000), per evaluation: " + "; ".join(parts))
+
+
+def lever_allocator() -> None:
+    code = (
+        "import sys; sys.path.insert(0, 'benchmarks'); from bench_levers import _step_fn, best_ms; "
+        "from rnn_gradients.engine.cells import CELLS; "
+        "print(' '.join(str(best_ms(_step_fn(c, 64))) for c in CELLS))"
+    )
+    plain_env = {k: v for k, v in os.environ.items() if not k.startswith("MALLOC_")}
+    tuned_env = {**plain_env, **MALLOC_TUNING}
+    plain, tuned = [], []
+    for _ in range(2):  # interleaved, so a change in the machine's load hits both
+        for env, sink in ((plain_env, plain), (tuned_env, tuned)):
+            out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+            sink.append([float(v) for v in out.stdout.split()])
+    ratios = [min(p[i] for p in plain) / min(t[i] for t in tuned) for i in range(len(CELLS))]
+    print(
+        "4. allocator, step time untuned / tuned: "
+        + ", ".join(f"{c} {r:.2f}" for c, r in zip(CELLS, ratios, strict=True))
+    )
+
+
+def lever_stacked_seeds() -> None:
+    torch.set_num_threads(1)
+    steps = [_step_fn("rnn_tanh", 64) for _ in range(3)]
+    separate = best_ms(lambda: [step() for step in steps])
+    g = torch.Generator().manual_seed(0)
+    w_ih = torch.nn.Parameter(torch.randn(3, 2, 64, generator=g) * 0.1)
+    w_hh = torch.nn.Parameter(torch.randn(3, 64, 64, generator=g) * 0.1)
+    bias = torch.nn.Parameter(torch.zeros(3, 1, 64))
+    head = torch.nn.Parameter(torch.randn(3, 64, 1, generator=g) * 0.1)
+    optimizer = torch.optim.Adam([w_ih, w_hh, bias, head], lr=1e-3)
+    x, y = get_task("adding").to_tensors(make_dataset("adding", T, 0, 64, 1, 1).train)
+    inputs = x.transpose(0, 1).unsqueeze(1)  # (T, 1, B, I): the same batch for the three models
+
+    def stacked() -> None:
+        optimizer.zero_grad()
+        u = inputs @ w_ih + bias  # (T, 3, B, H)
+        h = u.new_zeros(3, x.shape[0], 64)
+        for t in range(T):
+            h = torch.tanh(torch.baddbmm(u[t], h, w_hh))
+        loss = ((h @ head).squeeze(-1) - y.squeeze(-1)).square().mean(dim=1).sum()
+        loss.backward()
+        optimizer.step()
+
+    together = best_ms(stacked)
+    print(f"5. stacked seeds (tanh, H=64, B=64, T={T}): 3 separate fused models {separate:.1f} ms, one stacked model "
+          f"{together:.1f} ms: ratio {separate / together:.2f}")  # fmt: skip
+
+
+def lever_hidden_size() -> None:
+    parts = []
+    for cell in CELLS:
+        small, large = best_ms(_step_fn(cell, 32)), best_ms(_step_fn(cell, 64))
+        parts.append(f"{cell} {large:.1f} vs {small:.1f} ms ({large / small:.2f}x)")
+    print(f"6. hidden size, one step at T={T}, B=64, H=64 vs H=32: " + "; ".join(parts))
+
+
+def main() -> None:
+    print(f"torch {torch.__version__}, {os.cpu_count()} CPUs, one torch thread per process")
+    with tempfile.TemporaryDirectory() as tmp:
+        lever_processes(Path(tmp))
+    lever_imports()
+    lever_evaluation()
+    lever_allocator()
+    lever_stacked_seeds()
+    lever_hidden_size()
+    print(f"(median of nothing: each figure is a minimum; load average now {statistics.fmean(os.getloadavg()):.1f})")
+
+
+if __name__ == "__main__":
+    main()
