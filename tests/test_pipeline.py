@@ -6,6 +6,7 @@ profile, so the tests never touch the repository's own results/.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import signal
@@ -334,27 +335,50 @@ def test_every_profile_key_is_a_snakemake_option():
     help_text = subprocess.run(
         [str(BIN / "snakemake"), "--help"], env=_env(), capture_output=True, text=True, timeout=120
     ).stdout
-    for profile in ("default", "slurm"):
+    # the SLURM plugin's options (slurm-*) are in --help only where the `slurm` extra is installed
+    plugin = importlib.util.find_spec("snakemake_executor_plugin_slurm") is not None
+    for profile in ("default", "slurm", "slurm-gpu"):
         keys = yaml.safe_load((ROOT / "workflow" / "profiles" / profile / "config.yaml").read_text())
-        assert [key for key in keys if f"--{key}" not in help_text] == [], profile
+        checked = [key for key in keys if plugin or not key.startswith("slurm-")]
+        assert [key for key in checked if f"--{key}" not in help_text] == [], profile
 
 
-def test_the_slurm_profile_gives_each_training_job_a_gpu(study_dir, tmp_path):
-    # without snakemake-executor-plugin-slurm installed, check everything but the executor with a dry run
+def _slurm_profile_without_plugin(directory: Path) -> Path:
+    """workflow/profiles/slurm less the executor and the plugin's options (they need the `slurm` extra)."""
     profile = yaml.safe_load((ROOT / "workflow" / "profiles" / "slurm" / "config.yaml").read_text())
     assert profile.pop("executor") == "slurm"
-    (tmp_path / "config.yaml").write_text(yaml.safe_dump(profile))
-    dry = snakemake(study_dir, "-n", "--forceall", "tables", profile=tmp_path)
+    directory.mkdir()
+    (directory / "config.yaml").write_text(yaml.safe_dump({k: v for k, v in profile.items() if "slurm-" not in k}))
+    return directory
+
+
+def _dry_run_resources(workdir: Path, profile: Path, *args: str) -> dict[str, list[dict[str, str]]]:
+    """rule -> the resources of each of its jobs, from a dry run of every job."""
+    dry = snakemake(workdir, "-n", "--forceall", "tables", *args, profile=profile)
     assert dry.returncode == 0, dry.stdout[-5000:]
-    resources = {}
+    resources: dict[str, list[dict[str, str]]] = {}
     rule = ""
-    for line in dry.stdout.splitlines():
+    for line in (line.strip() for line in dry.stdout.splitlines()):
         if line.startswith(("rule ", "localrule ")):
             rule = line.split()[1].rstrip(":")
-        elif line.startswith("    resources: "):
-            resources.setdefault(rule, []).append(dict(item.split("=", 1) for item in line[15:].split(", ")))
-    assert len(resources["train"]) == 12
-    for train in resources["train"]:
-        assert (train["gpu"], train["slurm_partition"], train["mem_mb"]) == ("1", "gpu", "8000")
-    for job in resources["generate"] + resources["collect"]:
-        assert "gpu" not in job and job["slurm_partition"] == "cpu"
+        elif line.startswith("resources: "):
+            resources.setdefault(rule, []).append(dict(item.split("=", 1) for item in line[11:].split(", ")))
+    return resources
+
+
+def test_the_slurm_profile_asks_for_a_gpu_only_with_the_gpu_switch(study_dir, tmp_path):
+    profile = _slurm_profile_without_plugin(tmp_path / "slurm")
+    cpu = _dry_run_resources(study_dir, profile)
+    gpu = _dry_run_resources(study_dir, profile, "--profile", str(ROOT / "workflow" / "profiles" / "slurm-gpu"))
+    gpu_keys = {"gpu", "gpus", "gres", "gpu_model"}
+    assert len(cpu["train"]) == len(gpu["train"]) == 12
+    for rule, jobs in cpu.items():
+        assert all(not gpu_keys & set(job) for job in jobs), rule  # CPU only: no GPU for any job
+    for rule, jobs in gpu.items():
+        if rule == "train":
+            assert all(job["gpu"] == "1" and job["mem_mb"] == "2000" for job in jobs)
+        else:
+            assert all(not gpu_keys & set(job) for job in jobs), rule  # the switch concerns training only
+    # the same resources otherwise: the switch adds the GPU (and a site's GPU partition) and nothing else
+    switch = gpu_keys | {"slurm_partition"}
+    assert [{k: v for k, v in job.items() if k not in switch} for job in gpu["train"]] == cpu["train"]

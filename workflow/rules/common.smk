@@ -13,6 +13,7 @@ from rnn_gradients.study.grid import (
     TABLES_DIR,
     Combination,
     combination_runs,
+    estimated_minutes,
     expand_runs,
     run_dir,
     run_spec,

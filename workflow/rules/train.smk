@@ -17,7 +17,8 @@ rule train:
     threads: 1
     resources:
         mem_mb=2000,
-        runtime=120,
+        # minutes: the seeds' whole step budget at a generous cost per step (a time limit on a cluster)
+        runtime=lambda wildcards: estimated_minutes(STUDY, combination(wildcards)),
     conda:
         "../envs/rnn_gradients.yaml"
     shell:

@@ -17,6 +17,7 @@ from typing import Any, NamedTuple
 
 from rnn_gradients.engine.run_spec import engine_fingerprint
 from rnn_gradients.engine.strategies import Strategy
+from rnn_gradients.engine.tasks import get_task
 from rnn_gradients.study.config import strategy_bundle
 
 
@@ -118,3 +119,18 @@ def run_spec(study: Mapping[str, Any], key: RunKey) -> dict[str, Any]:
         "device": training["device"],
         "engine": engine_fingerprint(),
     }
+
+
+MS_PER_STEP_AND_TIME_STEP = 0.5
+"""A generous cost of one training step per time step at H = 64 on one CPU core (the slowest cells, unrolled with
+batch normalization, measured 0.2–0.4 ms: benchmarks/README.md), for the scheduler's time limits."""
+
+
+def estimated_minutes(study: Mapping[str, Any], combination: Combination) -> int:
+    """A time limit for a combination's training job: every seed using its whole step budget, at a generous cost
+    per step (:data:`MS_PER_STEP_AND_TIME_STEP`, scaled by H² beyond H = 64), plus ten minutes of slack."""
+    training = study["training"]
+    length = get_task(combination.task).input_length(combination.seq_len)
+    scale = max(1.0, (training["hidden_size"] / 64) ** 2) * max(1.0, training["batch_size"] / 64)
+    seconds = len(study["seeds"]) * training["steps"] * length * MS_PER_STEP_AND_TIME_STEP * scale / 1000
+    return 10 + int(seconds / 60 + 0.5)

@@ -1,0 +1,157 @@
+"""Grouped cluster jobs: the share of each SLURM job's wall time spent training, measured on a live cluster.
+
+    python benchmarks/bench_cluster_jobs.py [--study tiny|medium|CONFIG] [--runs-per-job 4] [--jobs 4]
+
+Runs a study's `tables` target through workflow/profiles/slurm in a fresh temporary directory (needs the `slurm`
+extra and a cluster that `sinfo` reaches), then, for every training job that SLURM ran:
+
+- its wall time: StartTime to EndTime from `scontrol show job` (whole seconds; SLURM keeps finished jobs for
+  MinJobAge, so this runs right after the workflow; `sacct` needs an accounting database);
+- its runs: the `wildcards:` of the train jobs in its log, .snakemake/slurm_logs/group_train_train/<jobid>.log;
+- their training time: each run's `runtime.json` `wall_time_s` (the training loop with its evaluations and
+  probes) and, wider, the run's benchmark `s` (the whole `python -m rnn_gradients train` process);
+
+and prints the share training / (cores × wall time) per job and over all jobs. The rest of a job's time is
+Snakemake: its start-up at the sbatch level, then one `srun` and one Snakemake start per run (the job step).
+
+Studies: `tiny` is tests/configs/tiny.yaml (12 runs of 40 steps, under a second of training each); `medium` is
+12 runs of 1,000 steps at T = 100 (10-30 s each, the default study's order of magnitude); or a config file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import datetime
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+MEDIUM = {
+    "tasks": {"adding": [100], "temporal_order": [100]},
+    "cells": ["rnn_tanh", "lstm", "gru"],
+    "strategies": {"none": {}, "clip_norm": {"clip_norm": 1.0}},
+    "seeds": [0],
+    "data": {"train_size": 2000, "test_size": 500},
+    "training": {
+        "steps": 1000,
+        "batch_size": 64,
+        "hidden_size": 64,
+        "learning_rate": {"default": 0.002},
+        "eval_every": 100,
+        "probe_every": 500,
+        "early_stop": False,
+        "device": "cpu",
+    },
+}
+WILDCARDS = re.compile(r"wildcards: task=(\w+), seq_len=(\d+), cell=(\w+), strategy=(\w+), seed=(\d+)")
+
+
+def study_text(study: str) -> str:
+    if study == "tiny":
+        return (ROOT / "tests" / "configs" / "tiny.yaml").read_text()
+    if study == "medium":
+        return yaml.safe_dump(MEDIUM)
+    return Path(study).read_text()
+
+
+def run_workflow(workdir: Path, runs_per_job: int, jobs: int) -> float:
+    command = [
+        str(BIN / "snakemake"),
+        "--snakefile",
+        str(ROOT / "Snakefile"),
+        "--workflow-profile",
+        str(ROOT / "workflow" / "profiles" / "slurm"),
+        "--directory",
+        str(workdir),
+        "--jobs",
+        str(jobs),
+        "--group-components",
+        f"train={runs_per_job}",
+        "data=20",
+        "--slurm-init-seconds-before-status-checks",
+        "2",
+        "tables",
+    ]
+    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
+    start = time.monotonic()
+    result = subprocess.run(command, cwd=workdir, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    elapsed = time.monotonic() - start
+    (workdir / "snakemake.log").write_text(result.stdout)
+    if result.returncode != 0:
+        sys.exit(f"snakemake failed ({result.returncode}); its output: {workdir / 'snakemake.log'}")
+    return elapsed
+
+
+def slurm_job(job_id: str) -> dict[str, str]:
+    out = subprocess.run(["scontrol", "show", "job", "-o", job_id], capture_output=True, text=True, check=True)
+    return dict(item.split("=", 1) for item in out.stdout.split() if "=" in item)
+
+
+def seconds_between(start: str, end: str) -> float:
+    return (datetime.fromisoformat(end) - datetime.fromisoformat(start)).total_seconds()
+
+
+def run_files(workdir: Path, key: tuple[str, ...]) -> tuple[float, float]:
+    task, seq_len, cell, strategy, seed = key
+    run = workdir / "results" / "runs" / task / f"T{seq_len}" / cell / strategy / f"seed{seed}"
+    bench = workdir / "results" / "benchmarks" / "runs" / task / f"T{seq_len}" / cell / strategy / f"seed{seed}.tsv"
+    wall = json.loads((run / "runtime.json").read_text())["wall_time_s"]
+    process = float(bench.read_text().splitlines()[1].split("\t")[0])
+    return wall, process
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--study", default="tiny", help="tiny, medium or a config file (default tiny)")
+    parser.add_argument("--runs-per-job", type=int, default=4, help="group-components train=N (default 4)")
+    parser.add_argument("--jobs", type=int, default=4, help="cluster jobs at once (default 4)")
+    parser.add_argument("--keep", action="store_true", help="keep the working directory")
+    args = parser.parse_args()
+
+    workdir = Path(tempfile.mkdtemp(prefix="bench_cluster_"))
+    (workdir / "config").mkdir()
+    (workdir / "config" / "config.yaml").write_text(study_text(args.study))
+    elapsed = run_workflow(workdir, args.runs_per_job, args.jobs)
+
+    logs = sorted((workdir / ".snakemake" / "slurm_logs").glob("group_train_*/*.log"), key=lambda p: int(p.stem))
+    print(f"study {args.study}: {args.runs_per_job} runs per cluster job, whole workflow {elapsed:.0f} s")
+    print(f"{'job':>5s} {'runs':>4s} {'cores':>5s} {'wall s':>7s} {'train s':>8s} {'share':>6s}", end="")
+    print(f" {'process s':>9s} {'share':>6s}")
+    totals = [0, 0.0, 0.0, 0.0]
+    for log in logs:
+        info = slurm_job(log.stem)
+        if info.get("JobState") != "COMPLETED":
+            sys.exit(f"SLURM job {log.stem} is {info.get('JobState')}")
+        runs = sorted(set(WILDCARDS.findall(log.read_text())))
+        cores = int(info["NumCPUs"])
+        wall = seconds_between(info["StartTime"], info["EndTime"])
+        train, process = (sum(values) for values in zip(*(run_files(workdir, key) for key in runs), strict=True))
+        print(
+            f"{log.stem:>5s} {len(runs):4d} {cores:5d} {wall:7.0f} {train:8.1f} {train / (cores * wall):6.0%}"
+            f" {process:9.1f} {process / (cores * wall):6.0%}"
+        )
+        totals = [totals[0] + len(runs), totals[1] + cores * wall, totals[2] + train, totals[3] + process]
+    runs, core_s, train, process = totals
+    print(
+        f"{'all':>5s} {runs:4d} {'':5s} {core_s:7.0f} {train:8.1f} {train / core_s:6.0%} {process:9.1f}"
+        f" {process / core_s:6.0%}"
+    )
+    overhead = (core_s - process) / runs
+    print(f"outside the training processes: {overhead:.1f} s per run (Snakemake's job step and the job's start-up)")
+    if args.keep:
+        print(f"working directory: {workdir}")
+    else:
+        subprocess.run(["rm", "-rf", str(workdir)], check=True)
+
+
+if __name__ == "__main__":
+    main()
