@@ -59,13 +59,13 @@ def themed(plot: Callable[..., Figure]) -> Callable[..., Figure]:
 
 
 def power_of_ten(value: float, _position: Any = None) -> str:
-    """A tick label in plain text: "10⁻⁵", "2×10⁻²" (no math parser needed)."""
+    """A tick label in plain text: "10⁻⁵", "2×10⁻²", "1.65×10⁻¹" (no math parser needed)."""
     if not (np.isfinite(value) and value > 0):
         return ""
     exponent = math.floor(math.log10(value) + 1e-9)
     mantissa = value / 10.0**exponent
     power = "10" + str(exponent).translate(_SUPERSCRIPT)
-    return power if math.isclose(mantissa, 1.0, rel_tol=1e-6) else f"{mantissa:.2g}×{power}"
+    return power if math.isclose(mantissa, 1.0, rel_tol=1e-6) else f"{mantissa:.3g}×{power}"
 
 
 def log_axis(ax: Axes) -> None:

@@ -164,15 +164,15 @@ def plot_solved_heatmap(results: Results) -> Figure | None:
     combinations = combinations.assign(rank=rank, label=labels)
     tasks, ncols = list(results.tasks), int(rank.max()) + 1
     cells, strategies = list(results.cells), list(results.strategies)
-    width = 1.2 + 0.7 * len(strategies)
+    width, height = 1.2 + 0.7 * len(strategies), max(1.8, 0.9 + 0.4 * len(cells))
     g = sns.FacetGrid(
         combinations,
         row="task",
         row_order=tasks,
         col="rank",
         col_order=list(range(ncols)),
-        height=0.9 + 0.4 * len(cells),
-        aspect=width / (0.9 + 0.4 * len(cells)),
+        height=height,
+        aspect=width / height,
         despine=False,
     )
     g.map_dataframe(_solved_panel, cells=cells, strategies=strategies)
