@@ -38,15 +38,24 @@ def seeds_line(results: Results) -> str:
     )
 
 
-def _rescue(results: Results, part: pd.DataFrame, cell: str) -> str:
-    others = part[(part["cell"] == cell) & (part["strategy"] != results.control)]
-    solved, split = others[others["verdict"] == "solved"], others[others["verdict"] == "split"]
-    text = (
-        f"{code(cell)} is rescued by {_with_seeds(solved, 'strategy')}"
-        if len(solved)
-        else f"no strategy rescues {code(cell)}"
-    )
-    return text + (f" (split with {_with_seeds(split, 'strategy')})" if len(split) else "")
+def _rescues(results: Results, part: pd.DataFrame, cells: list[str]) -> str:
+    """What rescues each of these cells (which the control did not solve): the other strategies under which a
+    majority of its seeds solved the task, and those under which its seeds split; cells with neither come first."""
+    unrescued, rescued = [], []
+    for cell in cells:
+        others = part[(part["cell"] == cell) & (part["strategy"] != results.control)]
+        solved, split = others[others["verdict"] == "solved"], others[others["verdict"] == "split"]
+        splits = f"split with {_with_seeds(split, 'strategy')}" if len(split) else ""
+        if len(solved):
+            also = f" ({splits})" if splits else ""
+            rescued.append(f"{code(cell)} is rescued by {_with_seeds(solved, 'strategy')}{also}")
+        elif splits:
+            rescued.append(f"{code(cell)} is {splits}")
+        else:
+            unrescued.append(code(cell))
+    parts = ([f"no strategy rescues {listing(unrescued)}"] if unrescued else []) + rescued
+    text = "; ".join(parts)
+    return text[0].upper() + text[1:] + "." if text else ""
 
 
 def task_line(results: Results, task: str) -> str | None:
@@ -77,10 +86,9 @@ def task_line(results: Results, task: str) -> str | None:
         if (control["verdict"] == v).any()
     ]
     text = f"{head} Under the control {code(results.control)}: " + "; ".join(groups) + "."
-    unsolved = [c for c in control.loc[control["verdict"] != "solved", "cell"]]
+    unsolved = list(control.loc[control["verdict"] != "solved", "cell"])
     if unsolved and len(results.strategies) > 1:
-        rescues = "; ".join(_rescue(results, part, cell) for cell in unsolved)
-        text += " " + rescues[0].upper() + rescues[1:] + "."
+        text += " " + _rescues(results, part, unsolved)
     return text
 
 

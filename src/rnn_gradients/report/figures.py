@@ -156,7 +156,7 @@ def plot_gradient_flow(results: Results, strategy: str | None = None) -> Figure 
         errorbar=("pi", 100) if several else None,
         lw=1.8,
         legend=False,
-        facet_kws={"sharey": False},
+        facet_kws={"sharex": "row", "sharey": False},
         **facet_size(len(columns), 2.7, width=4.4),
     )
     g.set_titles("{row_name} · {col_name}")
