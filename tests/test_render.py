@@ -233,7 +233,7 @@ def test_real_report_on_a_full_grid(tmp_path: Path) -> None:
     assert decay[0] == ["task", "T", "cell", "strategy", "at initialization", "after training"]
     assert len(decay) == 1 + 2 * 2 * 3 * 3
     rate = r"[+−]\d\.\d{3}"  # the seeds' mean, then their range
-    assert all(re.fullmatch(rf"{rate}(?: \({rate}–{rate}\))?", value) for row in decay[1:] for value in row[4:])
+    assert all(re.fullmatch(rf"{rate}(?: \[{rate}, {rate}\])?", value) for row in decay[1:] for value in row[4:])
     strategies_table = table_rows(html, "tbl-strategies")
     assert strategies_table[0] == ["strategy", "clip_norm", "norm"]
     assert strategies_table[1:] == [["baseline", "", ""], ["clip", "1.0", ""], ["layer_norm", "", "layer"]]

@@ -65,7 +65,7 @@ def test_formatters() -> None:
     assert num(0.123456) == "0.123" and num(1234.5, 6) == "1234.5" and num(-0.038, 2) == "−0.038"
     assert signed(-0.25) == "−0.250" and signed(0.0123) == "+0.012" and signed(np.nan) == "–"
     assert fraction(3.0, np.int64(5)) == "3/5"
-    assert spread([-0.5, -0.6, np.nan], signed) == "−0.550 (−0.600–−0.500)" and spread([0.2, 0.2]) == "0.2"
+    assert spread([-0.5, -0.6, np.nan], signed) == "−0.550 [−0.600, −0.500]" and spread([0.2, 0.2]) == "0.2"
     assert spread([np.nan]) == "–"
     assert codes([]) == "none" and codes(["a", "b", "c"]) == "<code>a</code>, <code>b</code> and <code>c</code>"
 
@@ -79,7 +79,7 @@ def test_escape_leaves_no_markup() -> None:
 
 
 def test_markdown_table_right_aligns_only_numeric_columns() -> None:
-    text = markdown_table(pd.DataFrame({"cell": [code("lstm"), code("gru")], "value": ["0.5 (0.4–0.6)", "−0.250"]}))
+    text = markdown_table(pd.DataFrame({"cell": [code("lstm"), code("gru")], "value": ["0.5 [0.4, 0.6]", "−0.250"]}))
     header, rule, *rows = text.splitlines()
     assert [c.strip() for c in header.strip("|").split("|")] == ["cell", "value"]
     left, right = rule.strip("|").split("|")
@@ -133,7 +133,7 @@ def test_tables(results: Results) -> None:
     first = results.decay_rates
     first = first[(first["task"] == "adding") & (first["seq_len"] == 20) & (first["cell"] == "rnn_tanh")]
     first = first[(first["strategy"] == "baseline") & (first["phase"] == "init")]["decay_per_step"]
-    assert decay.iloc[0]["at initialization"] == spread(first, signed) and "(" in decay.iloc[0]["at initialization"]
+    assert decay.iloc[0]["at initialization"] == spread(first, signed) and "[" in decay.iloc[0]["at initialization"]
 
 
 def test_accuracy_table_skips_diverged_values(results: Results) -> None:

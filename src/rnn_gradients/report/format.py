@@ -19,7 +19,7 @@ import pandas as pd
 
 MISSING = "–"
 """Shown for a missing or non-finite number."""
-_NUMERIC = re.compile(r"^[\s\d.,+\-−–%/±()e]*$")
+_NUMERIC = re.compile(r"^[\s\d.,+\-−–%/±()\[\]e]*$")
 
 
 def escape(value: Any) -> str:
@@ -58,12 +58,12 @@ def percent(share: float) -> str:
 
 
 def spread(values: Sequence[float] | pd.Series, fmt: Any = num) -> str:
-    """The mean of the finite values, and their range when they differ: "−0.56 (−0.60–−0.52)"."""
+    """The mean of the finite values, and their range when they differ: "−0.56 [−0.60, −0.52]"."""
     finite = np.asarray([v for v in values if v is not None and np.isfinite(v)], dtype=float)
     if finite.size == 0:
         return MISSING
     mean, low, high = fmt(finite.mean()), fmt(finite.min()), fmt(finite.max())
-    return mean if low == high else f"{mean} ({low}–{high})"
+    return mean if low == high else f"{mean} [{low}, {high}]"
 
 
 def power_of_ten(exponent: float) -> str:
