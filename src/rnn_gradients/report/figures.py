@@ -164,6 +164,7 @@ def plot_gradient_flow(results: Results, strategy: str | None = None) -> Figure 
     for ax in g.axes[:, 0]:
         ax.set_ylabel(r"$\Vert\partial L/\partial h_{L-k}\Vert\ /\ \Vert\partial L/\partial h_L\Vert$", parse_math=True)
     for ax in g.axes.flat:
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.yaxis.set_major_locator(MaxNLocator(nbins=6, integer=True))
         ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: power_of_ten(10.0**v)))
     legend_below(g.figure, [(c, line(results.palette.cells[c], lw=2)) for c in cells])
