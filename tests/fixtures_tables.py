@@ -1,15 +1,16 @@
-"""Small, realistic study tables for the plotting and report tests (no training involved).
+"""Small, realistic study tables for the report tests (no training involved).
 
 The tables follow docs/architecture.md ("Study tables") column for column. Their numbers come from a seeded
 numpy generator and a toy model of the study's physics: ‖∂L/∂h_{L−k}‖ decays like exp(rate · k) with a
 rate near ln(γ_eff · σ_max) for vanilla cells (Pascanu et al. 2013) and close to 0 for gated ones; gated
-cells solve every length, vanilla cells only short ones; one run diverges (non-finite norms from a step on).
+cells solve every length, vanilla cells only short ones; one run diverges (non-finite norms from a step on, and a huge
+last metric value, as a real overflowing run leaves behind).
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -50,12 +51,17 @@ def make_study_tables(
     seeds: Sequence[int] = (0, 1),
     steps: int = 60,
     probe_every: int = 30,
-    diverge: tuple[str, int, str, str, int] | None = ("adding", 40, "rnn_relu", "baseline", 1),
+    diverge: tuple[str, int, str, str, int] | Callable[..., bool] | None = ("adding", 40, "rnn_relu", "baseline", 1),
     diverge_step: int = 37,
     rng_seed: int = 1234,
 ) -> dict[str, Any]:
-    """The study tables as DataFrames (keys = file stems) plus ``study_config`` (a dict)."""
+    """The study tables as DataFrames (keys = file stems) plus ``study_config`` (a dict, as ``collect`` writes it).
+
+    ``diverge`` names the one run that diverges at ``diverge_step``, or is a predicate of the run keys (task, T,
+    cell, strategy, seed) for every run that does.
+    """
     rng = np.random.default_rng(rng_seed)
+    diverges = diverge if callable(diverge) else (lambda *key: key == diverge)
     accuracy, norms, flow = [], [], []
     for task, spec in tasks.items():
         for seq_len in spec["seq_lens"]:
@@ -64,7 +70,7 @@ def make_study_tables(
                 for strategy, bundle in strategies.items():
                     for seed in seeds:
                         key = {"task": task, "seq_len": seq_len, "cell": cell, "strategy": strategy, "seed": seed}
-                        diverged = diverge == (task, seq_len, cell, strategy, seed)
+                        diverged = bool(diverges(task, seq_len, cell, strategy, seed))
                         solved = not diverged and (cell not in RMS_DPHI or seq_len <= min(spec["seq_lens"]))
                         accuracy.append(_accuracy_row(key, spec, solved, diverged, diverge_step, steps, rng))
                         norms.append(_norm_rows(key, cell, bundle, diverged, diverge_step, steps, rng))
@@ -74,11 +80,13 @@ def make_study_tables(
                             trained = probe_step > 0
                             rate = _cell_rate(cell, bundle, trained, rng)
                             rows = _flow_rows(key, cell, length, probe_step, rate, rng)
+                            if diverged and probe_step >= diverge_step:  # overflowed: no finite gradient left
+                                rows["grad_norm_h"] = np.nan
                             flow.append(rows)
     accuracy_df = pd.DataFrame(accuracy)
     flow_df = pd.concat(flow, ignore_index=True)
     config = {
-        "tasks": {t: {"seq_lens": list(s["seq_lens"])} for t, s in tasks.items()},
+        "tasks": {t: list(s["seq_lens"]) for t, s in tasks.items()},
         "cells": list(cells),
         "strategies": {name: dict(bundle) for name, bundle in strategies.items()},
         "seeds": list(seeds),
@@ -118,8 +126,8 @@ def _accuracy_row(
     else:
         value = float(rng.uniform(0.97, 1.0)) if solved else float(chance + rng.uniform(-0.02, 0.03))
         error, chance_error = 1.0 - value, 1.0 - chance
-    if diverged:
-        value = error = float("nan")
+    if diverged:  # the last value of an overflowing run: no measurement, never to be plotted
+        value = error = 1.0e24
     return {
         **key,
         "metric": spec["metric"],

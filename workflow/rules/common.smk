@@ -106,6 +106,11 @@ def report_assets():
     return sorted(str(p) for p in files if p != REPORT_QMD)
 
 
+def report_code():
+    """Every module of the report layer and the study-layer analysis it uses (edits re-render the report)."""
+    return sorted(str(path) for path in (PACKAGE_DIR / "report").glob("*.py")) + package_files("study/analysis")
+
+
 def package_files(*modules):
     """Package modules a step's output depends on, as paths inside the package such as "study/tables" (edits
     rerun the step)."""

@@ -4,7 +4,7 @@ rule report:
         tables=table_files(),
         qmd=str(REPORT_QMD),
         assets=report_assets(),
-        code=package_files("report/render", "report/figures", "report/text", "study/analysis"),
+        code=report_code(),
     output:
         html=REPORT_FILE,
     log:

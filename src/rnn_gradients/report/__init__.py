@@ -1,2 +1,21 @@
-"""The report: figures, tables and sentences built from the study tables, and the renderer that turns
-``report/report.qmd`` into one self-contained HTML page."""
+"""The report: ``report/report.qmd``, its figures, tables and sentences, built from the study tables, and the renderer.
+
+==========================  =========================================================================================
+module                      what it owns
+==========================  =========================================================================================
+``results``                 :class:`Results`: the study tables and validated config, loaded once, typed; orderings,
+                            strategy facts, the control, probe phases, statistics over seeds, verdicts
+``palette``                 the one palette: cell colors (in ``CELLS`` order), strategy colors and markers
+``figure_style``            the seaborn theme, plain-text log ticks, the legend below the panels, divergence marks
+``figures``                 figures of the gradient: activation derivatives, flow through time, norms during
+                            training, measured decay against its prediction; PNG export
+``outcome_figures``         figures of what the networks achieved: the metric against T, solved seeds per combination
+``format``                  numbers and names in Markdown; escaping of every string that comes from a table or config
+``text``                    the sentences of each section
+``conclusions``             the conclusions: claims that hold in a strict majority of seeds, split results named
+``tables``                  the report's tables
+``provenance``              package versions, git state, machine, and the appendix
+``page``                    what a report cell displays: a figure, a paragraph, a table, or nothing
+``render``                  rendering ``report.qmd`` with Quarto, or offline
+==========================  =========================================================================================
+"""

@@ -27,7 +27,7 @@ import numpy as np
 import pandas as pd
 
 from rnn_gradients.engine.cells import DERIVATIVE_BOUND
-from rnn_gradients.engine.tasks import get_task
+from rnn_gradients.engine.tasks import TASKS, get_task
 from rnn_gradients.study.grid import GRID_KEYS, RUN_KEYS
 
 PROBE_SCALARS: tuple[str, ...] = ("sigma_max", "sigma_rms", "spectral_radius", "rms_dphi")
@@ -50,7 +50,7 @@ SUMMARY_COLUMNS: tuple[str, ...] = (
 
 def theory_applies(cell: str, task: str, normalized: bool) -> bool:
     """Whether Pascanu's bound and the mean-field estimate describe this run's gradient (module docstring)."""
-    return cell in DERIVATIVE_BOUND and not normalized and get_task(task).readout == "last"
+    return cell in DERIVATIVE_BOUND and not normalized and task in TASKS and get_task(task).readout == "last"
 
 
 def decay_rates(flow: pd.DataFrame, normalized_strategies: Collection[str] = ()) -> pd.DataFrame:
