@@ -71,6 +71,8 @@ STEPS_FILE, EVALS_FILE, PROBES_FILE = "steps.csv", "evals.csv", "probes.csv"
 assert {SUMMARY_FILE, CONFIG_FILE, RUNTIME_FILE, STEPS_FILE, EVALS_FILE, PROBES_FILE} <= set(RUN_FILES)
 STEP, FINITE, SOLVED, PROBE_STEP, T = "step", "finite", "solved", "probe_step", "t"
 """The columns whose values the checks follow (the rest are checked by type only)."""
+METRIC = "metric"
+"""The summary field that must name the task's metric."""
 
 
 class RunFileError(ValueError):
@@ -160,7 +162,7 @@ def _read_run(directory: Path, key: RunKey, study: Mapping[str, Any]) -> RunFile
     spec = _read_json(directory / CONFIG_FILE)
     _check_spec(directory / CONFIG_FILE, spec, expected_spec)
     summary = _read_json(directory / SUMMARY_FILE)
-    _check_fields(directory / SUMMARY_FILE, summary, _field_kinds(RunSummary, SUMMARY_FIELDS))
+    _check_fields(directory / SUMMARY_FILE, summary, _field_kinds(RunSummary, SUMMARY_FIELDS), (*RUN_KEYS, METRIC))
     _check_summary(directory / SUMMARY_FILE, summary, key, spec)
     runtime = _read_json(directory / RUNTIME_FILE)
     _check_fields(directory / RUNTIME_FILE, runtime, _field_kinds(RunRuntime, RUNTIME_FIELDS))
@@ -204,8 +206,8 @@ def _check_summary(path: Path, summary: dict[str, Any], key: RunKey, spec: Mappi
             f"{path}: names {wrong}, but lies in the directory of run {'/'.join(map(str, key))}: the file does "
             "not belong to this run"
         )
-    if summary["metric"] != get_task(key.task).metric_name:
-        raise _Bad(f"{path}: metric {summary['metric']!r} is not the metric of task {key.task!r}")
+    if summary[METRIC] != get_task(key.task).metric_name:
+        raise _Bad(f"{path}: {METRIC} {summary[METRIC]!r} is not the metric of task {key.task!r}")
     if not 0 <= summary["steps_run"] <= spec["steps"]:
         raise _Bad(f"{path}: steps_run = {summary['steps_run']} is outside 0..{spec['steps']} (training.steps)")
     if summary["diverged"] != (summary["diverged_step"] is not None):
@@ -364,7 +366,9 @@ def _json_type_ok(kind: str, value: Any) -> bool:
 _KIND_NAMES = {"bool": "true or false", "int": "an integer", "float": "a finite number or null", "str": "text"}
 
 
-def _check_fields(path: Path, data: dict[str, Any], kinds: Mapping[str, str]) -> None:
+def _check_fields(path: Path, data: dict[str, Any], kinds: Mapping[str, str], exact: Sequence[str] = ()) -> None:
+    """Exactly the fields of ``kinds``, each of its kind; text fields plain, except those in ``exact`` (which the
+    caller compares with what they must be)."""
     missing = [field for field in kinds if field not in data]
     extra = [field for field in data if field not in kinds]
     if missing or extra:
@@ -376,7 +380,7 @@ def _check_fields(path: Path, data: dict[str, Any], kinds: Mapping[str, str]) ->
         if not _json_type_ok(kind, value):
             allowed = _KIND_NAMES.get(kind.rstrip("?"), "a plain value") + (" or null" if kind.endswith("?") else "")
             raise _Bad(f"{path}: {field} is {value!r}, expected {allowed}")
-        if kind == "str" and not PLAIN_TEXT.fullmatch(value):
+        if kind == "str" and field not in exact and not PLAIN_TEXT.fullmatch(value):
             raise _Bad(f"{path}: {field} = {value!r} is not plain text (letters, digits and _ . : + -)")
 
 
