@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import errno
 import json
+import re
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -67,7 +68,10 @@ def _run_spec(spec_class: Any, text: str) -> Any:
     try:
         return spec_class.from_dict(data)
     except TypeError as err:  # a missing required field
-        raise ValueError(f"{source}: {err}".replace("__init__() ", "run spec ")) from None
+        what = re.sub(r"^\S*\(\) ", "", str(err)).replace("positional argument", "field")
+        raise ValueError(
+            f"{source}: the run spec is {what}" if what.startswith("missing") else f"{source}: {what}"
+        ) from None
 
 
 def _collect(args: argparse.Namespace) -> int:
@@ -223,6 +227,9 @@ def _error_lines(err: BaseException, args: argparse.Namespace) -> list[str]:
             "limits (limits.max_job_memory_mb in the config) should have refused it: lower T, the data sizes, "
             "the batch or hidden size"
         ]
+    data = getattr(args, "data", None)
+    if data is not None and isinstance(err, ValueError) and str(err).startswith(str(data)):
+        return [f"error: {err}; delete it and rerun snakemake, which generates it again"]
     return [f"error: {err}"]
 
 

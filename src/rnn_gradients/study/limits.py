@@ -17,7 +17,8 @@ limit in the config.
 
 Memory model of a training job (:func:`training_memory`), in bytes, calibrated against the peak resident set size
 (``/usr/bin/time -v``, "Maximum resident set size") of real ``python -m rnn_gradients generate`` and ``train``
-runs on CPU (torch 2.13, 3 steps, a probe at the start and the end):
+runs on CPU (torch 2.13, 3 steps, a probe at the start and the end): ``python benchmarks/bench_memory.py`` repeats
+the measurements and prints them next to the estimate, which was 1.11-1.83 times the measured peak in every case.
 
     base + data + parameters + max(training and probe activations, test-set evaluation)
 
@@ -25,13 +26,14 @@ runs on CPU (torch 2.13, 3 steps, a probe at the start and the end):
 - data: the stored arrays plus the one-hot float32 inputs and their int64 intermediate, ``stored + 8 · input
   size`` bytes per sequence step. Measured (21,000 sequences of T = 200, H = 8): 46 B/step for temporal order
   (estimate 49), 70 for copy (82), 15 for adding (20).
-- activations: the autograd graph of the unrolled or fused recurrence over a batch, per batch sequence, step and
-  hidden unit ``9 · G`` floats (G gates: 1 vanilla, 3 GRU, 4 LSTM). Measured at B = 256, T = 400, H = 256
-  (probe batch 256): 6.7 floats for rnn_tanh with batch norm (estimate 9), 26 for LSTM with batch norm (36), 26
-  for GRU with layer norm (27), 22 for the fused LSTM (36).
+- activations: the autograd graph of the unrolled or fused recurrence over a batch (or the probe batch, always
+  unrolled), :data:`ACTIVATION_FLOATS_PER_GATE` · G floats per sequence, step and hidden unit (G gates: 1 vanilla,
+  3 GRU, 4 LSTM). Measured at B = 256, T = 400, H = 256: 6.7 floats for rnn_tanh with batch norm (estimate 10),
+  26 for the LSTM with batch norm (40), 22 for the fused LSTM (40), 26 for the GRU with layer norm (30), 25 with
+  batch norm (30).
 - evaluation: the whole test set in one forward pass without a graph (:func:`eval_floats` per sequence, step and
-  hidden unit). Measured (4,000 test sequences, T = 300, H = 256): 2.0 for the fused LSTM (estimate 4), 7.2 for
-  the GRU with batch norm (estimate 8).
+  hidden unit). Measured (2,000-4,000 test sequences, T = 300, H = 256): 2.0 for the fused LSTM (estimate 4), 3.2
+  for rnn_tanh with batch norm (4), 7.2 for the GRU with batch norm (8), 7.9 for the LSTM with batch norm (10).
 - parameters: weights, gradients and two optimizer moments, plus batch-norm statistics per time step.
 
 The ``collect`` job holds the step and probe rows of every run as 8-byte cells, about :data:`COLLECT_COPIES`
@@ -137,6 +139,36 @@ def _run_rows(study: Mapping[str, Any], task: str, seq_len: int) -> tuple[int, i
     return steps + 1, evals, probes * length
 
 
+def _run_size(study: Mapping[str, Any], task: str, seq_len: int) -> tuple[float, int]:
+    """(bytes of one run's CSV files, cells ``collect`` holds for it) at (task, T), at most."""
+    steps, evals, probes = _run_rows(study, task, seq_len)
+    step_cells = steps * len(StepRecord.COLUMNS)
+    probe_cells = probes * (len(PROBE_COLUMNS) + 1)
+    files = CSV_BYTES_PER_VALUE * (step_cells + evals * len(EvalRecord.COLUMNS) + probe_cells)
+    return files, step_cells + probe_cells + (steps + probes) * RUN_KEY_COLUMNS
+
+
+def _lengths(study: Mapping[str, Any]) -> list[tuple[str, int, int]]:
+    return [(task, i, seq_len) for task, values in study["tasks"].items() for i, seq_len in enumerate(values)]
+
+
+def collect_memory(study: Mapping[str, Any]) -> float:
+    """Estimated peak memory of the ``collect`` job, in bytes."""
+    runs_per_length = len(study["strategies"]) * len(study["cells"]) * len(study["seeds"])
+    cells = sum(runs_per_length * _run_size(study, task, seq_len)[1] for task, _, seq_len in _lengths(study))
+    return BASE_MB * MB + COLLECT_COPIES * 8 * cells
+
+
+def training_memory_mb(study: Mapping[str, Any], task: str, seq_len: int) -> int:
+    """Estimated peak memory of a training job at (task, T) in MB, e.g. for a rule's ``mem_mb`` resource."""
+    return math.ceil(sum(training_memory(study, task, seq_len).values()) / MB)
+
+
+def collect_memory_mb(study: Mapping[str, Any]) -> int:
+    """Estimated peak memory of the ``collect`` job in MB, e.g. for its rule's ``mem_mb`` resource."""
+    return math.ceil(collect_memory(study) / MB)
+
+
 def _fmt_mb(size: float) -> str:
     return f"{size / MB:,.0f} MB"
 
@@ -144,7 +176,7 @@ def _fmt_mb(size: float) -> str:
 def limit_problems(study: Mapping[str, Any]) -> list[tuple[tuple[Any, ...], str]]:
     """Every way the (schema-valid) study exceeds its ``limits``, as (key path, readable line) pairs."""
     limits = study["limits"]
-    lengths = [(task, i, seq_len) for task, values in study["tasks"].items() for i, seq_len in enumerate(values)]
+    lengths = _lengths(study)
     grid = {
         "task lengths": len(lengths),
         "cells": len(study["cells"]),
@@ -168,7 +200,6 @@ def limit_problems(study: Mapping[str, Any]) -> list[tuple[tuple[Any, ...], str]
     problems: list[tuple[tuple[Any, ...], str]] = []
     per_run = len(study["strategies"]) * len(study["cells"])
     data_total = run_files_total = 0.0
-    collect_cells = 0
     hidden = study["training"]["hidden_size"]
     for task, index, seq_len in lengths:
         here = ("tasks", task, index)
@@ -208,14 +239,7 @@ def limit_problems(study: Mapping[str, Any]) -> list[tuple[tuple[Any, ...], str]
                     "machine has the memory",
                 )
             )
-        steps, evals, probes = _run_rows(study, task, seq_len)
-        runs_here = per_run * len(study["seeds"])
-        step_cells = steps * len(StepRecord.COLUMNS)
-        probe_cells = probes * (len(PROBE_COLUMNS) + 1)
-        run_files_total += (
-            runs_here * CSV_BYTES_PER_VALUE * (step_cells + evals * len(EvalRecord.COLUMNS) + probe_cells)
-        )
-        collect_cells += runs_here * (step_cells + probe_cells + (steps + probes) * RUN_KEY_COLUMNS)
+        run_files_total += per_run * len(study["seeds"]) * _run_size(study, task, seq_len)[0]
 
     # run directories once, the tables (the same rows with their run keys) once more
     disk = data_total + 2 * run_files_total
@@ -229,7 +253,7 @@ def limit_problems(study: Mapping[str, Any]) -> list[tuple[tuple[Any, ...], str]
                 "limits.max_disk_mb if the disk has the room",
             )
         )
-    collect = BASE_MB * MB + COLLECT_COPIES * 8 * collect_cells
+    collect = collect_memory(study)
     if collect > limits["max_job_memory_mb"] * MB:
         problems.append(
             (
