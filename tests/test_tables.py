@@ -7,13 +7,16 @@ import json
 import math
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
 from rnn_gradients.cli import main
 from rnn_gradients.engine.run_files import EvalRecord
 from rnn_gradients.study.analysis import DECAY_COLUMNS, SUMMARY_COLUMNS
-from rnn_gradients.study.grid import GRID_KEYS, RUN_KEYS
+from rnn_gradients.study.config import load_study
+from rnn_gradients.study.grid import GRID_KEYS, RUN_KEYS, RunKey, run_dir, run_spec
+from rnn_gradients.study.run_reader import RunFileError
 from rnn_gradients.study.tables import (
     FLOW_COLUMNS,
     PROBE_COLUMNS,
@@ -24,7 +27,18 @@ from rnn_gradients.study.tables import (
     collect_tables,
 )
 
-STUDY_CONFIG = {"cells": ["lstm", "rnn_tanh"], "seeds": [0, 1], "tasks": {"adding": [4]}, "strategies": {"none": {}}}
+ROOT = Path(__file__).resolve().parents[1]
+SCHEMA = ROOT / "workflow" / "schemas" / "config.schema.yaml"
+STUDY = load_study(
+    {
+        "tasks": {"adding": [4]},
+        "cells": ["lstm", "rnn_tanh"],
+        "strategies": {"none": {}},
+        "seeds": [0, 1],
+        "training": {"steps": 2, "eval_every": 2, "probe_every": 2},
+    },
+    SCHEMA,
+)
 
 
 def _write_csv(path: Path, columns, rows) -> None:
@@ -35,15 +49,14 @@ def _write_csv(path: Path, columns, rows) -> None:
 
 
 def make_run(root: Path, cell: str, seed: int, *, rate: float, solved_at: int | None, diverged_at: int | None) -> Path:
-    """A run directory as training.py writes it: adding, T = 4, two training steps, probes at steps 0 and 2."""
-    run = root / "results" / "runs" / "adding" / "T4" / cell / "none" / f"seed{seed}"
+    """A run directory as training.py writes it: adding, T = 4, two training steps (or fewer when it diverges),
+    evaluations and probes at step 0 and at the last step."""
+    key = RunKey("adding", 4, cell, "none", seed)
+    run = root / run_dir(key)
     run.mkdir(parents=True)
+    steps_run = 2 if diverged_at is None else diverged_at
     summary = {
-        "task": "adding",
-        "seq_len": 4,
-        "cell": cell,
-        "strategy": "none",
-        "seed": seed,
+        **key._asdict(),
         "metric": "mse",
         "value": 0.01 * (seed + 1),
         "chance": 1 / 6,
@@ -59,7 +72,7 @@ def make_run(root: Path, cell: str, seed: int, *, rate: float, solved_at: int | 
         "steps_to_solve": solved_at,
         "diverged": diverged_at is not None,
         "diverged_step": diverged_at,
-        "steps_run": 2,
+        "steps_run": steps_run,
     }
     runtime = {
         "wall_time_s": 3.5,
@@ -74,16 +87,22 @@ def make_run(root: Path, cell: str, seed: int, *, rate: float, solved_at: int | 
     }
     (run / "summary.json").write_text(json.dumps(summary))
     (run / "runtime.json").write_text(json.dumps(runtime))
-    (run / "config.json").write_text("{}")
-    _write_csv(run / "evals.csv", EvalRecord.COLUMNS, [])
-    steps = [
-        [1, 0.30, 2.0, 1.0, "True", "True", 0.1, 0.2, 0.3, 0.3, 1.5, ""],
-        [0, 0.40, 0.5, 0.5, "False", "True", 0.1, 0.2, 0.3, 0.3, 0.4, ""],
+    (run / "config.json").write_text(json.dumps(run_spec(STUDY, key)))
+    evals = [  # validation at every evaluation, the test set at the last one only
+        [step, 0.1, 0.1, 0.1, *([0.01, 0.01, 0.01] if step == steps_run else ["", "", ""]), str(step == solved_at)]
+        for step in sorted({0, steps_run})
     ]
-    _write_csv(run / "steps.csv", STEP_COLUMNS, steps)
+    _write_csv(run / "evals.csv", EvalRecord.COLUMNS, evals)
+    steps = [
+        [0, 0.40, 0.5, 0.5, "False", "True", 0.1, 0.2, 0.3, 0.3, 0.4, ""],
+        [1, 0.30, 2.0, 1.0, "True", "True", 0.1, 0.2, 0.3, 0.3, 1.5, ""],
+    ]
+    if diverged_at is not None:
+        steps[diverged_at] = [diverged_at, "inf", "", "", "False", "False", "", "", "", "", "", ""]
+    _write_csv(run / "steps.csv", STEP_COLUMNS, steps[: steps_run + (diverged_at is not None)])
     probes = [
         [probe_step, t, 3.0 * math.exp(rate * (4 - t)), 0.2, 0.8, 1.1, 0.7, 0.6]
-        for probe_step in (2, 0)  # written out of order: the table sorts
+        for probe_step in sorted({0, steps_run})
         for t in range(1, 5)
     ]
     _write_csv(run / "probes.csv", PROBE_COLUMNS, probes)
@@ -96,6 +115,7 @@ def runs(tmp_path: Path) -> list[Path]:
         make_run(tmp_path, "rnn_tanh", 1, rate=-0.7, solved_at=None, diverged_at=None),
         make_run(tmp_path, "rnn_tanh", 0, rate=-0.7, solved_at=None, diverged_at=1),
         make_run(tmp_path, "lstm", 0, rate=-0.1, solved_at=2, diverged_at=None),
+        make_run(tmp_path, "lstm", 1, rate=-0.1, solved_at=2, diverged_at=None),
     ]
 
 
@@ -105,25 +125,28 @@ def _read(out: Path, name: str) -> pd.DataFrame:
 
 def test_tables_have_the_documented_columns_and_one_row_per_run(runs, tmp_path):
     out = tmp_path / "results" / "tables"
-    collect_tables(runs, out, json.dumps(STUDY_CONFIG))
+    collect_tables(runs, out, json.dumps(STUDY))
     assert sorted(p.name for p in out.iterdir()) == sorted(TABLE_FILES)  # no temporary files left
 
     accuracy = _read(out, "accuracy.csv")
     assert list(accuracy.columns) == [*RUN_KEYS, *RESULT_FIELDS, *RUNTIME_COLUMNS]
     assert list(zip(accuracy["cell"], accuracy["seed"], strict=True)) == [
         ("lstm", "0"),
+        ("lstm", "1"),
         ("rnn_tanh", "0"),
         ("rnn_tanh", "1"),
     ]
-    assert list(accuracy["solved"]) == ["True", "False", "False"]
-    assert list(accuracy["steps_to_solve"]) == ["2", "", ""]
-    assert list(accuracy["diverged_step"]) == ["", "1", ""]
-    assert list(accuracy["threads"]) == ["1", "1", "1"]
+    assert list(accuracy["solved"]) == ["True", "True", "False", "False"]
+    assert list(accuracy["steps_to_solve"]) == ["2", "2", "", ""]
+    assert list(accuracy["diverged_step"]) == ["", "", "1", ""]
+    assert list(accuracy["threads"]) == ["1"] * 4
 
     summary = _read(out, "accuracy_summary.csv")
     assert list(summary.columns) == [*GRID_KEYS, *SUMMARY_COLUMNS]
     assert list(summary["cell"]) == ["lstm", "rnn_tanh"]
-    tanh = summary.iloc[1]
+    lstm, tanh = summary.iloc[0], summary.iloc[1]
+    assert float(lstm["mean"]) == pytest.approx(0.015)
+    assert float(lstm["std"]) == pytest.approx(np.std([0.01, 0.02], ddof=1))
     assert (tanh["n_seeds"], tanh["n_valued"], tanh["n_diverged"], tanh["diverged_rate"]) == ("2", "1", "1", "0.5")
     # seed 0 diverged: its metric is not a value of the strategy; seed 1's 0.02 is the only one
     assert float(tanh["mean"]) == pytest.approx(0.02)
@@ -131,14 +154,15 @@ def test_tables_have_the_documented_columns_and_one_row_per_run(runs, tmp_path):
 
     norms = _read(out, "gradient_norms.csv")
     assert list(norms.columns) == [*RUN_KEYS, *STEP_COLUMNS]
-    assert len(norms) == 3 * 2
+    assert len(norms) == 4 * 2  # the diverged run: one finite step, then the step it diverged at
     assert list(norms["step"][:2]) == ["0", "1"]
+    assert list(norms.loc[norms["seed"].eq("0") & norms["cell"].eq("rnn_tanh"), "finite"]) == ["True", "False"]
     assert list(norms["clipped"][:2]) == ["False", "True"]
     assert list(norms["grad_norm_norm"][:2]) == ["", ""]
 
     flow = _read(out, "gradient_flow.csv")
     assert list(flow.columns) == [*RUN_KEYS, *FLOW_COLUMNS]
-    assert len(flow) == 3 * 2 * 4
+    assert len(flow) == 4 * 2 * 4
     first = flow.iloc[:4]
     assert list(first["probe_step"]) == ["0"] * 4
     assert list(first["t"]) == ["1", "2", "3", "4"]
@@ -146,7 +170,7 @@ def test_tables_have_the_documented_columns_and_one_row_per_run(runs, tmp_path):
 
     decay = pd.read_csv(out / "decay_rates.csv")
     assert list(decay.columns) == [*RUN_KEYS, "probe_step", *DECAY_COLUMNS]
-    assert len(decay) == 3 * 2
+    assert len(decay) == 4 * 2
     by_cell = decay.groupby("cell")
     assert by_cell["decay_per_step"].mean().to_dict() == pytest.approx({"lstm": -0.1, "rnn_tanh": -0.7})
     tanh, lstm = decay[decay["cell"] == "rnn_tanh"], decay[decay["cell"] == "lstm"]
@@ -155,12 +179,12 @@ def test_tables_have_the_documented_columns_and_one_row_per_run(runs, tmp_path):
     assert lstm["bound_decay"].isna().all() and lstm["meanfield_decay"].isna().all()
     assert (decay["n_points"] == 4).all()
 
-    assert json.loads((out / "study_config.json").read_text()) == STUDY_CONFIG
+    assert json.loads((out / "study_config.json").read_text()) == STUDY
 
 
 def test_collect_through_the_command_line_is_deterministic(runs, tmp_path):
     first, second = tmp_path / "a", tmp_path / "b"
-    config = json.dumps(STUDY_CONFIG)
+    config = json.dumps(STUDY)
     assert main(["collect", "--out-dir", str(first), "--study-config", config, *map(str, runs)]) == 0
     assert main(["collect", "--out-dir", str(second), "--study-config", config, *map(str, reversed(runs))]) == 0
     for name in TABLE_FILES:
@@ -168,19 +192,21 @@ def test_collect_through_the_command_line_is_deterministic(runs, tmp_path):
 
 
 def test_the_same_run_twice_is_an_error(runs, tmp_path):
-    with pytest.raises(ValueError, match=r"more than one summary.json for the run\(s\): adding/4/lstm/none/0"):
-        collect_tables([*runs, runs[2]], tmp_path / "out", "{}")
+    with pytest.raises(RunFileError, match=r"adding/4/lstm/none/0\): more than one summary.json for the run"):
+        collect_tables([*runs, runs[2]], tmp_path / "out", json.dumps(STUDY))
 
 
 def test_a_run_without_a_documented_column_is_named(runs, tmp_path):
     probes = runs[0].parent / "probes.csv"
     frame = pd.read_csv(probes).drop(columns="rms_dphi")
     frame.to_csv(probes, index=False)
-    with pytest.raises(ValueError, match=rf"{probes} lacks the column\(s\) rms_dphi"):
-        collect_tables(runs, tmp_path / "out", "{}")
+    with pytest.raises(RunFileError, match=rf"{probes}: the header is .*, expected '{','.join(PROBE_COLUMNS)}'"):
+        collect_tables(runs, tmp_path / "out", json.dumps(STUDY))
     assert not (tmp_path / "out").exists()
 
 
 def test_a_bad_study_config_is_refused(runs, tmp_path):
     with pytest.raises(ValueError, match="--study-config is not valid JSON"):
         collect_tables(runs, tmp_path / "out", "{tasks: adding}")
+    with pytest.raises(ValueError, match="--study-config is not a validated study config"):
+        collect_tables(runs, tmp_path / "out", "{}")

@@ -4,16 +4,30 @@
 ``python -m rnn_gradients train``     train runs from resolved run specs (one process, one directory each)
 ``python -m rnn_gradients collect``   gather run directories into the study tables
 ``python -m rnn_gradients render``    render the Quarto report (quarto, or the offline renderer)
+``python -m rnn_gradients check-config``  validate a study config (what the Snakefile checks), without Snakemake
 
 Heavy imports (torch, pandas, jupyter) happen inside each subcommand, so ``--help`` stays instant.
+
+Every expected failure — bad input, a missing or malformed file, a full disk or a permission problem, a config
+that does not validate, a report that does not render, a job that runs out of memory — ends as ``error: ...``
+lines on stderr naming the file and what to do, and exit status 2. Outputs are written atomically
+(:mod:`rnn_gradients.files`), so a failed command leaves nothing half-written. Anything else is a bug and keeps
+its traceback.
 """
 
 from __future__ import annotations
 
 import argparse
+import errno
+import json
+import re
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
+
+EXIT_ERROR = 2
+SCHEMA = Path("workflow") / "schemas" / "config.schema.yaml"
 
 
 def _generate(args: argparse.Namespace) -> int:
@@ -25,17 +39,10 @@ def _generate(args: argparse.Namespace) -> int:
 
 
 def _train(args: argparse.Namespace) -> int:
-    import json
-
     from rnn_gradients.engine.run_spec import RunSpec
     from rnn_gradients.engine.training import train_runs
 
-    text = Path(args.specs[1:]).read_text() if args.specs.startswith("@") else args.specs
-    try:
-        raw = json.loads(text)
-    except json.JSONDecodeError as err:
-        raise ValueError(f"--specs is not valid JSON: {err}") from err
-    specs = [RunSpec.from_dict(item) for item in (raw if isinstance(raw, list) else [raw])]
+    specs = _run_specs(RunSpec, args.specs)
     summaries = train_runs(specs, args.data, args.out_dir, threads=args.threads)
     for out_dir, summary in zip(args.out_dir, summaries, strict=True):
         state = (
@@ -45,6 +52,34 @@ def _train(args: argparse.Namespace) -> int:
         )
         print(f"{out_dir}: {summary.metric} = {summary.value:.4g} (chance {summary.chance:.4g}), {state}")
     return 0
+
+
+def _run_specs(spec_class: Any, text: str) -> list[Any]:
+    """``--specs``: a JSON object or a list of them (or ``@file.json``) with the RunSpec fields; ValueError saying
+    what is wrong."""
+    source = "--specs"
+    if text.startswith("@"):
+        source = text[1:]
+        text = Path(source).read_text(encoding="utf-8")
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{source}: not valid JSON: {err}") from None
+    items = data if isinstance(data, list) else [data]
+    if not items or not all(isinstance(item, dict) for item in items):
+        raise ValueError(f"{source}: a run spec is a JSON object of its fields (or a non-empty list of them)")
+    return [_run_spec(spec_class, item, source) for item in items]
+
+
+def _run_spec(spec_class: Any, data: dict[str, Any], source: str) -> Any:
+    """One run spec from its JSON fields; ValueError naming ``source`` and what is missing or wrong."""
+    try:
+        return spec_class.from_dict(data)
+    except TypeError as err:  # a missing required field
+        what = re.sub(r"^\S*\(\) ", "", str(err)).replace("positional argument", "field")
+        raise ValueError(
+            f"{source}: the run spec is {what}" if what.startswith("missing") else f"{source}: {what}"
+        ) from None
 
 
 def _collect(args: argparse.Namespace) -> int:
@@ -62,17 +97,57 @@ def _render(args: argparse.Namespace) -> int:
     return 0
 
 
+def _check_config(args: argparse.Namespace) -> int:
+    from rnn_gradients.study.config import load_study_files
+    from rnn_gradients.study.grid import expand_runs
+
+    schema = args.schema or _find_schema()
+    study = load_study_files([str(path) for path in args.configfiles], args.config, schema)
+    runs = expand_runs(study)
+    names = ", ".join(map(str, args.configfiles)) + (", --config" if args.config else "")
+    print(f"{names}: a valid study of {len(runs):,} runs")
+    return 0
+
+
+def _find_schema() -> Path:
+    """The config schema of the working directory (a checkout), else of the checkout the package lives in."""
+    checkout = Path(__file__).resolve().parents[2] / SCHEMA
+    for candidate in (SCHEMA, checkout):
+        if candidate.is_file():
+            return candidate
+    raise FileNotFoundError(f"no config schema at {SCHEMA} (run in the repository root, or give --schema)")
+
+
+def _int_at_least(minimum: int) -> Any:
+    """An argparse type: an integer of at least ``minimum`` (argparse names the option when it fails)."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"{value} is below the minimum {minimum}")
+        return value
+
+    return parse
+
+
+_positive_int = _int_at_least(1)
+_non_negative_int = _int_at_least(0)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m rnn_gradients", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
 
     gen = sub.add_parser("generate", help="generate one task's train/validation/test dataset file")
     gen.add_argument("--task", required=True)
-    gen.add_argument("--seq-len", type=int, required=True, help="sequence length T (the task's delay)")
-    gen.add_argument("--seed", type=int, required=True)
-    gen.add_argument("--train-size", type=int, required=True)
-    gen.add_argument("--val-size", type=int, required=True)
-    gen.add_argument("--test-size", type=int, required=True)
+    gen.add_argument("--seq-len", type=_positive_int, required=True, help="sequence length T (the task's delay)")
+    gen.add_argument("--seed", type=_non_negative_int, required=True)
+    gen.add_argument("--train-size", type=_positive_int, required=True)
+    gen.add_argument("--val-size", type=_positive_int, required=True)
+    gen.add_argument("--test-size", type=_positive_int, required=True)
     gen.add_argument("--out", type=Path, required=True, help="output .npz file")
     gen.set_defaults(func=_generate)
 
@@ -82,7 +157,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     train.add_argument("--data", type=Path, nargs="+", required=True, help="each run's dataset file from `generate`")
     train.add_argument("--out-dir", type=Path, nargs="+", required=True, help="each run's directory to create")
-    train.add_argument("--threads", type=int, default=1, help="torch intra-op threads (default 1)")
+    train.add_argument("--threads", type=_positive_int, default=1, help="torch intra-op threads (default 1)")
     train.set_defaults(func=_train)
 
     collect = sub.add_parser("collect", help="gather run directories into the study tables")
@@ -97,15 +172,91 @@ def build_parser() -> argparse.ArgumentParser:
     render.add_argument("--out", type=Path, required=True, help="output HTML file")
     render.add_argument("--engine", choices=("auto", "quarto", "offline"), default="auto")
     render.set_defaults(func=_render)
+
+    check = sub.add_parser("check-config", help="validate study config files as the Snakefile does, and say why not")
+    check.add_argument("configfiles", nargs="+", type=Path, help="config file(s), merged in order like --configfile")
+    check.add_argument("--config", nargs="*", default=[], metavar="KEY=VALUE", help="overrides, as snakemake's")
+    check.add_argument("--schema", type=Path, help=f"the config schema (default: {SCHEMA})")
+    check.set_defaults(func=_check_config)
     return parser
+
+
+def _output(args: argparse.Namespace) -> str | None:
+    """What the command writes (named when a write fails without naming its file, e.g. a full disk)."""
+    for name in ("out", "out_dir"):
+        value = getattr(args, name, None)
+        if value is not None:
+            return ", ".join(map(str, value)) if isinstance(value, list) else str(value)
+    return None
+
+
+_ADVICE = {
+    errno.ENOSPC: "free disk space and run the command (or snakemake) again",
+    errno.EDQUOT: "free space within your disk quota and run it again",
+    errno.EFBIG: "the file grew past the size this process may write (ulimit -f); raise that limit",
+    errno.EACCES: "make it writable (or readable) for you, or choose another directory",
+    errno.EPERM: "make it writable (or readable) for you, or choose another directory",
+    errno.EROFS: "the file system is read-only: run the study on a writable one",
+    errno.ENOENT: "check the path",
+    errno.EISDIR: "it is a directory; remove it or choose another path",
+    errno.ENOTDIR: "a part of the path is a file, not a directory",
+}
+
+
+def _describe_os_error(err: OSError, args: argparse.Namespace) -> str:
+    """``file: what happened; what to do``, naming the command's output when the error names no file."""
+    what = err.strerror or str(err)
+    if err.filename is not None:
+        target = f"{err.filename}" + (f" -> {err.filename2}" if err.filename2 is not None else "")
+    else:
+        output = _output(args)
+        target = f"writing {output}" if output is not None else f"python -m rnn_gradients {args.command}"
+    advice = _ADVICE.get(err.errno or 0)
+    atomic = " (outputs are written atomically: nothing half-written was left behind)" if err.errno in (
+        errno.ENOSPC, errno.EDQUOT, errno.EFBIG) else ""  # fmt: skip
+    return f"{target}: {what}" + (f"; {advice}" if advice else "") + atomic
+
+
+def _is_out_of_memory(err: BaseException) -> bool:
+    """torch reports a failed allocation as a RuntimeError (CPU) or torch.OutOfMemoryError (CUDA)."""
+    return isinstance(err, MemoryError) or (
+        isinstance(err, RuntimeError)
+        and (type(err).__name__ == "OutOfMemoryError" or "can't allocate memory" in str(err))
+    )
+
+
+def _error_lines(err: BaseException, args: argparse.Namespace) -> list[str]:
+    from rnn_gradients.study.run_reader import RunFileError
+
+    if isinstance(err, RunFileError):
+        return [f"error: {problem}" for problem in err.problems] + ([err.advice] if err.advice else [])
+    if isinstance(err, OSError):
+        return [f"error: {_describe_os_error(err, args)}"]
+    if _is_out_of_memory(err):
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        return [
+            f"error: python -m rnn_gradients {args.command} ran out of memory ({first[:200]}); the study's size "
+            "limits (limits.max_job_memory_mb in the config) should have refused it: lower T, the data sizes, "
+            "the batch or hidden size"
+        ]
+    data = getattr(args, "data", None)
+    datasets = data if isinstance(data, list) else [data] if data is not None else []
+    if isinstance(err, ValueError) and any(str(err).startswith(str(path)) for path in datasets):
+        return [f"error: {err}; delete it and rerun snakemake, which generates it again"]
+    return [f"error: {err}"]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    import yaml
+
     from rnn_gradients.report.render import RenderError
 
     try:
         return args.func(args)
-    except (ValueError, FileNotFoundError, RenderError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    except (ValueError, OSError, RenderError, yaml.YAMLError, MemoryError, RuntimeError) as err:
+        if isinstance(err, RuntimeError) and not isinstance(err, RenderError) and not _is_out_of_memory(err):
+            raise  # an unexpected RuntimeError is a bug: keep its traceback
+        for line in _error_lines(err, args):
+            print(line, file=sys.stderr)
+        return EXIT_ERROR

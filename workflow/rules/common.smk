@@ -18,6 +18,7 @@ from rnn_gradients.study.grid import (
     run_dir,
     run_spec,
 )
+from rnn_gradients.study.limits import collect_memory_mb, training_memory_mb
 from rnn_gradients.study.tables import TABLE_FILES
 
 

@@ -2,10 +2,9 @@
 rule collect:
     input:
         summaries=run_files("summary.json"),
-        runtimes=run_files("runtime.json"),
-        steps=run_files("steps.csv"),
-        probes=run_files("probes.csv"),
-        code=package_files("study/tables", "study/analysis"),
+        # collect reads and checks every file of every run (rnn_gradients.study.run_reader): each is an input
+        others=[path for name in RUN_FILES if name != "summary.json" for path in run_files(name)],
+        code=package_files("study/tables", "study/analysis", "study/run_reader"),
     output:
         **{name.split(".")[0]: f"{TABLES_DIR}/{name}" for name in TABLE_FILES},
     log:
@@ -13,11 +12,12 @@ rule collect:
     benchmark:
         benchmark_path(f"{TABLES_DIR}/collect")
     params:
-        study_config=json.dumps(STUDY),
+        # the limits only guard the study's size: raising one must not rerun collect and the report
+        study_config=json.dumps({key: value for key, value in STUDY.items() if key != "limits"}),
         out_dir=parent_of("accuracy"),
     threads: 1
     resources:
-        mem_mb=4000,
+        mem_mb=collect_memory_mb(STUDY),
         runtime=30,
     conda:
         "../envs/rnn_gradients.yaml"

@@ -16,7 +16,8 @@ rule train:
     # One thread per job and one job per core: two 1-thread jobs outrun one 2-thread job (benchmarks/README.md).
     threads: 1
     resources:
-        mem_mb=2000,
+        # one run at a time: the peak of one run (rnn_gradients.study.limits)
+        mem_mb=lambda wildcards: training_memory_mb(STUDY, wildcards.task, int(wildcards.seq_len)),
         # minutes: the seeds' whole step budget at a generous cost per step (a time limit on a cluster)
         runtime=lambda wildcards: estimated_minutes(STUDY, combination(wildcards)),
     conda:

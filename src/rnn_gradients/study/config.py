@@ -4,17 +4,26 @@ A study is the product ``tasks × T × cells × strategies × seeds`` (``config/
 ``config/README.md``). :func:`load_study` checks a config against ``workflow/schemas/config.schema.yaml`` (JSON
 Schema 2020-12), fills in the schema's defaults, then checks what a schema cannot express: every strategy must
 parse (:meth:`Strategy.from_dict`) and apply to every configured cell, learning-rate overrides must name
-configured cells, and every T must reach its task's minimum. Problems come back as one
-:class:`StudyConfigError` that lists each of them on one line, as ``key.path: what is wrong; what is allowed``.
-The grid of runs a valid config describes is :mod:`rnn_gradients.study.grid`.
+configured cells, every T must reach its task's minimum, and the study must stay within its ``limits``
+(:mod:`rnn_gradients.study.limits`: run count, dataset size, a training job's memory). Integers must be
+integers (JSON Schema would take ``4.0``) and numbers finite (``.nan`` passes ``exclusiveMinimum``). Problems come
+back as one :class:`StudyConfigError` that lists each of them on one line, as ``key.path: what is wrong; what is
+allowed``.
+
+:func:`load_study_files` is what the Snakefile calls: it reads the config files and ``--config`` overrides
+itself (:mod:`rnn_gradients.study.config_files`: duplicate keys refused, YAML errors with file and line,
+overrides parsed as YAML) and prefixes each problem with the file and line, or ``--config``, it came from. The
+grid of runs a valid config describes is :mod:`rnn_gradients.study.grid`.
 """
 
 from __future__ import annotations
 
 import copy
 import difflib
+import math
+import re
 from collections import Counter
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -28,16 +37,34 @@ from rnn_gradients.engine.normalization import NORMS
 from rnn_gradients.engine.run_spec import DEVICES, OPTIMIZERS
 from rnn_gradients.engine.strategies import Strategy
 from rnn_gradients.engine.tasks import TASKS, get_task
+from rnn_gradients.study.config_files import (
+    ConfigReadError,
+    ConfigSource,
+    locate,
+    merge_sources,
+    parse_override,
+    read_config_file,
+    where,
+)
 
 
 class StudyConfigError(ValueError):
-    """An invalid study config; ``problems`` holds one readable line per problem."""
+    """An invalid study config; ``problems`` holds one readable line per problem.
 
-    def __init__(self, problems: Sequence[str]) -> None:
+    ``source`` (the config files and ``--config``, when known) leads the message.
+    """
+
+    def __init__(self, problems: Sequence[str], source: str | None = None) -> None:
         self.problems = list(problems)
+        self.source = source
         noun = "problem" if len(self.problems) == 1 else "problems"
         lines = "\n".join(f"  - {problem}" for problem in self.problems)
-        super().__init__(f"invalid study config ({len(self.problems)} {noun}):\n{lines}")
+        lead = f"{source}: " if source else ""
+        super().__init__(f"{lead}invalid study config ({len(self.problems)} {noun}):\n{lines}")
+
+
+Problem = tuple[tuple[Any, ...], str]
+"""A problem: the key path it is about and its readable line (which starts with that path)."""
 
 
 def _filling_defaults(validator_class: type) -> type:
@@ -58,7 +85,36 @@ def _filling_defaults(validator_class: type) -> type:
     return validators.extend(validator_class, {"properties": set_defaults})
 
 
-_DefaultFillingValidator = _filling_defaults(Draft202012Validator)
+def _is_integer(checker: Any, instance: Any) -> bool:
+    """A real integer: JSON Schema would also take 4.0 (a float with no fraction), which torch and the file
+    names (``seed4.0``) would not."""
+    return isinstance(instance, int) and not isinstance(instance, bool)
+
+
+def _is_number(checker: Any, instance: Any) -> bool:
+    """A finite number: NaN passes every comparison keyword (``exclusiveMinimum: 0`` included), Inf most."""
+    if isinstance(instance, bool) or not isinstance(instance, int | float):
+        return False
+    return not isinstance(instance, float) or math.isfinite(instance)
+
+
+def _ecma_pattern(validator: Any, pattern: str, instance: Any, schema: Any) -> Iterator[ValidationError]:
+    """``pattern`` with ECMA-262's meaning of ``$`` (the end of the text), as JSON Schema specifies.
+
+    Python's ``re.search`` lets ``$`` match before a final newline, so ``"none\n"`` would pass
+    ``^[a-z][a-z0-9_]*$`` and become a directory name with a newline in it.
+    """
+    if not isinstance(instance, str):
+        return
+    anchored = re.sub(r"(?<!\\)\$$", r"\\Z", pattern)
+    if re.search(anchored, instance) is None:
+        yield ValidationError(f"{instance!r} does not match {pattern!r}")
+
+
+_STRICT_TYPES = Draft202012Validator.TYPE_CHECKER.redefine_many({"integer": _is_integer, "number": _is_number})
+_DefaultFillingValidator = validators.extend(
+    _filling_defaults(Draft202012Validator), {"pattern": _ecma_pattern}, type_checker=_STRICT_TYPES
+)
 
 
 def load_schema(schema_path: Path) -> dict[str, Any]:
@@ -78,22 +134,94 @@ def load_schema(schema_path: Path) -> dict[str, Any]:
     return schema
 
 
-def load_study(config: Mapping[str, Any], schema_path: Path) -> dict[str, Any]:
+def load_study(
+    config: Mapping[str, Any],
+    schema_path: Path,
+    *,
+    locations: Mapping[tuple[Any, ...], str] | None = None,
+    source: str | None = None,
+) -> dict[str, Any]:
     """Validate ``config`` and return a copy with every default filled in.
 
-    Raises :class:`StudyConfigError` listing every problem: schema violations first (all of them, sorted by key
-    path), then, once the schema holds, the semantic checks.
+    Raises :class:`StudyConfigError` listing every problem: names that are not text first, then schema
+    violations (all of them, sorted by key path), then, once the schema holds, the semantic checks, then the
+    study's size against its ``limits``. With ``locations`` (key path -> "file:line" or "--config", from
+    :func:`rnn_gradients.study.config_files.merge_sources`) each problem starts with where its value was written.
     """
+    from rnn_gradients.study.limits import limit_problems
+
     schema = load_schema(schema_path)
     study = copy.deepcopy(dict(config))
-    errors = list(_DefaultFillingValidator(schema).iter_errors(study))
-    if errors:
-        problems = sorted({line for error in errors for line in _describe(error)})
-        raise StudyConfigError(problems)
-    problems = [*_strategy_problems(study), *_learning_rate_problems(study), *_seq_len_problems(study)]
-    if problems:
-        raise StudyConfigError(problems)
+    checks: list[Callable[[dict[str, Any]], list[Problem]]] = [
+        _key_problems,
+        _schema_problems(schema),
+        lambda s: [*_strategy_problems(s), *_learning_rate_problems(s), *_seq_len_problems(s)],
+        limit_problems,
+    ]
+    for check in checks:
+        problems = check(study)
+        if problems:
+            raise StudyConfigError(_located(problems, locations or {}), source)
     return study
+
+
+def load_study_files(configfiles: Sequence[Path | str], overrides: Sequence[str], schema_path: Path) -> dict[str, Any]:
+    """Read the config files (merged in order) and ``--config`` overrides (``key=value``, values as YAML), then
+    validate the result (:func:`load_study`). Every problem names the file and line, or ``--config``, that set
+    the value; a file that cannot be read or parsed is a :class:`StudyConfigError` too."""
+    sources: list[ConfigSource] = []
+    problems: list[str] = []
+    readers = [*((read_config_file, path) for path in configfiles), *((parse_override, entry) for entry in overrides)]
+    for read, item in readers:
+        try:
+            sources.append(read(item))
+        except ConfigReadError as err:
+            problems += err.problems
+    names = ", ".join(dict.fromkeys([*map(str, configfiles), *(["--config"] if overrides else [])]))
+    if problems:
+        raise StudyConfigError(problems, names)
+    merged = merge_sources(sources)
+    return load_study(merged.data, schema_path, locations=merged.locations, source=names)
+
+
+def _located(problems: Sequence[Problem], locations: Mapping[tuple[Any, ...], str]) -> list[str]:
+    lines = []
+    for path, line in problems:
+        found = locate(locations, path)
+        lines.append(f"{found}: {line}" if found else line)
+    return lines
+
+
+def _schema_problems(schema: Mapping[str, Any]) -> Callable[[dict[str, Any]], list[Problem]]:
+    def check(study: dict[str, Any]) -> list[Problem]:
+        errors = _DefaultFillingValidator(schema).iter_errors(study)
+        found = {problem for error in errors for problem in _describe(error)}
+        return sorted(found, key=lambda problem: problem[1])
+
+    return check
+
+
+def _key_problems(config: Any, path: tuple[Any, ...] = ()) -> list[Problem]:
+    """Mapping keys that are not text: YAML reads ``on:``, ``no:``, ``5:`` or ``2024-01-01:`` as a boolean, a
+    number or a date, which JSON Schema's name checks skip (and which would become directory names)."""
+    problems: list[Problem] = []
+    if isinstance(config, dict):
+        for key, value in config.items():
+            if not isinstance(key, str):
+                hint = " (YAML reads on, off, yes and no as booleans)" if isinstance(key, bool) else ""
+                problems.append(
+                    (
+                        (*path, key),
+                        f"{where((*path, key))}: the key {key!r} is {_type_name(key)}, not a name{hint}; "
+                        f"write it in quotes if you mean the name: '{key}'",
+                    )
+                )
+            else:
+                problems += _key_problems(value, (*path, key))
+    elif isinstance(config, list):
+        for index, item in enumerate(config):
+            problems += _key_problems(item, (*path, index))
+    return problems
 
 
 # ---- schema errors as one-liners -------------------------------------------------------------------------------
@@ -110,15 +238,7 @@ _JSON_TYPES = {
 
 
 def _where(path: Iterable[Any]) -> str:
-    """``strategies.clip_norm.clip_nrom`` / ``tasks.adding[1]``: the key path as a user reads their YAML."""
-    text = ""
-    for part in path:
-        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
-    return text or "(top level)"
-
-
-def _child(path: str, key: str) -> str:
-    return key if path == "(top level)" else f"{path}.{key}"
+    return where(path)
 
 
 def _allowed(values: Iterable[Any]) -> str:
@@ -149,65 +269,97 @@ def _expected_types(expected: str | list[str]) -> str:
     return " or ".join(names.get(kind, kind) for kind in kinds)
 
 
-def _number_hint(value: Any) -> str:
-    """YAML 1.1 reads ``1e-3`` (no dot) as a string: say so when a string looks like a number."""
+def _number_hint(value: Any, expected: str | list[str]) -> str:
+    """What to write instead, when a value is almost what was expected (the hint never repeats the mistake).
+
+    YAML 1.1 reads ``1e-3`` (no dot) and anything quoted as text; a float where an integer belongs needs the
+    integer written out.
+    """
+    kinds = [expected] if isinstance(expected, str) else list(expected)
+    if "integer" not in kinds and "number" not in kinds:
+        return ""
+    if isinstance(value, float) and math.isfinite(value) and value.is_integer() and "integer" in kinds:
+        return f"; write {int(value)}"
     if not isinstance(value, str):
         return ""
     try:
-        float(value)
+        number = float(value)
     except ValueError:
         return ""
-    return f" (YAML reads {value} as text: write it with a dot, e.g. {float(value)!r})"
+    if not math.isfinite(number):
+        return ""
+    if "integer" in kinds:
+        return f"; write {int(number)} (no quotes, no decimal point)" if number.is_integer() else ""
+    if "." not in value and "e" in value.lower():
+        return f" (YAML reads {value} as text: write it with a dot, e.g. {number!r})"
+    return f"; write {number!r} without quotes"
 
 
-def _describe(error: ValidationError) -> list[str]:
+def _describe(error: ValidationError) -> list[Problem]:
     """One readable line per problem in ``error``: where, the bad value, what is allowed."""
     if error.context:
         return _describe(best_match(error.context))
-    where = _where(error.absolute_path)
+    path = tuple(error.absolute_path)
+    where = _where(path)
     value = error.instance
     kind = error.validator
     if "propertyNames" in error.absolute_schema_path:
-        key_path = _child(where, str(value))
+        here = (*path, value)
+        key_path = _where(here)
         if kind == "enum":
             return [
-                f"{key_path}: unknown key {value!r}{_close(value, error.validator_value)}; "
-                f"allowed: {_allowed(error.validator_value)}"
+                (
+                    here,
+                    f"{key_path}: unknown key {value!r}{_close(value, error.validator_value)}; "
+                    f"allowed: {_allowed(error.validator_value)}",
+                )
             ]
         if kind == "pattern":
             return [
-                f"{key_path}: name {value!r} must match {error.validator_value} "
-                "(lower-case letters, digits and underscores, starting with a letter)"
+                (
+                    here,
+                    f"{key_path}: name {value!r} must match {error.validator_value} "
+                    "(lower-case letters, digits and underscores, starting with a letter; nothing after them, "
+                    "not even a newline)",
+                )
             ]
+        if kind == "maxLength":
+            return [(here, f"{key_path}: name {value!r} is longer than {error.validator_value} characters")]
     if kind == "additionalProperties" and error.validator_value is False:
         allowed = list(error.schema.get("properties", {}))
         extra = [key for key in value if key not in allowed]
         return [
-            f"{_child(where, str(key))}: unknown key {key!r}{_close(key, allowed)}; allowed keys: {_allowed(allowed)}"
+            (
+                (*path, key),
+                f"{_where((*path, key))}: unknown key {key!r}{_close(key, allowed)}; allowed keys: {_allowed(allowed)}",
+            )
             for key in extra
         ]
     if kind == "enum":
         options = error.validator_value
-        return [f"{where}: {value!r} is not allowed{_close(value, options)}; allowed: {_allowed(options)}"]
+        return [(path, f"{where}: {value!r} is not allowed{_close(value, options)}; allowed: {_allowed(options)}")]
     if kind == "type":
+        expected = _expected_types(error.validator_value)
+        if isinstance(value, float) and not math.isfinite(value):
+            return [(path, f"{where}: {value!r} is not a finite number; expected {expected}")]
+        what = "a number with a decimal point" if isinstance(value, float) else _type_name(value)
         return [
-            f"{where}: {value!r} is {_type_name(value)}, expected {_expected_types(error.validator_value)}"
-            f"{_number_hint(value)}"
+            (path, f"{where}: {value!r} is {what}, expected {expected}{_number_hint(value, error.validator_value)}")
         ]
     if kind == "minimum":
-        return [f"{where}: {value!r} is below the minimum {error.validator_value}"]
+        return [(path, f"{where}: {value!r} is below the minimum {error.validator_value}")]
     if kind == "exclusiveMinimum":
-        return [f"{where}: {value!r} is too small; it must be greater than {error.validator_value}"]
+        return [(path, f"{where}: {value!r} is too small; it must be greater than {error.validator_value}")]
     if kind == "maximum":
-        return [f"{where}: {value!r} is above the maximum {error.validator_value}"]
+        return [(path, f"{where}: {value!r} is above the maximum {error.validator_value}")]
     if kind in ("minItems", "minProperties"):
         what = "list" if kind == "minItems" else "mapping"
-        return [f"{where}: the {what} is empty; give at least {error.validator_value} entry"]
+        return [(path, f"{where}: the {what} is empty; give at least {error.validator_value} entry")]
     if kind == "uniqueItems":
         counts = Counter(repr(item) for item in value)
         repeated = sorted(item for item, count in counts.items() if count > 1)
-        return [f"{where}: {_allowed(repeated)} appears more than once; every entry must be distinct"]
-    return [f"{where}: {error.message}"]
+        return [(path, f"{where}: {_allowed(repeated)} appears more than once; every entry must be distinct")]
+    return [(path, f"{where}: {error.message}")]
 
 
 # ---- semantic checks -------------------------------------------------------------------------------------------
@@ -218,13 +370,14 @@ def strategy_bundle(study: Mapping[str, Any], name: str) -> dict[str, Any]:
     return {key: value for key, value in study["strategies"][name].items() if value is not None}
 
 
-def _strategy_problems(study: Mapping[str, Any]) -> list[str]:
-    problems = []
+def _strategy_problems(study: Mapping[str, Any]) -> list[Problem]:
+    problems: list[Problem] = []
     for name in study["strategies"]:
+        here = ("strategies", name)
         try:
             strategy = Strategy.from_dict(name, strategy_bundle(study, name))
         except ValueError as err:
-            problems.append(f"strategies.{name}: {err}")
+            problems.append((here, f"strategies.{name}: {err}"))
             continue
         refusals = []
         for cell in study["cells"]:
@@ -236,27 +389,33 @@ def _strategy_problems(study: Mapping[str, Any]) -> list[str]:
             others = [cell for cell, _ in refusals[1:]]
             same = f"; the same holds for {_allowed(others)}" if others else ""
             problems.append(
-                f"strategies.{name}: {refusals[0][1]}{same} (remove those cells from cells, or drop this strategy)"
+                (
+                    here,
+                    f"strategies.{name}: {refusals[0][1]}{same} (remove those cells from cells, or drop this strategy)",
+                )
             )
     return problems
 
 
-def _learning_rate_problems(study: Mapping[str, Any]) -> list[str]:
+def _learning_rate_problems(study: Mapping[str, Any]) -> list[Problem]:
     cells = study["cells"]
     return [
-        f"training.learning_rate.{cell}: an override for cell {cell!r}, which is not in cells; "
-        f"configured cells: {_allowed(cells)}"
+        (
+            ("training", "learning_rate", cell),
+            f"training.learning_rate.{cell}: an override for cell {cell!r}, which is not in cells; "
+            f"configured cells: {_allowed(cells)}",
+        )
         for cell in study["training"]["learning_rate"]
         if cell != "default" and cell not in cells
     ]
 
 
-def _seq_len_problems(study: Mapping[str, Any]) -> list[str]:
-    problems = []
+def _seq_len_problems(study: Mapping[str, Any]) -> list[Problem]:
+    problems: list[Problem] = []
     for name, lengths in study["tasks"].items():
         minimum = get_task(name).min_seq_len
         problems += [
-            f"tasks.{name}[{i}]: T = {seq_len} is below the minimum {minimum} of task {name!r}"
+            (("tasks", name, i), f"tasks.{name}[{i}]: T = {seq_len} is below the minimum {minimum} of task {name!r}")
             for i, seq_len in enumerate(lengths)
             if seq_len < minimum
         ]

@@ -18,10 +18,11 @@ from typing import Any
 import pandas as pd
 
 from rnn_gradients.engine.run_files import PROBE_COLUMNS, SUMMARY_FIELDS, StepRecord
-from rnn_gradients.files import atomic_open, atomic_write_text, read_json
+from rnn_gradients.files import atomic_open, atomic_write_text
 from rnn_gradients.study.analysis import decay_rates, summarize_accuracy
 from rnn_gradients.study.grid import RUN_KEYS
 from rnn_gradients.study.grid import strategies as grid_strategies
+from rnn_gradients.study.run_reader import RunFiles, read_runs
 
 RESULT_FIELDS: tuple[str, ...] = tuple(field for field in SUMMARY_FIELDS if field not in RUN_KEYS)
 """The outcome fields of ``summary.json`` that ``accuracy.csv`` holds after the run keys."""
@@ -46,8 +47,9 @@ def collect_tables(summaries: Sequence[Path], out_dir: Path, study_config: str) 
     """Write the study tables of the runs whose ``summary.json`` files are given into ``out_dir``.
 
     ``study_config`` is the validated study config as JSON text; it is written to ``study_config.json``.
-    Raises ValueError naming the file when a run directory lacks a field or a column, or when two summaries
-    belong to the same run.
+    Every run file is read and checked first (:func:`rnn_gradients.study.run_reader.read_runs`): a damaged,
+    stale or misplaced run file, two summaries of the same run or a run of the grid left out raise
+    :class:`~rnn_gradients.study.run_reader.RunFileError` naming the files, before any table is written.
     """
     if not summaries:
         raise ValueError("no runs to collect: give at least one summary.json")
@@ -55,7 +57,7 @@ def collect_tables(summaries: Sequence[Path], out_dir: Path, study_config: str) 
         config = json.loads(study_config)
     except json.JSONDecodeError as err:
         raise ValueError(f"--study-config is not valid JSON: {err}") from err
-    runs = [_read_run(Path(path)) for path in summaries]
+    runs = [_read_run(files) for files in read_runs([Path(path) for path in summaries], config)]
 
     accuracy = _sorted(pd.DataFrame([row for row, _, _ in runs]), RUN_KEYS)
     repeated = accuracy.duplicated(list(RUN_KEYS), keep=False)
@@ -79,37 +81,17 @@ def collect_tables(summaries: Sequence[Path], out_dir: Path, study_config: str) 
     print(f"collected {len(accuracy)} runs into {out_dir}: {', '.join(TABLE_FILES)}")
 
 
-def _read_run(summary_path: Path) -> tuple[dict[str, Any], pd.DataFrame, pd.DataFrame]:
-    """(accuracy row, steps with run keys, probes with run keys and ``distance``) of one run directory."""
-    run = summary_path.parent
-    summary = read_json(summary_path)
-    runtime = read_json(run / "runtime.json")
-    _require(summary_path, summary, (*RUN_KEYS, *RESULT_FIELDS))
-    _require(run / "runtime.json", runtime, RUNTIME_COLUMNS)
+def _read_run(files: RunFiles) -> tuple[dict[str, Any], pd.DataFrame, pd.DataFrame]:
+    """(accuracy row, steps with run keys, probes with run keys and ``distance``) of one checked run directory."""
+    summary, runtime = files.summary, files.runtime
     keys = {key: summary[key] for key in RUN_KEYS}
     row = {**keys, **{f: summary[f] for f in RESULT_FIELDS}, **{f: runtime[f] for f in RUNTIME_COLUMNS}}
 
-    steps = _read_csv(run / "steps.csv", STEP_COLUMNS)
-    probes = _read_csv(run / "probes.csv", PROBE_COLUMNS)
+    steps = files.steps[list(STEP_COLUMNS)]
+    probes = files.probes[list(PROBE_COLUMNS)]
     # t runs 1..L within a probe; distance L − t counts the steps back from the last input
     probes.insert(2, "distance", probes.groupby("probe_step")["t"].transform("max") - probes["t"])
     return row, _with_keys(steps, keys), _with_keys(probes[list(FLOW_COLUMNS)], keys)
-
-
-def _require(path: Path, data: dict[str, Any], fields: Sequence[str]) -> None:
-    missing = [field for field in fields if field not in data]
-    if missing:
-        raise ValueError(f"{path} lacks the field(s) {', '.join(missing)}")
-
-
-def _read_csv(path: Path, columns: Sequence[str]) -> pd.DataFrame:
-    if not path.is_file():
-        raise FileNotFoundError(f"no such file: {path}")
-    frame = pd.read_csv(path)
-    missing = [column for column in columns if column not in frame.columns]
-    if missing:
-        raise ValueError(f"{path} lacks the column(s) {', '.join(missing)}")
-    return frame[list(columns)]
 
 
 def _with_keys(frame: pd.DataFrame, keys: dict[str, Any]) -> pd.DataFrame:
