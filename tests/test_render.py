@@ -170,7 +170,8 @@ def test_a_failing_cell_stops_the_render_with_its_error(tmp_path: Path) -> None:
     source = TINY.replace("fig.subplots().plot([0, 1, 2], [0, 1, 4])", "1 / 0")
     qmd = write(tmp_path / "tiny.qmd", source)
     out = tmp_path / "tiny.html"
-    with pytest.raises(RenderError, match=r"fig-line\) raised ZeroDivisionError: division by zero") as failure:
+    error = r"code cell 3 \(fig-line\) raised ZeroDivisionError: division by zero"  # counted as in the source
+    with pytest.raises(RenderError, match=error) as failure:
         render_report(qmd, out, tmp_path, engine="offline")
     assert "1 / 0" in str(failure.value)
     assert list(tmp_path.iterdir()) == [qmd]

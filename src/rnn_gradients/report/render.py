@@ -52,6 +52,7 @@ _EXTERNAL = re.compile(
 # The cell options the offline engine implements (with their defaults); any other one is refused.
 _CELL_DEFAULTS = {"echo": True, "output": True, "warning": True, "include": True}
 _CELL_OPTIONS = {*_CELL_DEFAULTS, "label", "fig-cap", "tbl-cap", "tags"}
+_INJECTED = "injected-parameters"  # the tag of the cell that sets the parameters (papermill's name)
 
 
 class RenderError(RuntimeError):
@@ -220,8 +221,8 @@ def render_offline(qmd: Path, out_html: Path, tables_dir: Path, *, timeout: int 
     for index, opts in enumerate(options):
         if "parameters" in (opts.get("tags") or []):  # Quarto and papermill: inject right after the first one
             code = "# Injected Parameters\n" + "".join(f"{name} = {value!r}\n" for name, value in parameters.items())
-            notebook.cells.insert(index + 1, nbformat.v4.new_code_cell(code))
-            options.insert(index + 1, {**opts, "tags": ["injected-parameters"], "label": None})
+            notebook.cells.insert(index + 1, nbformat.v4.new_code_cell(code, metadata={"tags": [_INJECTED]}))
+            options.insert(index + 1, {**opts, "tags": [_INJECTED], "label": None})
             break
 
     with tempfile.TemporaryDirectory(prefix="rnn-gradients-render-") as tmp:
@@ -264,7 +265,8 @@ def _execute(notebook: Any, qmd: Path, timeout: int, kernel_log: Path) -> None:
 
 def _failed_cell(notebook: Any, err: Exception) -> str:
     """Which cell failed and its error, traceback in plain text."""
-    for number, cell in enumerate((c for c in notebook.cells if c.cell_type == "code"), start=1):
+    cells = [c for c in notebook.cells if c.cell_type == "code" and _INJECTED not in c.metadata.get("tags", [])]
+    for number, cell in enumerate(cells, start=1):  # numbered as in the source
         for output in cell.get("outputs", []):
             if output.get("output_type") == "error":
                 options, code = cell_options(cell.source)
