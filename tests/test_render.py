@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import re
 import shutil
 from pathlib import Path
@@ -215,6 +216,19 @@ def test_a_document_without_parameters_cell_renders(tmp_path: Path) -> None:
     render_report(qmd, tmp_path / "plain.html", tmp_path, engine="offline")
     html = (tmp_path / "plain.html").read_text(encoding="utf-8")
     assert "42" in html and '<a href="#sec-plain">Plain</a>' in html  # unnumbered: the section's title
+
+
+def test_auto_renders_offline_with_a_warning_when_quarto_lacks_papermill(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    which, spec = shutil.which, importlib.util.find_spec
+    monkeypatch.setattr(shutil, "which", lambda name: "/opt/quarto/bin/quarto" if name == "quarto" else which(name))
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "papermill" else spec(name, *a))
+    qmd = write(tmp_path / "q.qmd", "# Q\n")
+    with pytest.warns(UserWarning, match="rendering offline: papermill is not installed"):
+        assert render_report(qmd, tmp_path / "q.html", tmp_path, engine="auto") == "offline"
+    with pytest.raises(FileNotFoundError, match="papermill is not installed"):
+        render_report(qmd, tmp_path / "q.html", tmp_path, engine="quarto")
 
 
 @pytest.mark.skipif(shutil.which("quarto") is not None, reason="quarto is installed here")
