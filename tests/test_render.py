@@ -1,7 +1,8 @@
-"""The offline renderer on real qmd sources: real kernel, real pandoc, one self-contained HTML page."""
+"""The offline renderer on real qmd sources: real kernel, real pandoc and its Lua filter, one self-contained page."""
 
 from __future__ import annotations
 
+import importlib.util
 import re
 import shutil
 from pathlib import Path
@@ -10,20 +11,23 @@ import pytest
 from fixtures_tables import write_study_tables
 
 from rnn_gradients.report.render import (
-    PageOptions,
+    CROSSREF_FILTER,
+    PAGE_CSS,
     RenderError,
     cell_options,
+    html_options,
     render_report,
-    resolve_crossrefs,
     split_front_matter,
 )
 
 REPORT = Path(__file__).resolve().parents[1] / "report" / "report.qmd"
 EXTERNAL = re.compile(r"<(?:script|link|img)\b[^>]*\b(?:src|href)\s*=\s*[\"']?(?:https?:)?//", re.I)
+NBSP = "\u00a0"
 
 TINY = r"""---
 title: "Tiny *report*"
 date: 2024-01-02
+lang: en
 format:
   html:
     toc: true
@@ -32,6 +36,13 @@ format:
 execute:
   echo: false
 ---
+
+```{python}
+#| tags: [parameters]
+#| include: false
+tables = "default tables"
+renderer = "default renderer"
+```
 
 # Setup {#sec-setup}
 
@@ -42,20 +53,24 @@ $$
 $$
 
 ```{python}
-import os
 from IPython.display import Image, Markdown, display
 from matplotlib.figure import Figure
 from rnn_gradients.report.figures import figure_png
 SECRET_CODE_MARKER = 1
 ```
 
+## Details {#sec-details}
+
+Details of @sec-setup.
+
 # Results {#sec-results}
 
-@fig-line shows a line ([-@fig-line] is its number) and @sec-setup the setup; `@fig-line` stays code.
+@fig-line shows a line ([-@fig-line] is its number), [@sec-details] the details; `@fig-line` stays code and
+mail to a@fig-line.org stays text.
 
 ```{python}
 #| label: fig-line
-#| fig-cap: "A line through $y = x^2$."
+#| fig-cap: "A line through $y = x^2$, as in @tbl-env."
 fig = Figure(figsize=(3, 2))
 fig.subplots().plot([0, 1, 2], [0, 1, 4])
 display(Image(data=figure_png(fig, dpi=60), width=288))
@@ -66,7 +81,7 @@ display(Image(data=figure_png(fig, dpi=60), width=288))
 #| tbl-cap: "Where the cells looked."
 display(Markdown(
     "| renderer | tables |\n|---|---|\n"
-    f"| {os.environ['RNN_GRADIENTS_RENDERER']} | {os.environ['RNN_GRADIENTS_TABLES']} |\n\n"
+    f"| {renderer} | {tables} |\n\n"
     "Generated text citing @fig-line."
 ))
 ```
@@ -91,35 +106,24 @@ def write(path: Path, text: str) -> Path:
 
 
 def test_front_matter_and_cell_options_parse() -> None:
-    front, body = split_front_matter("---\ntitle: T\nexecute:\n  echo: false\n---\n# A\n")
+    front, front_text, body = split_front_matter("---\ntitle: T\nexecute:\n  echo: false\n---\n# A\n")
     assert front == {"title": "T", "execute": {"echo": False}} and body == "# A\n"
-    assert split_front_matter("# no front matter\n") == ({}, "# no front matter\n")
+    assert front_text == "---\ntitle: T\nexecute:\n  echo: false\n---\n"
+    assert split_front_matter("# no front matter\n") == ({}, "", "# no front matter\n")
     options, code = cell_options('#| label: fig-a\n#| fig-cap: "x: y"\n#| echo: true\nprint(1)\n')
     assert options == {"label": "fig-a", "fig-cap": "x: y", "echo": True} and code == "print(1)"
     with pytest.raises(ValueError, match="cell options"):
         cell_options("#| just text\nx = 1")
+    assert html_options({"toc": False, "format": {"html": {"toc": True}}})["toc"] is True
 
 
-def test_code_overflow_follows_quartos_option() -> None:
-    assert PageOptions.from_front_matter({}).code_overflow == "scroll"
-    assert PageOptions.from_front_matter({"format": {"html": {"code-overflow": "wrap"}}}).code_overflow == "wrap"
-    with pytest.raises(ValueError, match="code-overflow"):
-        PageOptions.from_front_matter({"code-overflow": "hide"})
-
-
-def test_crossrefs_resolve_in_prose_only_and_unknown_ones_fail() -> None:
-    labels = {"fig-a": "Figure 2", "sec-b": "Section 1.3"}
-    text = "See @fig-a, [-@fig-a] and [@sec-b]. Mail a@fig-a.org; `@fig-a`.\n```\n@fig-a\n```"
-    resolved = resolve_crossrefs(text, labels)
-    assert resolved.startswith("See [Figure 2](#fig-a), [2](#fig-a) and [Section 1.3](#sec-b). Mail a@fig-a.org;")
-    assert "`@fig-a`" in resolved and resolved.endswith("```\n@fig-a\n```")
-    with pytest.raises(RenderError, match="@?fig-missing"):
-        resolve_crossrefs("As @fig-missing shows.", labels)
+def test_the_filter_and_the_page_css_are_package_data() -> None:
+    assert CROSSREF_FILTER.is_file() and PAGE_CSS.is_file()
 
 
 def test_offline_render_of_a_small_document(tmp_path: Path) -> None:
     qmd = write(tmp_path / "doc" / "tiny.qmd", TINY)
-    tables = (tmp_path / "tables").resolve()
+    tables = (tmp_path / "my tables: 1").resolve()
     tables.mkdir()
     out = tmp_path / "out" / "tiny.html"
     assert render_report(qmd, out, tables, engine="offline") == "offline"
@@ -127,40 +131,104 @@ def test_offline_render_of_a_small_document(tmp_path: Path) -> None:
     html = out.read_text(encoding="utf-8")
     assert html.count('src="data:image/png;base64,') == 1
     assert re.search(
-        r'<figure id="fig-line">.*<figcaption[^>]*><span class="figure-number">Figure\s+1:</span>', html, re.S
+        rf'<figure id="fig-line">.*<figcaption><span class="figure-number">Figure{NBSP}1:</span> A line through',
+        html,
+        re.S,
     )
-    assert '<a href="#fig-line">Figure 1</a>' in html and '<a href="#fig-line">1</a>' in html
-    assert '<a href="#sec-setup">Section 1</a>' in html and '<a href="#tbl-env">Table 1</a>' in html
-    assert "<code>@fig-line</code>" in html
-    assert '<span class="table-number">Table 1:</span>' in html
-    assert f"<td>offline</td>\n<td>{tables}</td>" in html
+    assert f'<a href="#fig-line">Figure{NBSP}1</a> shows' in html and '(<a href="#fig-line">1</a> is' in html
+    assert f'<a href="#sec-details">Section{NBSP}1.1</a> the details' in html
+    assert f'Details of <a href="#sec-setup">Section{NBSP}1</a>.' in html
+    assert f'as in <a href="#tbl-env">Table{NBSP}1</a>.</figcaption>' in html  # a reference inside a caption
+    assert f'Generated text citing <a href="#fig-line">Figure{NBSP}1</a>.' in html  # ... and in a cell's output
+    assert "<code>@fig-line</code>" in html and "mail to a@fig-line.org stays" in html
+    assert f'<span class="table-number">Table{NBSP}1:</span> Where the cells looked.' in html
+    # the parameters: injected after the `parameters` cell, the values verbatim
+    assert f"<td>offline</td>\n<td>{tables}</td>" in html and "default" not in html
     assert html.count("<math") >= 3 and 'display="block"' in html
     assert "SECRET_CODE_MARKER" not in html and "HIDDEN_OUTPUT_MARKER" not in html
     assert "visible output" in html
-    assert '<nav id="TOC"' in html and 'class="header-section-number">2</span>' in html
-    assert "<title>Tiny report</title>" in html
-    assert "pre code, pre > code.sourceCode { white-space: pre-wrap;" not in html
+    assert '<nav id="TOC"' in html and '<h2 id="toc-title">Table of contents</h2>' in html
+    assert 'class="header-section-number">2</span>' in html
+    assert "<title>Tiny report</title>" in html and '<html xmlns="http://www.w3.org/1999/xhtml" lang="en"' in html
+    assert '<p class="date">2024-01-02</p>' in html
     assert not EXTERNAL.search(html)
+
+
+def test_the_words_follow_the_documents_language(tmp_path: Path) -> None:
+    spanish = TINY.replace("lang: en", "lang: es").replace("date: 2024-01-02", "date: today")
+    qmd = write(tmp_path / "es.qmd", spanish)
+    out = tmp_path / "es.html"
+    render_report(qmd, out, tmp_path, engine="offline")
+    html = out.read_text(encoding="utf-8")
+    assert f'<a href="#fig-line">Figura{NBSP}1</a>' in html and f'<a href="#tbl-env">Tabla{NBSP}1</a>' in html
+    assert f'<a href="#sec-details">Sección{NBSP}1.1</a>' in html
+    assert f"Figura{NBSP}1:</span>" in html and f"Tabla{NBSP}1:</span>" in html
+    assert '<h2 id="toc-title">Tabla de contenidos</h2>' in html
+    assert re.search(r'<p class="date">\d{4}-\d\d-\d\d</p>', html)  # "today", resolved
 
 
 def test_a_failing_cell_stops_the_render_with_its_error(tmp_path: Path) -> None:
     source = TINY.replace("fig.subplots().plot([0, 1, 2], [0, 1, 4])", "1 / 0")
     qmd = write(tmp_path / "tiny.qmd", source)
     out = tmp_path / "tiny.html"
-    with pytest.raises(RenderError, match=r"fig-line\) raised ZeroDivisionError: division by zero") as failure:
+    error = r"code cell 3 \(fig-line\) raised ZeroDivisionError: division by zero"  # counted as in the source
+    with pytest.raises(RenderError, match=error) as failure:
         render_report(qmd, out, tmp_path, engine="offline")
     assert "1 / 0" in str(failure.value)
     assert list(tmp_path.iterdir()) == [qmd]
 
 
-def test_an_unknown_reference_or_a_networked_math_method_is_refused(tmp_path: Path) -> None:
-    qmd = write(tmp_path / "refs.qmd", "---\ntitle: R\n---\n\nAs @fig-nowhere shows.\n")
-    with pytest.raises(RenderError, match="fig-nowhere"):
+@pytest.mark.parametrize(
+    ("body", "error"),
+    [
+        ("As @fig-nowhere shows.\n", r"unresolved cross-references: @fig-nowhere \(known labels: sec-a\)"),
+        ("As @sec-a and @tbl-none show.\n", "unresolved cross-references: @tbl-none"),
+        ("# Again {#sec-a}\n", "label 'sec-a' is used twice"),
+    ],
+    ids=["figure", "table", "duplicate"],
+)
+def test_an_unknown_or_duplicate_label_stops_the_render(tmp_path: Path, body: str, error: str) -> None:
+    qmd = write(tmp_path / "refs.qmd", f"---\ntitle: R\n---\n\n# A {{#sec-a}}\n\n{body}")
+    with pytest.raises(RenderError, match=error):
         render_report(qmd, tmp_path / "refs.html", tmp_path, engine="offline")
+    assert not (tmp_path / "refs.html").exists()
+
+
+def test_a_citation_that_is_no_cross_reference_is_left_alone(tmp_path: Path) -> None:
+    qmd = write(tmp_path / "cite.qmd", "---\ntitle: C\n---\n\nAs @smith2020 wrote.\n")
+    render_report(qmd, tmp_path / "cite.html", tmp_path, engine="offline")
+    html = (tmp_path / "cite.html").read_text(encoding="utf-8")
+    assert 'As <span class="citation" data-cites="smith2020">@smith2020</span> wrote.' in html
+
+
+def test_what_the_offline_engine_does_not_implement_is_refused(tmp_path: Path) -> None:
     mathjax = write(tmp_path / "mj.qmd", "---\nformat:\n  html:\n    html-math-method: mathjax\n---\n\n$x$\n")
     with pytest.raises(ValueError, match="mathjax"):
         render_report(mathjax, tmp_path / "mj.html", tmp_path, engine="offline")
-    assert not (tmp_path / "refs.html").exists() and not (tmp_path / "mj.html").exists()
+    layout = write(tmp_path / "cols.qmd", "```{python}\n#| layout-ncol: 2\n1\n```\n")
+    with pytest.raises(ValueError, match="does not implement the cell option.s. layout-ncol"):
+        render_report(layout, tmp_path / "cols.html", tmp_path, engine="offline")
+    assert not (tmp_path / "mj.html").exists() and not (tmp_path / "cols.html").exists()
+
+
+def test_a_document_without_parameters_cell_renders(tmp_path: Path) -> None:
+    qmd = write(tmp_path / "plain.qmd", "# Plain {#sec-plain}\n\n```{python}\nprint(6 * 7)\n```\n\nSee @sec-plain.\n")
+    render_report(qmd, tmp_path / "plain.html", tmp_path, engine="offline")
+    html = (tmp_path / "plain.html").read_text(encoding="utf-8")
+    assert "42" in html and '<a href="#sec-plain">Plain</a>' in html  # unnumbered: the section's title
+
+
+def test_auto_renders_offline_with_a_warning_when_quarto_lacks_papermill(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    which, spec = shutil.which, importlib.util.find_spec
+    monkeypatch.setattr(shutil, "which", lambda name: "/opt/quarto/bin/quarto" if name == "quarto" else which(name))
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "papermill" else spec(name, *a))
+    qmd = write(tmp_path / "q.qmd", "# Q\n")
+    with pytest.warns(UserWarning, match="rendering offline: papermill is not installed"):
+        assert render_report(qmd, tmp_path / "q.html", tmp_path, engine="auto") == "offline"
+    with pytest.raises(FileNotFoundError, match="papermill is not installed"):
+        render_report(qmd, tmp_path / "q.html", tmp_path, engine="quarto")
 
 
 @pytest.mark.skipif(shutil.which("quarto") is not None, reason="quarto is installed here")
@@ -227,7 +295,6 @@ def test_real_report_on_a_full_grid(tmp_path: Path) -> None:
     config_yaml = text[text.index("shown as YAML") :]
     assert "baseline: {}" in config_yaml and "clip: {clip_norm: 1.0}" in config_yaml
     assert "layer_norm: {norm: layer}" in config_yaml and "null" not in config_yaml and "chrono" not in config_yaml
-    assert "pre code, pre > code.sourceCode { white-space: pre-wrap;" in html
 
     decay = table_rows(html, "tbl-decay")
     assert decay[0] == ["task", "T", "cell", "strategy", "at initialization", "after training"]
