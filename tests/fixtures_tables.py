@@ -68,6 +68,8 @@ def make_study_tables(
             length = seq_len + spec["extra"]
             for cell in cells:
                 for strategy, bundle in strategies.items():
+                    if cell not in bundle.get("cells", [cell]):  # a strategy restricted to some cells
+                        continue
                     for seed in seeds:
                         key = {"task": task, "seq_len": seq_len, "cell": cell, "strategy": strategy, "seed": seed}
                         diverged = bool(diverges(task, seq_len, cell, strategy, seed))

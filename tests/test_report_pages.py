@@ -34,6 +34,24 @@ def test_a_study_of_gated_cells_only(tmp_path: Path) -> None:
     assert 'id="fig-flow"' in html and 'id="fig-gates"' in html
 
 
+def test_a_partial_grid_with_a_strategy_for_some_cells_and_a_ladder_per_task(tmp_path: Path) -> None:
+    tasks = {
+        "adding": {**DEFAULT_TASKS["adding"], "seq_lens": [20, 40, 80]},
+        "temporal_order": {**DEFAULT_TASKS["temporal_order"], "seq_lens": [20]},
+    }
+    strategies = {"none": {}, "clip": {"clip_norm": 1.0}, "chrono": {"chrono": True, "cells": ["lstm", "gru"]}}
+    html = render(tmp_path, tasks=tasks, cells=("rnn_tanh", "lstm", "gru"), strategies=strategies, seeds=(0, 1))
+    strategies_rows = re.search(r'id="tbl-strategies".*?</table>', html, re.S).group(0)
+    assert "<code>chrono</code>" in strategies_rows and "<code>lstm</code>, <code>gru</code>" in strategies_rows
+    for label in ("fig-flow", "fig-clipping", "fig-gates", "fig-solved", "fig-theory"):
+        assert f'id="{label}"' in html, label
+    # the grid has no tanh runs under chrono: no row of the accuracy table claims one
+    accuracy = re.search(r'id="tbl-accuracy".*?</table>', html, re.S).group(0)
+    pairs = re.findall(r"<code>(\w+)</code></td>\s*<td[^>]*><code>(\w+)</code>", accuracy)
+    assert ("lstm", "chrono") in pairs and ("rnn_tanh", "none") in pairs
+    assert ("rnn_tanh", "chrono") not in pairs
+
+
 def test_a_study_whose_every_run_diverged(tmp_path: Path) -> None:
     html = render(tmp_path, seeds=(0, 1), diverge=lambda *key: True, diverge_step=0)
     for absent in ("fig-flow", "fig-traces", "fig-theory", "fig-activations", "fig-clipping", "fig-gates"):

@@ -16,7 +16,7 @@ from rnn_gradients.engine.normalization import NORMS
 from rnn_gradients.engine.run_spec import DEVICES, OPTIMIZERS, RunSpec
 from rnn_gradients.engine.strategies import STRATEGY_KEYS
 from rnn_gradients.engine.tasks import TASKS
-from rnn_gradients.study.config import StudyConfigError, load_schema, load_study
+from rnn_gradients.study.config import SCOPE_KEY, StudyConfigError, load_schema, load_study, strategy_cells
 from rnn_gradients.study.grid import RUN_KEYS, RunKey, expand_runs, run_dir, run_spec
 from rnn_gradients.study.limits import stored_bytes_per_sequence, training_memory
 
@@ -64,6 +64,7 @@ def test_schema_defaults_fill_an_empty_config_and_leave_the_input_alone(config):
         "init": "default",
         "spectral_norm": None,
         "chrono": False,
+        "cells": None,
     }
     before = copy.deepcopy(config)
     load_study(config, SCHEMA)
@@ -84,7 +85,8 @@ def test_every_schema_key_has_a_description_and_a_default():
     walk(schema, "")
     walk(schema["$defs"]["strategy"], "strategies.<name>.")
     assert "training.learning_rate.default" in keys
-    assert sorted(schema["$defs"]["strategy"]["properties"]) == sorted(STRATEGY_KEYS)
+    # a bundle's keys are the interventions of a Strategy, and its scope (the cells it trains)
+    assert sorted(schema["$defs"]["strategy"]["properties"]) == sorted([*STRATEGY_KEYS, SCOPE_KEY])
 
 
 def test_the_schema_takes_its_names_from_the_package():
@@ -301,3 +303,27 @@ def test_learning_rate_override_reaches_only_its_cell(config):
 def test_run_directory_layout():
     key = RunKey("temporal_order", 80, "lstm", "clip_norm", 3)
     assert run_dir(key) == "results/runs/temporal_order/T80/lstm/clip_norm/seed3"
+
+
+def test_a_strategy_for_some_cells_makes_the_grid_partial(config):
+    config["strategies"]["chrono"] = {"chrono": True, "cells": ["gru", "lstm"]}
+    study = load_study(config, SCHEMA)
+    runs = expand_runs(study)
+    chrono = [key for key in runs if key.strategy == "chrono"]
+    assert len(runs) == 4 * 5 * 8 * 3 + len(chrono)
+    assert {key.cell for key in chrono} == {"lstm", "gru"} and len(chrono) == 4 * 2 * 3
+    assert run_spec(study, chrono[0])["strategy_params"] == {"chrono": True}  # a scope, not an intervention
+    assert strategy_cells(study, "chrono") == ["lstm", "gru"]  # in the order of cells
+    assert strategy_cells(study, "none") == study["cells"]
+
+
+def test_a_strategy_scope_must_name_cells_of_the_study_that_it_applies_to(config):
+    config["strategies"]["chrono"] = {"chrono": True, "cells": ["lstm", "rnn_tanh"]}
+    (problem,) = _problems(config)
+    assert problem.startswith("strategies.chrono: strategy 'chrono' uses chrono initialization")
+    assert "cannot apply to cell 'rnn_tanh'" in problem and "give the strategy a cells: list without" in problem
+    config["cells"] = ["rnn_tanh", "lstm"]
+    config["strategies"]["chrono"] = {"chrono": True, "cells": ["gru"]}
+    assert _problems(config) == ["strategies.chrono.cells: gru not in cells; the study's cells: rnn_tanh, lstm"]
+    config["strategies"]["chrono"] = {"chrono": True, "cells": []}
+    assert _problems(config)[0].startswith("strategies.chrono.cells: the list is empty")

@@ -13,6 +13,7 @@ import pandas as pd
 from rnn_gradients.engine.strategies import STRATEGY_KEYS
 from rnn_gradients.report.format import MISSING, code, escape, fraction, num, signed, spread
 from rnn_gradients.report.results import Results
+from rnn_gradients.study.config import SCOPE_KEY
 from rnn_gradients.study.grid import GRID_KEYS, RUN_KEYS
 
 TASK_DESCRIPTIONS = {
@@ -53,14 +54,21 @@ def tasks_table(results: Results) -> pd.DataFrame:
 
 
 def strategies_table(results: Results) -> pd.DataFrame:
-    """One row per strategy with the settings that differ from the control's (blank where a setting is default)."""
+    """One row per strategy with the settings that differ from the control's (blank where a setting is default),
+    and the cells it trains where it is restricted to some (a partial grid)."""
+    scopes = {name: results.config["strategies"][name].get(SCOPE_KEY) for name in results.strategies}
     rows = pd.DataFrame(
         [
-            {"strategy": code(name), **{k: escape(v) for k, v in strategy.params().items()}}
+            {
+                "strategy": code(name),
+                **{k: escape(v) for k, v in strategy.params().items()},
+                **({SCOPE_KEY: ", ".join(map(code, scopes[name]))} if scopes[name] else {}),
+            }
             for name, strategy in results.strategies.items()
         ]
     )
-    return rows.reindex(columns=["strategy", *[k for k in STRATEGY_KEYS if k in rows]]).fillna("")
+    columns = ["strategy", *[k for k in (*STRATEGY_KEYS, SCOPE_KEY) if k in rows]]
+    return rows.reindex(columns=columns).fillna("")
 
 
 def decay_table(results: Results) -> pd.DataFrame | None:

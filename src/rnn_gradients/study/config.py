@@ -365,9 +365,21 @@ def _describe(error: ValidationError) -> list[Problem]:
 # ---- semantic checks -------------------------------------------------------------------------------------------
 
 
+SCOPE_KEY = "cells"
+"""The bundle key that restricts a strategy to some cells: the grid's business, not an intervention."""
+
+
 def strategy_bundle(study: Mapping[str, Any], name: str) -> dict[str, Any]:
-    """A strategy's bundle without the ``null`` placeholders the schema's defaults put in (off = absent)."""
-    return {key: value for key, value in study["strategies"][name].items() if value is not None}
+    """A strategy's interventions: its bundle without the ``null`` placeholders the schema's defaults put in
+    (off = absent) and without its ``cells`` scope."""
+    bundle = study["strategies"][name]
+    return {key: value for key, value in bundle.items() if value is not None and key != SCOPE_KEY}
+
+
+def strategy_cells(study: Mapping[str, Any], name: str) -> list[str]:
+    """The cells a strategy trains, in the order of ``cells``: its ``cells`` scope, or every configured cell."""
+    scope = study["strategies"][name].get(SCOPE_KEY)
+    return [cell for cell in study["cells"] if scope is None or cell in scope]
 
 
 def _strategy_problems(study: Mapping[str, Any]) -> list[Problem]:
@@ -379,8 +391,19 @@ def _strategy_problems(study: Mapping[str, Any]) -> list[Problem]:
         except ValueError as err:
             problems.append((here, f"strategies.{name}: {err}"))
             continue
+        scope = study["strategies"][name].get(SCOPE_KEY)
+        unknown = [cell for cell in scope or [] if cell not in study["cells"]]
+        if unknown:
+            problems.append(
+                (
+                    (*here, SCOPE_KEY),
+                    f"strategies.{name}.{SCOPE_KEY}: {_allowed(unknown)} not in cells; "
+                    f"the study's cells: {_allowed(study['cells'])}",
+                )
+            )
+            continue
         refusals = []
-        for cell in study["cells"]:
+        for cell in strategy_cells(study, name):
             try:
                 strategy.check_applicable(cell)
             except ValueError as err:
@@ -391,7 +414,8 @@ def _strategy_problems(study: Mapping[str, Any]) -> list[Problem]:
             problems.append(
                 (
                     here,
-                    f"strategies.{name}: {refusals[0][1]}{same} (remove those cells from cells, or drop this strategy)",
+                    f"strategies.{name}: {refusals[0][1]}{same} (give the strategy a cells: list without those "
+                    "cells, remove them from cells, or drop this strategy)",
                 )
             )
     return problems
