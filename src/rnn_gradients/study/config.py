@@ -19,17 +19,15 @@ grid of runs a valid config describes is :mod:`rnn_gradients.study.grid`.
 from __future__ import annotations
 
 import copy
-import difflib
 import math
 import re
-from collections import Counter
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import yaml
 from jsonschema import Draft202012Validator, validators
-from jsonschema.exceptions import ValidationError, best_match
+from jsonschema.exceptions import ValidationError
 
 from rnn_gradients.engine.cells import CELLS
 from rnn_gradients.engine.initialization import INIT_SCHEMES
@@ -46,6 +44,7 @@ from rnn_gradients.study.config_files import (
     read_config_file,
     where,
 )
+from rnn_gradients.study.config_messages import Problem, describe_error, listed, type_name
 
 
 class StudyConfigError(ValueError):
@@ -61,10 +60,6 @@ class StudyConfigError(ValueError):
         lines = "\n".join(f"  - {problem}" for problem in self.problems)
         lead = f"{source}: " if source else ""
         super().__init__(f"{lead}invalid study config ({len(self.problems)} {noun}):\n{lines}")
-
-
-Problem = tuple[tuple[Any, ...], str]
-"""A problem: the key path it is about and its readable line (which starts with that path)."""
 
 
 def _filling_defaults(validator_class: type) -> type:
@@ -195,7 +190,7 @@ def _located(problems: Sequence[Problem], locations: Mapping[tuple[Any, ...], st
 def _schema_problems(schema: Mapping[str, Any]) -> Callable[[dict[str, Any]], list[Problem]]:
     def check(study: dict[str, Any]) -> list[Problem]:
         errors = _DefaultFillingValidator(schema).iter_errors(study)
-        found = {problem for error in errors for problem in _describe(error)}
+        found = {problem for error in errors for problem in describe_error(error)}
         return sorted(found, key=lambda problem: problem[1])
 
     return check
@@ -212,7 +207,7 @@ def _key_problems(config: Any, path: tuple[Any, ...] = ()) -> list[Problem]:
                 problems.append(
                     (
                         (*path, key),
-                        f"{where((*path, key))}: the key {key!r} is {_type_name(key)}, not a name{hint}; "
+                        f"{where((*path, key))}: the key {key!r} is {type_name(key)}, not a name{hint}; "
                         f"write it in quotes if you mean the name: '{key}'",
                     )
                 )
@@ -222,144 +217,6 @@ def _key_problems(config: Any, path: tuple[Any, ...] = ()) -> list[Problem]:
         for index, item in enumerate(config):
             problems += _key_problems(item, (*path, index))
     return problems
-
-
-# ---- schema errors as one-liners -------------------------------------------------------------------------------
-
-_JSON_TYPES = {
-    bool: "a boolean",
-    int: "an integer",
-    float: "a number",
-    str: "a string",
-    list: "a list",
-    dict: "a mapping",
-    type(None): "null (an empty value)",
-}
-
-
-def _where(path: Iterable[Any]) -> str:
-    return where(path)
-
-
-def _allowed(values: Iterable[Any]) -> str:
-    return ", ".join(str(value) for value in values)
-
-
-def _close(word: Any, options: Iterable[Any]) -> str:
-    # a high cutoff: only near-certain typos (lsmt -> lstm), never a wrong lead (gpu -> cpu)
-    matches = difflib.get_close_matches(str(word), [str(option) for option in options], n=1, cutoff=0.75)
-    return f" (did you mean {matches[0]!r}?)" if matches else ""
-
-
-def _type_name(value: Any) -> str:
-    return _JSON_TYPES.get(type(value), type(value).__name__)
-
-
-def _expected_types(expected: str | list[str]) -> str:
-    names = {
-        "integer": "an integer",
-        "number": "a number",
-        "string": "a string",
-        "boolean": "true or false",
-        "array": "a list",
-        "object": "a mapping",
-        "null": "null",
-    }
-    kinds = [expected] if isinstance(expected, str) else expected
-    return " or ".join(names.get(kind, kind) for kind in kinds)
-
-
-def _number_hint(value: Any, expected: str | list[str]) -> str:
-    """What to write instead, when a value is almost what was expected (the hint never repeats the mistake).
-
-    YAML 1.1 reads ``1e-3`` (no dot) and anything quoted as text; a float where an integer belongs needs the
-    integer written out.
-    """
-    kinds = [expected] if isinstance(expected, str) else list(expected)
-    if "integer" not in kinds and "number" not in kinds:
-        return ""
-    if isinstance(value, float) and math.isfinite(value) and value.is_integer() and "integer" in kinds:
-        return f"; write {int(value)}"
-    if not isinstance(value, str):
-        return ""
-    try:
-        number = float(value)
-    except ValueError:
-        return ""
-    if not math.isfinite(number):
-        return ""
-    if "integer" in kinds:
-        return f"; write {int(number)} (no quotes, no decimal point)" if number.is_integer() else ""
-    if "." not in value and "e" in value.lower():
-        return f" (YAML reads {value} as text: write it with a dot, e.g. {number!r})"
-    return f"; write {number!r} without quotes"
-
-
-def _describe(error: ValidationError) -> list[Problem]:
-    """One readable line per problem in ``error``: where, the bad value, what is allowed."""
-    if error.context:
-        return _describe(best_match(error.context))
-    path = tuple(error.absolute_path)
-    where = _where(path)
-    value = error.instance
-    kind = error.validator
-    if "propertyNames" in error.absolute_schema_path:
-        here = (*path, value)
-        key_path = _where(here)
-        if kind == "enum":
-            return [
-                (
-                    here,
-                    f"{key_path}: unknown key {value!r}{_close(value, error.validator_value)}; "
-                    f"allowed: {_allowed(error.validator_value)}",
-                )
-            ]
-        if kind == "pattern":
-            return [
-                (
-                    here,
-                    f"{key_path}: name {value!r} must match {error.validator_value} "
-                    "(lower-case letters, digits and underscores, starting with a letter; nothing after them, "
-                    "not even a newline)",
-                )
-            ]
-        if kind == "maxLength":
-            return [(here, f"{key_path}: name {value!r} is longer than {error.validator_value} characters")]
-    if kind == "additionalProperties" and error.validator_value is False:
-        allowed = list(error.schema.get("properties", {}))
-        extra = [key for key in value if key not in allowed]
-        return [
-            (
-                (*path, key),
-                f"{_where((*path, key))}: unknown key {key!r}{_close(key, allowed)}; allowed keys: {_allowed(allowed)}",
-            )
-            for key in extra
-        ]
-    if kind == "enum":
-        options = error.validator_value
-        return [(path, f"{where}: {value!r} is not allowed{_close(value, options)}; allowed: {_allowed(options)}")]
-    if kind == "type":
-        expected = _expected_types(error.validator_value)
-        if isinstance(value, float) and not math.isfinite(value):
-            return [(path, f"{where}: {value!r} is not a finite number; expected {expected}")]
-        what = "a number with a decimal point" if isinstance(value, float) else _type_name(value)
-        return [
-            (path, f"{where}: {value!r} is {what}, expected {expected}{_number_hint(value, error.validator_value)}")
-        ]
-    if kind == "minimum":
-        return [(path, f"{where}: {value!r} is below the minimum {error.validator_value}")]
-    if kind == "exclusiveMinimum":
-        return [(path, f"{where}: {value!r} is too small; it must be greater than {error.validator_value}")]
-    if kind == "maximum":
-        return [(path, f"{where}: {value!r} is above the maximum {error.validator_value}")]
-    if kind in ("minItems", "minProperties"):
-        what = "list" if kind == "minItems" else "mapping"
-        return [(path, f"{where}: the {what} is empty; give at least {error.validator_value} entry")]
-    if kind == "uniqueItems":
-        counts = Counter(repr(item) for item in value)
-        repeated = sorted(item for item, count in counts.items() if count > 1)
-        return [(path, f"{where}: {_allowed(repeated)} appears more than once; every entry must be distinct")]
-    return [(path, f"{where}: {error.message}")]
 
 
 # ---- semantic checks -------------------------------------------------------------------------------------------
@@ -397,8 +254,8 @@ def _strategy_problems(study: Mapping[str, Any]) -> list[Problem]:
             problems.append(
                 (
                     (*here, SCOPE_KEY),
-                    f"strategies.{name}.{SCOPE_KEY}: {_allowed(unknown)} not in cells; "
-                    f"the study's cells: {_allowed(study['cells'])}",
+                    f"strategies.{name}.{SCOPE_KEY}: {listed(unknown)} not in cells; "
+                    f"the study's cells: {listed(study['cells'])}",
                 )
             )
             continue
@@ -410,7 +267,7 @@ def _strategy_problems(study: Mapping[str, Any]) -> list[Problem]:
                 refusals.append((cell, err))
         if refusals:
             others = [cell for cell, _ in refusals[1:]]
-            same = f"; the same holds for {_allowed(others)}" if others else ""
+            same = f"; the same holds for {listed(others)}" if others else ""
             problems.append(
                 (
                     here,
@@ -427,7 +284,7 @@ def _learning_rate_problems(study: Mapping[str, Any]) -> list[Problem]:
         (
             ("training", "learning_rate", cell),
             f"training.learning_rate.{cell}: an override for cell {cell!r}, which is not in cells; "
-            f"configured cells: {_allowed(cells)}",
+            f"configured cells: {listed(cells)}",
         )
         for cell in study["training"]["learning_rate"]
         if cell != "default" and cell not in cells
