@@ -1,21 +1,23 @@
 """Grouped cluster jobs: the share of each SLURM job's wall time spent training, measured on a live cluster.
 
-    python benchmarks/bench_cluster_jobs.py [--study tiny|medium|CONFIG] [--runs-per-job 4] [--jobs 4]
+    python benchmarks/bench_cluster_jobs.py [--study tiny|medium|CONFIG] [--per-cluster-job 4] [--jobs 4]
 
 Runs a study's `tables` target through workflow/profiles/slurm in a fresh temporary directory (needs the `slurm`
 extra and a cluster that `sinfo` reaches), then, for every training job that SLURM ran:
 
 - its wall time: StartTime to EndTime from `scontrol show job` (whole seconds; SLURM keeps finished jobs for
   MinJobAge, so this runs right after the workflow; `sacct` needs an accounting database);
-- its runs: the `wildcards:` of the train jobs in its log, .snakemake/slurm_logs/group_train_train/<jobid>.log;
+- its training jobs: the `wildcards:` of the train jobs in its log, .snakemake/slurm_logs/group_train_train/<id>.log
+  (a training job is a combination: the seeds of one task, T, cell and strategy, trained in one process);
 - their training time: each run's `runtime.json` `wall_time_s` (the training loop with its evaluations and
-  probes) and, wider, the run's benchmark `s` (the whole `python -m rnn_gradients train` process);
+  probes) and, wider, each training job's benchmark `s` (the whole `python -m rnn_gradients train` process);
 
 and prints the share training / (cores × wall time) per job and over all jobs. The rest of a job's time is
-Snakemake: its start-up at the sbatch level, then one `srun` and one Snakemake start per run (the job step).
+Snakemake: its start-up at the sbatch level, then one `srun` and one Snakemake start per training job.
 
 Studies: `tiny` is tests/configs/tiny.yaml (12 runs of 40 steps, under a second of training each); `medium` is
-12 runs of 1,000 steps at T = 100 (10-30 s each, the default study's order of magnitude); or a config file.
+12 combinations × 3 seeds of 1,000 steps at T = 100 (10-30 s each, the default study's order of magnitude); or a
+config file.
 """
 
 from __future__ import annotations
@@ -39,8 +41,8 @@ MEDIUM = {
     "tasks": {"adding": [100], "temporal_order": [100]},
     "cells": ["rnn_tanh", "lstm", "gru"],
     "strategies": {"none": {}, "clip_norm": {"clip_norm": 1.0}},
-    "seeds": [0],
-    "data": {"train_size": 2000, "test_size": 500},
+    "seeds": [0, 1, 2],
+    "data": {"train_size": 2000, "val_size": 500, "test_size": 500},
     "training": {
         "steps": 1000,
         "batch_size": 64,
@@ -52,7 +54,7 @@ MEDIUM = {
         "device": "cpu",
     },
 }
-WILDCARDS = re.compile(r"wildcards: task=(\w+), seq_len=(\d+), cell=(\w+), strategy=(\w+), seed=(\d+)")
+WILDCARDS = re.compile(r"wildcards: task=(\w+), seq_len=(\d+), cell=(\w+), strategy=(\w+)$", re.M)
 
 
 def study_text(study: str) -> str:
@@ -63,7 +65,7 @@ def study_text(study: str) -> str:
     return Path(study).read_text()
 
 
-def run_workflow(workdir: Path, runs_per_job: int, jobs: int) -> float:
+def run_workflow(workdir: Path, per_cluster_job: int, jobs: int) -> float:
     command = [
         str(BIN / "snakemake"),
         "--snakefile",
@@ -75,7 +77,7 @@ def run_workflow(workdir: Path, runs_per_job: int, jobs: int) -> float:
         "--jobs",
         str(jobs),
         "--group-components",
-        f"train={runs_per_job}",
+        f"train={per_cluster_job}",
         "data=20",
         "--slurm-init-seconds-before-status-checks",
         "2",
@@ -100,19 +102,22 @@ def seconds_between(start: str, end: str) -> float:
     return (datetime.fromisoformat(end) - datetime.fromisoformat(start)).total_seconds()
 
 
-def run_files(workdir: Path, key: tuple[str, ...]) -> tuple[float, float]:
-    task, seq_len, cell, strategy, seed = key
-    run = workdir / "results" / "runs" / task / f"T{seq_len}" / cell / strategy / f"seed{seed}"
-    bench = workdir / "results" / "benchmarks" / "runs" / task / f"T{seq_len}" / cell / strategy / f"seed{seed}.tsv"
-    wall = json.loads((run / "runtime.json").read_text())["wall_time_s"]
+def training_job(workdir: Path, key: tuple[str, ...], seeds: list[int]) -> tuple[int, float, float]:
+    """(runs, their summed wall_time_s, the training process's wall time) of one combination's training job."""
+    task, seq_len, cell, strategy = key
+    combination = workdir / "results" / "runs" / task / f"T{seq_len}" / cell / strategy
+    wall = sum(json.loads((combination / f"seed{s}" / "runtime.json").read_text())["wall_time_s"] for s in seeds)
+    bench = workdir / "results" / "benchmarks" / "runs" / task / f"T{seq_len}" / cell / f"{strategy}.tsv"
     process = float(bench.read_text().splitlines()[1].split("\t")[0])
-    return wall, process
+    return len(seeds), wall, process
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--study", default="tiny", help="tiny, medium or a config file (default tiny)")
-    parser.add_argument("--runs-per-job", type=int, default=4, help="group-components train=N (default 4)")
+    parser.add_argument(
+        "--per-cluster-job", type=int, default=4, help="training jobs per cluster job: group-components train=N"
+    )
     parser.add_argument("--jobs", type=int, default=4, help="cluster jobs at once (default 4)")
     parser.add_argument("--keep", action="store_true", help="keep the working directory")
     args = parser.parse_args()
@@ -120,10 +125,11 @@ def main() -> None:
     workdir = Path(tempfile.mkdtemp(prefix="bench_cluster_"))
     (workdir / "config").mkdir()
     (workdir / "config" / "config.yaml").write_text(study_text(args.study))
-    elapsed = run_workflow(workdir, args.runs_per_job, args.jobs)
+    elapsed = run_workflow(workdir, args.per_cluster_job, args.jobs)
+    seeds = yaml.safe_load((workdir / "config" / "config.yaml").read_text()).get("seeds", [0, 1, 2])
 
     logs = sorted((workdir / ".snakemake" / "slurm_logs").glob("group_train_*/*.log"), key=lambda p: int(p.stem))
-    print(f"study {args.study}: {args.runs_per_job} runs per cluster job, whole workflow {elapsed:.0f} s")
+    print(f"study {args.study}: {args.per_cluster_job} training jobs per cluster job, workflow {elapsed:.0f} s")
     print(f"{'job':>5s} {'runs':>4s} {'cores':>5s} {'wall s':>7s} {'train s':>8s} {'share':>6s}", end="")
     print(f" {'process s':>9s} {'share':>6s}")
     totals = [0, 0.0, 0.0, 0.0]
@@ -131,15 +137,17 @@ def main() -> None:
         info = slurm_job(log.stem)
         if info.get("JobState") != "COMPLETED":
             sys.exit(f"SLURM job {log.stem} is {info.get('JobState')}")
-        runs = sorted(set(WILDCARDS.findall(log.read_text())))
+        jobs = sorted(set(WILDCARDS.findall(log.read_text())))
         cores = int(info["NumCPUs"])
         wall = seconds_between(info["StartTime"], info["EndTime"])
-        train, process = (sum(values) for values in zip(*(run_files(workdir, key) for key in runs), strict=True))
+        n_runs, train, process = (
+            sum(v) for v in zip(*(training_job(workdir, key, seeds) for key in jobs), strict=True)
+        )
         print(
-            f"{log.stem:>5s} {len(runs):4d} {cores:5d} {wall:7.0f} {train:8.1f} {train / (cores * wall):6.0%}"
+            f"{log.stem:>5s} {n_runs:4d} {cores:5d} {wall:7.0f} {train:8.1f} {train / (cores * wall):6.0%}"
             f" {process:9.1f} {process / (cores * wall):6.0%}"
         )
-        totals = [totals[0] + len(runs), totals[1] + cores * wall, totals[2] + train, totals[3] + process]
+        totals = [totals[0] + n_runs, totals[1] + cores * wall, totals[2] + train, totals[3] + process]
     runs, core_s, train, process = totals
     print(
         f"{'all':>5s} {runs:4d} {'':5s} {core_s:7.0f} {train:8.1f} {train / core_s:6.0%} {process:9.1f}"
