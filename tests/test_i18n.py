@@ -106,7 +106,8 @@ def test_the_language_is_a_context() -> None:
     assert current_language() == PRIMARY
     with language("es"):
         assert current_language() == "es"
-        assert msg("count.tasks", n=1) == "una tarea" and msg("count.tasks", n=3) == "3 tareas"
+        assert msg("count.tasks", n=1) == "una tarea" and msg("count.tasks", n=3) == "tres tareas"
+        assert msg("count.tasks", n=12) == "12 tareas"
     assert current_language() == PRIMARY and msg("count.tasks", n=3) == "3 tasks"
 
 

@@ -143,7 +143,6 @@ def test_the_sentences_follow_the_language() -> None:
     results = results_of(make_study_tables())
     with language("es"):
         text = overview_sentence(results)
-    assert text.startswith(
-        "El estudio entrena 3 tipos de celda (<code>rnn&#95;tanh</code>, <code>rnn&#95;relu</code> y <code>lstm</code>)"
-    )
+    cells = "<code>rnn&#95;tanh</code>, <code>rnn&#95;relu</code> y <code>lstm</code>"
+    assert text.startswith(f"El estudio entrena tres tipos de celda ({cells}) con tres estrategias de mitigación")
     assert "La @tbl-tasks describe las tareas" in text and "El control, con el que se compara" in text

@@ -292,7 +292,7 @@ def test_conclusions_claim_majorities_and_name_the_rescue(results: Results) -> N
     assert lines[1] == (
         "- **adding, T = 40** (MSE, chance 0.167). Under the control <code>baseline</code>: solved by "
         "<code>lstm</code> (2/2); failed by <code>rnn&#95;tanh</code> (0/2) and <code>rnn&#95;relu</code> (0/2). "
-        "No strategy rescues <code>rnn&#95;tanh</code> and <code>rnn&#95;relu</code>."
+        "No strategy rescues <code>rnn&#95;tanh</code> or <code>rnn&#95;relu</code>."
     )
     assert lines[3].startswith("- **Vanishing.** At initialization under <code>baseline</code>")
     assert lines[4] == "- **Exploding.** 1/48 runs without clipping diverged; 0/24 runs with clipping diverged."

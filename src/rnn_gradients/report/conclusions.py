@@ -51,7 +51,7 @@ def _rescues(results: Results, part: pd.DataFrame, cells: list[str]) -> str:
             rescued.append(msg("conclusions.split_only", cell=code(cell), split=splits))
         else:
             unrescued.append(code(cell))
-    parts = ([msg("conclusions.unrescued", cells=listing(unrescued))] if unrescued else []) + rescued
+    parts = ([msg("conclusions.unrescued", cells=listing(unrescued, negated=True))] if unrescued else []) + rescued
     text = "; ".join(parts)
     return text[0].upper() + text[1:] + "." if text else ""
 

@@ -5,8 +5,9 @@ appendix) comes from a catalogue, ``messages/<lang>.yaml``, one file per languag
 (``overview.control``, ``figure.flow.x_label``). A message is ``str.format`` text with named placeholders
 (``{cells}``), filled by :func:`msg` with values that are already formatted: numbers by
 :mod:`~rnn_gradients.report.format` in the current language, names escaped. A message that depends on a count is a
-mapping of plural categories (``one``, ``other``), chosen by the keyword ``n``. Formulas stay out of the catalogues:
-code passes them in as placeholders, so that the equations are the same in every language.
+mapping of plural categories (``one``, ``other``), chosen by the keyword ``n``, whose ``{n}`` is written in words
+where the language's ``number.words`` has one ("cinco tareas"), in digits otherwise. Formulas stay out of the
+catalogues: code passes them in as placeholders, so that the equations are the same in every language.
 
 The current language is a context variable. The report's setup cell calls :func:`use_language` with its ``lang``
 parameter; tests and tools use the :func:`language` context manager. English, the first language, is the primary
@@ -93,6 +94,13 @@ def _flatten(tree: Mapping[str, Any], path: Path, prefix: str = "") -> dict[str,
     return messages
 
 
+def number_word(n: int) -> str:
+    """A count in words where the current language writes it so (its ``number.words``: "cero uno dos ..."), else in
+    digits."""
+    words = str(catalogue(current_language()).get("number.words", "")).split()
+    return words[n] if 0 <= n < len(words) else str(n)
+
+
 def plural_category(n: int) -> str:
     """The plural category of the count ``n``: "one" for 1, "other" otherwise (English and Spanish alike)."""
     return "one" if n == 1 else "other"
@@ -112,8 +120,9 @@ def msg(key: str, /, **values: Any) -> str:
     if isinstance(message, dict):
         if "n" not in values:
             raise KeyError(f"message {key!r} has plural forms: give its count as n")
-        category = plural_category(int(values["n"]))
-        message = message.get(category, message["other"])
+        n = int(values["n"])
+        message = message.get(plural_category(n), message["other"])
+        values = {**values, "n": number_word(n)}
     try:
         return message.format(**values)
     except (KeyError, IndexError) as err:

@@ -25,11 +25,12 @@ from rnn_gradients.report.results import Comparison, Results
 from rnn_gradients.study.grid import GRID_KEYS
 
 
-def listing(items: Iterable[str]) -> str:
-    """ "a, b and c"; the catalogue's word for none for no items."""
+def listing(items: Iterable[str], *, negated: bool = False) -> str:
+    """ "a, b and c" ("a, b or c" after a negation); the catalogue's word for none for no items."""
     items = list(items)
     if len(items) > 1:
-        return msg("list.and", first=msg("list.separator").join(items[:-1]), last=items[-1])
+        joined = msg("list.separator").join(items[:-1])
+        return msg("list.nor" if negated else "list.and", first=joined, last=items[-1])
     return "".join(items) or msg("list.none")
 
 

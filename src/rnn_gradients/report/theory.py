@@ -163,7 +163,7 @@ def gaps_sentence(results: Results) -> str:
     n = int((~results.accuracy["diverged"]).sum())
     if gaps.empty:
         return msg("gaps.none", n=n)
-    return msg("gaps.some", runs=fraction(len(gaps), n))
+    return msg("gaps.some", k=len(gaps), n=n)
 
 
 def gaps_table(results: Results) -> pd.DataFrame | None:
