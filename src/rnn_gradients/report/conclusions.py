@@ -107,7 +107,7 @@ def vanishing_line(results: Results) -> str | None:
         return None
     stats = exponent.groupby(init.loc[exponent.index, "cell"]).agg(["mean", "min", "max", "size"])
     several = bool((stats["size"] > 1).any())
-    factors = ", ".join(
+    factors = msg("number.list_separator").join(  # a list of numbers: "; " where the decimal mark is a comma
         f"{code(cell)} {power_of_ten(stats.loc[cell, 'mean'])}"
         + (
             " ("
