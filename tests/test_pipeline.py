@@ -9,6 +9,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -147,16 +148,32 @@ def test_every_table_covers_the_grid_with_the_documented_columns(study_dir, stud
     assert gated["bound_decay"].isna().all() and gated["meanfield_decay"].isna().all()
     assert (vanilla["decay_per_step"] <= vanilla["bound_decay"] + 1e-9).all()  # Pascanu's bound holds
 
-    # the validated config, without its size limits (which guard the study, and do not describe it)
-    assert json.loads((tables / "study_config.json").read_text()) == {k: v for k, v in study.items() if k != "limits"}
+    # the validated config, without its size limits (which guard the study, and do not describe it) and without
+    # how the report is rendered
+    shown = {k: v for k, v in study.items() if k not in ("limits", "report")}
+    assert json.loads((tables / "study_config.json").read_text()) == shown
 
 
-def test_the_default_target_renders_the_report(study_dir):
+def test_the_default_target_renders_the_report_in_both_languages(study_dir):
     result = snakemake(study_dir)
     assert result.returncode == 0, result.stdout[-5000:]
-    assert {rule for rule, _ in planned_jobs(result.stdout)} <= {"report", "all"}
-    html = study_dir / "results" / "report" / "report.html"
-    assert html.stat().st_size > 0
+    assert Counter(rule for rule, _ in planned_jobs(result.stdout)) == {"report": 2, "all": 1}
+    folder = study_dir / "results" / "report"
+    assert sorted(p.name for p in folder.iterdir()) == ["report.es.html", "report.html"]
+    english, spanish = ((folder / name).read_text(encoding="utf-8") for name in ("report.html", "report.es.html"))
+    assert '<html lang="en"' in english or 'lang="en" xml:lang="en"' in english
+    assert '<html lang="es"' in spanish or 'lang="es" xml:lang="es"' in spanish
+    assert re.search(r'<a href="report\.es\.html"[^>]*>Español</a>', english)  # each page links to the other
+    assert re.search(r'<a href="report\.html"[^>]*>English</a>', spanish)
+    assert "Desvanecimiento del gradiente" in spanish and "Vanishing gradients" in english
+
+
+def test_the_report_languages_are_a_config_key_that_reruns_only_the_report(study_dir):
+    dry = snakemake(study_dir, "-n", TARGET, "--config", "report={languages: [es]}")
+    assert dry.returncode == 0, dry.stdout[-5000:]
+    # the Spanish page no longer links to an English one: it is rendered again, and nothing before it
+    assert Counter(rule for rule, _ in planned_jobs(dry.stdout)) == {"report": 1, "all": 1}
+    assert "results/report/report.es.html" in dry.stdout and "output: results/report/report.html" not in dry.stdout
 
 
 def test_a_complete_study_has_nothing_to_do(study_dir):
@@ -177,8 +194,7 @@ def test_a_deleted_summary_reruns_only_its_run_and_what_follows(study_dir, study
     assert dry.returncode == 0, dry.stdout[-5000:]
     jobs = planned_jobs(dry.stdout)
     assert [job for job in jobs if job[0] == "train"] == [("train", wildcards(key))]
-    assert {rule for rule, _ in jobs} == {"train", *AFTER_RUNS}
-    assert len(jobs) == 1 + len(AFTER_RUNS)
+    assert Counter(rule for rule, _ in jobs) == {"train": 1, "collect": 1, "report": 2, "all": 1}
 
     result = snakemake(study_dir, TARGET)
     assert result.returncode == 0, result.stdout[-5000:]

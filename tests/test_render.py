@@ -167,6 +167,81 @@ def test_the_words_follow_the_documents_language(tmp_path: Path) -> None:
     assert re.search(r'<p class="date">\d{4}-\d\d-\d\d</p>', html)  # "today", resolved
 
 
+LANGUAGES_FILTER = Path(__file__).resolve().parents[1] / "report" / "languages.lua"
+BILINGUAL = """---
+title: "[Title]{.lang-en}[Título]{.lang-es}"
+lang: en
+filters:
+  - at: pre-ast
+    path: languages.lua
+format:
+  html:
+    number-sections: true
+execute:
+  echo: false
+---
+
+```{python}
+#| tags: [parameters]
+#| include: false
+lang = "en"
+```
+
+# [Setup]{.lang-en}[Preparación]{.lang-es} {#sec-setup}
+
+::: lang-en
+English prose with [Deutsch]{lang=de}, see @tbl-env.
+:::
+
+::: lang-es
+Texto en español, véase @tbl-env.
+:::
+
+```{python}
+#| label: tbl-env
+#| tbl-cap: "[A table]{.lang-en}[Una tabla]{.lang-es}"
+from IPython.display import Markdown, display
+display(Markdown(f"[]{{.report-language lang={lang}}}\\n\\n| a |\\n|---|\\n| 1 |"))
+```
+"""
+
+
+@pytest.mark.parametrize(
+    ("lang", "kept", "dropped"),
+    [
+        ("en", ["<title>Title</title>", "Setup</h1>", '<span lang="de">Deutsch</span>', "Table&#160;1", "A table"],
+         ["Título", "Preparación", "español", "Una tabla"]),
+        ("es", ["<title>Título</title>", "Preparación</h1>", "Texto en español, véase", "Tabla&#160;1", "Una tabla"],
+         ["Title", "Setup", "English", "A table", "report-language"]),
+    ],
+)  # fmt: skip
+def test_the_language_filter_keeps_the_pages_language(tmp_path: Path, lang: str, kept: list, dropped: list) -> None:
+    qmd = write(tmp_path / "doc.qmd", BILINGUAL)
+    (tmp_path / "languages.lua").write_bytes(LANGUAGES_FILTER.read_bytes())
+    render_report(qmd, tmp_path / "doc.html", tmp_path, engine="offline", lang=lang)
+    html = (tmp_path / "doc.html").read_text(encoding="utf-8").replace(NBSP, "&#160;")
+    assert [text for text in kept if text not in html] == []
+    assert [text for text in dropped if text in html.split("<body", 1)[1]] == []
+
+
+def test_a_page_whose_cells_wrote_another_language_is_refused(tmp_path: Path) -> None:
+    qmd = write(tmp_path / "doc.qmd", BILINGUAL.replace("lang={lang}", "lang=en"))
+    (tmp_path / "languages.lua").write_bytes(LANGUAGES_FILTER.read_bytes())
+    message = "the report's cells wrote in 'en' but the document's language is 'es'"
+    with pytest.raises(RenderError, match=message):
+        render_report(qmd, tmp_path / "doc.html", tmp_path, engine="offline", lang="es")
+    assert not (tmp_path / "doc.html").exists()
+
+
+def test_the_offline_engine_runs_only_lua_filters(tmp_path: Path) -> None:
+    qmd = write(tmp_path / "doc.qmd", "---\nfilters: [quarto, other.py]\n---\n\n# A\n")
+    with pytest.raises(ValueError, match="runs Lua filters given by path"):
+        render_report(qmd, tmp_path / "doc.html", tmp_path, engine="offline")
+    missing = write(tmp_path / "missing.qmd", "---\nfilters: [nowhere.lua]\n---\n\n# A\n")
+    with pytest.raises(FileNotFoundError, match="nowhere.lua"):
+        render_report(missing, tmp_path / "doc.html", tmp_path, engine="offline")
+
+
 def test_a_failing_cell_stops_the_render_with_its_error(tmp_path: Path) -> None:
     source = TINY.replace("fig.subplots().plot([0, 1, 2], [0, 1, 4])", "1 / 0")
     qmd = write(tmp_path / "tiny.qmd", source)

@@ -1,4 +1,4 @@
-"""The report rendered by the real Quarto CLI, and the same report from both engines.
+"""The report rendered by the real Quarto CLI, and the same report from both engines, in every language.
 
 These tests need `quarto` on PATH (and papermill, which Quarto's Jupyter engine uses to set the report's
 parameters). Where Quarto is missing they skip, saying so; under CI (`CI=true`) they fail instead, since CI
@@ -21,12 +21,23 @@ from rnn_gradients.report.render import RenderError, quarto_missing, render_repo
 ROOT = Path(__file__).resolve().parents[1]
 REPORT = ROOT / "report" / "report.qmd"
 TINY_STUDY = ROOT / "tests" / "configs" / "tiny.yaml"
-SECTIONS = (
-    "1 Recurrent networks for sequential data", "2 Backpropagation through time", "3 Vanishing gradients",
-    "4 Exploding gradients", "5 Remedies", "5.1 Activation functions", "5.2 Normalization",
-    "5.3 Gradient clipping", "5.4 Gated cells: LSTM and GRU", "5.5 Every combination", "6 Theory check",
-    "7 Conclusions", "8 Reproducibility",
-)  # fmt: skip
+SECTIONS = {
+    "en": (
+        "1 Recurrent networks for sequential data", "2 Backpropagation through time", "3 Vanishing gradients",
+        "4 Exploding gradients", "5 Remedies", "5.1 Activation functions", "5.2 Normalization",
+        "5.3 Gradient clipping", "5.4 Gated cells: LSTM and GRU", "5.5 Every combination", "6 Theory check",
+        "7 Conclusions", "8 Reproducibility",
+    ),
+    "es": (
+        "1 Redes neuronales recurrentes para datos secuenciales", "2 Retropropagación a través del tiempo",
+        "3 Desvanecimiento del gradiente", "4 Estallido del gradiente", "5 Soluciones", "5.1 Funciones de activación",
+        "5.2 Normalización", "5.3 Clipping de gradientes", "5.4 Celdas con puertas: LSTM y GRU",
+        "5.5 Todas las combinaciones", "6 Comprobación de la teoría", "7 Conclusiones", "8 Reproducibilidad",
+    ),
+}  # fmt: skip
+# Quarto's own words for a figure, a table and a section, and the appendix's label of the renderer.
+WORDS = {"en": ("Figure", "Table", "Section", "Renderer"), "es": ("Figura", "Tabla", "Sección", "Motor de renderizado")}
+LANGUAGES = tuple(SECTIONS)
 # Anything the browser would fetch from elsewhere: scripts, styles, images, frames, CSS imports and url()s.
 EXTERNAL = re.compile(
     r"<(?:script|link|img|iframe|source|video|audio|embed|object)\b[^>]*\b(?:src|href|data)\s*=\s*[\"']?"
@@ -69,25 +80,27 @@ def page_facts(html: str) -> dict[str, object]:
     return {"headings": headings, "floats": floats, "references": references, "images": len(images)}
 
 
-def check_quarto_page(html: str) -> dict[str, object]:
+def check_quarto_page(html: str, lang: str = "en") -> dict[str, object]:
+    figure, table, section, renderer = WORDS[lang]
     assert re.search(r'<meta name="generator" content="quarto-1\.\d+', html)
+    assert re.search(rf'<html [^>]*\blang="{lang}"', html)
     facts = page_facts(html)
-    assert facts["headings"] == list(SECTIONS)
+    assert facts["headings"] == list(SECTIONS[lang])
     figures = [label for label in facts["floats"] if label.startswith("fig-")]
     assert figures and facts["images"] == len(figures)  # every figure embedded, one image each
     for label in figures:
         start = html.index(f'id="{label}"')
         assert re.match(r'[^>]*>\s*<figure\b.*?<img\b[^>]*src="data:image/png;base64,', html[start:], re.S), label
     for number, (label, caption) in enumerate(((k, v) for k, v in facts["floats"].items() if k in figures), 1):
-        assert caption.startswith(f"Figure {number}: "), (label, caption)
+        assert caption.startswith(f"{figure} {number}: "), (label, caption)
     ids = set(re.findall(r'\bid="([^"]+)"', html))
     assert facts["references"] and all(target in ids for target, _ in facts["references"])
-    assert all(re.fullmatch(r"(Figure|Table|Section) \d+(\.\d+)*", text) for _, text in facts["references"])
+    assert all(re.fullmatch(rf"({figure}|{table}|{section}) \d+(\.\d+)*", text) for _, text in facts["references"])
     assert not re.search(r"\?@[a-z]+-", html) and "quarto-unresolved-ref" not in html  # an unknown reference
     for marker in ("Traceback", "Error:", "Exception", 'class="cell-output cell-output-stderr"'):
         assert marker not in html
     assert not EXTERNAL.search(html), EXTERNAL.search(html).group(0)
-    assert "<li><strong>Renderer:</strong> quarto.</li>" in html
+    assert f"<li><strong>{renderer}:</strong> quarto.</li>" in html
     return facts
 
 
@@ -122,12 +135,13 @@ def tiny_tables(quarto: None, tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.mark.slow
-def test_quarto_renders_the_tiny_studys_report(tiny_tables: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize("lang", LANGUAGES)
+def test_quarto_renders_the_tiny_studys_report(tiny_tables: Path, tmp_path: Path, lang: str) -> None:
     quarto_page, offline_page = tmp_path / "quarto.html", tmp_path / "offline.html"
-    assert render_report(REPORT, quarto_page, tiny_tables, engine="quarto") == "quarto"
+    assert render_report(REPORT, quarto_page, tiny_tables, engine="quarto", lang=lang) == "quarto"
     html = quarto_page.read_text(encoding="utf-8")
-    facts = check_quarto_page(html)
-    assert f"<li><strong>Study tables:</strong> <code>{tiny_tables}</code>.</li>" in html
+    facts = check_quarto_page(html, lang)
+    assert f"<code>{tiny_tables}</code>.</li>" in html
     # the tiny study has neither normalization nor a second vanilla cell: those figures are left out
     assert list(facts["floats"]) == [
         "tbl-tasks", "fig-derivatives", "fig-flow", "tbl-decay", "fig-traces", "tbl-strategies", "fig-clipping",
@@ -135,17 +149,18 @@ def test_quarto_renders_the_tiny_studys_report(tiny_tables: Path, tmp_path: Path
     ]  # fmt: skip
     assert sorted(p.name for p in tmp_path.iterdir()) == ["quarto.html"]  # nothing of Quarto's left beside it
 
-    render_report(REPORT, offline_page, tiny_tables, engine="offline")
+    render_report(REPORT, offline_page, tiny_tables, engine="offline", lang=lang)
     assert page_facts(offline_page.read_text(encoding="utf-8")) == facts
 
 
-def test_both_engines_render_the_same_report_from_the_same_tables(quarto: None, tmp_path: Path) -> None:
+@pytest.mark.parametrize("lang", LANGUAGES)
+def test_both_engines_render_the_same_report_from_the_same_tables(quarto: None, tmp_path: Path, lang: str) -> None:
     tables = write_study_tables(tmp_path / "tables")  # the full grid: every figure of the report is drawn
     pages = {}
     for engine in ("quarto", "offline"):
-        render_report(REPORT, tmp_path / f"{engine}.html", tables, engine=engine)
+        render_report(REPORT, tmp_path / f"{engine}.html", tables, engine=engine, lang=lang)
         pages[engine] = (tmp_path / f"{engine}.html").read_text(encoding="utf-8")
-    facts = check_quarto_page(pages["quarto"])
+    facts = check_quarto_page(pages["quarto"], lang)
     assert len([label for label in facts["floats"] if label.startswith("fig-")]) == 9
     assert len([label for label in facts["floats"] if label.startswith("tbl-")]) == 6  # no train/test gaps table
     offline = page_facts(pages["offline"])

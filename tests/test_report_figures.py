@@ -139,7 +139,7 @@ def test_metric_figure_shows_every_seed_and_chance(results: Results) -> None:
     axes = panels(fig)
     assert len(axes) == 3 * 2  # rows: cells; columns: tasks
     adding = next(ax for ax in axes if ax.get_title() == "adding · rnn_tanh")
-    assert adding.get_yscale() == "log" and adding.get_ylabel() == "test MSE (lower is better)"
+    assert adding.get_yscale() == "log" and adding.get_ylabel() == "test MSE\n(lower is better)"
     assert [t.get_text() for t in adding.get_xticklabels()] == ["20", "40"]
     seeds = [c for c in adding.collections if isinstance(c, PathCollection)]
     assert sum(len(c.get_offsets()) for c in seeds) == 2 * 2 * 2  # strategies × lengths × seeds

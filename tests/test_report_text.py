@@ -110,7 +110,7 @@ def test_a_study_without_a_control_says_so_instead_of_picking_one() -> None:
         "@fig-normalization shows <code>ln</code> for every cell; the study has no control to compare with."
     )
     lines = conclusions(no_control).splitlines()
-    assert lines[1].startswith("- **adding, T = 40** (mse, chance 0.167). No control;")
+    assert lines[1].startswith("- **adding, T = 40** (MSE, chance 0.167). No control;")
     assert not any("ln</code>" in line and "rescued" in line for line in lines)
     assert "Vanishing" not in conclusions(no_control)
 
@@ -163,7 +163,7 @@ def test_gradnorm_table_counts_non_finite_steps(results: Results) -> None:
 def test_init_spectrum_sentence_quotes_the_medians(results: Results) -> None:
     text = init_spectrum_sentence(results)
     # The fixture's σ_max is constant per cell and ρ = 0.55 σ_max: rnn_relu 1.9 and 1.045.
-    assert "<code>rnn&#95;relu</code> $\\rho = 1.04$, $\\sigma_{\\max} = 1.9$" in text
+    assert "<code>rnn&#95;relu</code> $\\rho$ = 1.04, $\\sigma_{\\max}$ = 1.9" in text
     empty = dataclasses.replace(results, decay_rates=results.decay_rates.iloc[0:0])
     assert init_spectrum_sentence(empty) is None
 
@@ -283,16 +283,16 @@ def test_conclusions_with_one_seed_say_so(bare: Results) -> None:
         "- **One seed.** Every combination was trained with one seed, so each statement below rests on a single run "
         "per combination."
     )
-    assert lines[1].startswith("- **adding, T = 40** (mse, chance 0.167). Under the control <code>plain</code>:")
+    assert lines[1].startswith("- **adding, T = 40** (MSE, chance 0.167). Under the control <code>plain</code>:")
 
 
 def test_conclusions_claim_majorities_and_name_the_rescue(results: Results) -> None:
     lines = conclusions(results).splitlines()
     assert lines[0].startswith("- **Seeds.** A statement below holds in a strict majority of the seeds")
     assert lines[1] == (
-        "- **adding, T = 40** (mse, chance 0.167). Under the control <code>baseline</code>: solved by "
+        "- **adding, T = 40** (MSE, chance 0.167). Under the control <code>baseline</code>: solved by "
         "<code>lstm</code> (2/2); failed by <code>rnn&#95;tanh</code> (0/2) and <code>rnn&#95;relu</code> (0/2). "
-        "No strategy rescues <code>rnn&#95;tanh</code> and <code>rnn&#95;relu</code>."
+        "No strategy rescues <code>rnn&#95;tanh</code> or <code>rnn&#95;relu</code>."
     )
     assert lines[3].startswith("- **Vanishing.** At initialization under <code>baseline</code>")
     assert lines[4] == "- **Exploding.** 1/48 runs without clipping diverged; 0/24 runs with clipping diverged."
@@ -330,9 +330,8 @@ def test_conclusions_vanishing_factor_is_the_mean_of_slope_times_length(results:
     exponent = (start["decay_per_step"] * start["seq_len"] / np.log(10)).groupby(start["cell"]).agg(["mean", "min"])
     line = conclusions_module.vanishing_line(results)
     for cell in ("rnn_tanh", "rnn_relu", "lstm"):
-        assert (
-            f"{code(cell)} $10^{{{exponent.loc[cell, 'mean']:.1f}}}$ ($10^{{{exponent.loc[cell, 'min']:.1f}}}$" in line
-        )
+        mean, low = (f"{exponent.loc[cell, column]:.1f}".replace("-", "−") for column in ("mean", "min"))
+        assert f"{code(cell)} 10^{mean}^ (10^{low}^ to " in line
 
 
 def test_reproducibility_facts_and_config_yaml(results: Results) -> None:
@@ -358,8 +357,11 @@ def test_reproducibility_facts_and_config_yaml(results: Results) -> None:
     assert "- **Git commit:** none (not a git checkout)." in reproducibility_facts(results, commit=None, **kwargs)
     assert package_versions(["pandas", "no-such-package-xyz"]) == {
         "pandas": pd.__version__,
-        "no-such-package-xyz": "not installed",
+        "no-such-package-xyz": None,
     }
+    assert "no&#45;such&#45;package&#45;xyz not installed" in reproducibility_facts(
+        results, commit=None, **kwargs | {"versions": {"no-such-package-xyz": None}}
+    )
     shown = config_yaml(results)
     assert shown.startswith("```yaml\n") and shown.endswith("```")
     assert "baseline: {}" in shown and "clip: {clip_norm: 1.0}" in shown and "layer_norm: {norm: layer}" in shown

@@ -26,6 +26,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from rnn_gradients.report.i18n import LANGUAGES
+
 EXIT_ERROR = 2
 SCHEMA = Path("workflow") / "schemas" / "config.schema.yaml"
 
@@ -92,7 +94,14 @@ def _collect(args: argparse.Namespace) -> int:
 def _render(args: argparse.Namespace) -> int:
     from rnn_gradients.report.render import render_report
 
-    engine = render_report(args.qmd, out_html=args.out, tables_dir=args.tables, engine=args.engine)
+    engine = render_report(
+        args.qmd,
+        out_html=args.out,
+        tables_dir=args.tables,
+        engine=args.engine,
+        lang=args.lang,
+        languages=args.languages,
+    )
     print(f"rendered {args.out} with {engine}")
     return 0
 
@@ -171,6 +180,15 @@ def build_parser() -> argparse.ArgumentParser:
     render.add_argument("--tables", type=Path, required=True, help="directory of the study tables")
     render.add_argument("--out", type=Path, required=True, help="output HTML file")
     render.add_argument("--engine", choices=("auto", "quarto", "offline"), default="auto")
+    render.add_argument("--lang", choices=LANGUAGES, help="the page's language (default: the document's lang)")
+    render.add_argument(
+        "--languages",
+        nargs="*",
+        choices=LANGUAGES,
+        default=[],
+        help="the languages whose pages are rendered beside this one (report.html, report.es.html, ...): the page "
+        "links to them",
+    )
     render.set_defaults(func=_render)
 
     check = sub.add_parser("check-config", help="validate study config files as the Snakefile does, and say why not")

@@ -1,10 +1,12 @@
 # Shared by every stage: the study grid, the file layout and the one target-building function.
 import json
 import os
+import re
 from pathlib import Path
 
 import rnn_gradients
 from rnn_gradients.engine.run_files import RUN_FILES
+from rnn_gradients.report.i18n import page_name
 from rnn_gradients.study.grid import (
     COMBINATION_DIR,
     DATA_FILE,
@@ -27,6 +29,18 @@ RUNS = expand_runs(STUDY)
 PACKAGE_DIR = Path(rnn_gradients.__file__).parent
 REPORT_DIR = Path(workflow.basedir) / "report"
 REPORT_QMD = REPORT_DIR / "report.qmd"
+REPORT_LANGUAGES = STUDY["report"]["languages"]
+
+
+def report_file(lang):
+    """The report's page in ``lang``: REPORT_FILE (results/report/report.html) in English, report.<lang>.html
+    beside it in any other language."""
+    folder, name = os.path.split(REPORT_FILE)
+    return os.path.join(folder, page_name(name, lang))
+
+
+# The report rule's {page} wildcard (the file name without .html) -> the language of that page.
+REPORT_PAGES = {Path(report_file(lang)).stem: lang for lang in REPORT_LANGUAGES}
 
 
 wildcard_constraints:
@@ -35,17 +49,19 @@ wildcard_constraints:
     cell="|".join(STUDY["cells"]),
     strategy="|".join(STUDY["strategies"]),
     seed=r"\d+",
+    page="|".join(re.escape(page) for page in REPORT_PAGES),
 
 
 def final_targets(report=True):
-    """Everything the study consists of: every file of every run, the tables and (by default) the report.
+    """Everything the study consists of: every file of every run, the tables and (by default) the report, one
+    page per language of the config's ``report.languages``.
 
     The report alone would be enough to build everything once, but Snakemake (>= 7.7) does not rebuild a deleted
     intermediate file while the files after it are up to date. Listing the runs and tables as targets makes a
     deleted or incomplete run rerun, and then the tables and the report after it.
     """
     runs = [path for name in RUN_FILES for path in run_files(name)]
-    return [*runs, *table_files(), *([REPORT_FILE] if report else [])]
+    return [*runs, *table_files(), *([report_file(lang) for lang in REPORT_LANGUAGES] if report else [])]
 
 
 def run_files(name):
@@ -108,8 +124,11 @@ def report_assets():
 
 
 def report_code():
-    """Every module of the report layer and the study-layer analysis it uses (edits re-render the report)."""
-    return sorted(str(path) for path in (PACKAGE_DIR / "report").glob("*.py")) + package_files("study/analysis")
+    """Every module of the report layer (its message catalogues, Lua filter and page style included) and the
+    study-layer analysis it uses (edits re-render the report)."""
+    layer = PACKAGE_DIR / "report"
+    files = [*layer.glob("*.py"), *layer.glob("*.lua"), *layer.glob("*.css"), *layer.glob("messages/*.yaml")]
+    return sorted(str(path) for path in files) + package_files("study/analysis")
 
 
 def package_files(*modules):

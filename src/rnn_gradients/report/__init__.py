@@ -1,5 +1,8 @@
 """The report: ``report/report.qmd``, its figures, tables and sentences, built from the study tables, and the renderer.
 
+One page per language from one source: the qmd holds its prose once per language (``report/languages.lua`` keeps
+the page's), and everything these modules write comes from the message catalogue of the page's language.
+
 ==========================  =========================================================================================
 module                      what it owns
 ==========================  =========================================================================================
@@ -10,7 +13,10 @@ module                      what it owns
 ``figures``                 figures of the gradient: activation derivatives, flow through time, norms during
                             training, measured decay against its prediction; PNG export
 ``outcome_figures``         figures of what the networks achieved: the metric against T, solved seeds per combination
-``format``                  numbers and names in Markdown; escaping of every string that comes from a table or config
+``i18n``                    the report's languages, the current one, and the message catalogues ``messages/<lang>.yaml``
+                            from which every generated word comes
+``format``                  numbers and names in Markdown, in the current language; escaping of every string that
+                            comes from a table or config
 ``text``                    the sentences of each section
 ``conclusions``             the conclusions: claims that hold in a strict majority of seeds, split results named
 ``tables``                  the report's tables

@@ -12,11 +12,13 @@ import numpy as np
 import pandas as pd
 
 from rnn_gradients.report.format import code, escape, fraction, num, power_of_ten
+from rnn_gradients.report.i18n import msg
 from rnn_gradients.report.results import Results
+from rnn_gradients.report.tables import metric_name
 from rnn_gradients.report.text import divergence_by_clipping, listing
 from rnn_gradients.report.theory import theory_line
 
-VERDICT_WORDS = {"solved": "solved by", "failed": "failed by", "split": "split for"}
+VERDICTS = ("solved", "failed", "split")
 
 
 def _with_seeds(rows: pd.DataFrame, name: str) -> str:
@@ -28,15 +30,8 @@ def seeds_line(results: Results) -> str:
     """How to read the claims below: one seed, or majorities of seeds."""
     low, high = results.n_seeds
     if high == 1:
-        return (
-            "- **One seed.** Every combination was trained with one seed, so each statement below rests on a single "
-            "run per combination."
-        )
-    one = " Some combinations have a single seed; their statements rest on one run." if low == 1 else ""
-    return (
-        "- **Seeds.** A statement below holds in a strict majority of the seeds of its combination (k/n: seeds "
-        f"solved of seeds trained); a combination without such a majority is called split.{one}"
-    )
+        return msg("conclusions.one_seed")
+    return msg("conclusions.seeds") + (" " + msg("conclusions.some_single") if low == 1 else "")
 
 
 def _rescues(results: Results, part: pd.DataFrame, cells: list[str]) -> str:
@@ -46,15 +41,17 @@ def _rescues(results: Results, part: pd.DataFrame, cells: list[str]) -> str:
     for cell in cells:
         others = part[(part["cell"] == cell) & (part["strategy"] != results.control)]
         solved, split = others[others["verdict"] == "solved"], others[others["verdict"] == "split"]
-        splits = f"split with {_with_seeds(split, 'strategy')}" if len(split) else ""
+        splits = msg("conclusions.split_with", strategies=_with_seeds(split, "strategy")) if len(split) else ""
         if len(solved):
             also = f" ({splits})" if splits else ""
-            rescued.append(f"{code(cell)} is rescued by {_with_seeds(solved, 'strategy')}{also}")
+            rescued.append(
+                msg("conclusions.rescued", cell=code(cell), strategies=_with_seeds(solved, "strategy")) + also
+            )
         elif splits:
-            rescued.append(f"{code(cell)} is {splits}")
+            rescued.append(msg("conclusions.split_only", cell=code(cell), split=splits))
         else:
             unrescued.append(code(cell))
-    parts = ([f"no strategy rescues {listing(unrescued)}"] if unrescued else []) + rescued
+    parts = ([msg("conclusions.unrescued", cells=listing(unrescued, negated=True))] if unrescued else []) + rescued
     text = "; ".join(parts)
     return text[0].upper() + text[1:] + "." if text else ""
 
@@ -69,24 +66,30 @@ def task_line(results: Results, task: str) -> str | None:
     if part.empty:
         return None
     first = part.iloc[0]
-    head = f"- **{escape(task)}, T = {first['seq_len']}** ({escape(first['metric'])}, chance {num(first['chance'])})."
+    head = msg(
+        "conclusions.task_head",
+        task=escape(task),
+        seq_len=first["seq_len"],
+        metric=metric_name(first["metric"]),
+        chance=num(first["chance"]),
+    )
     if results.control is None:
         per_cell = []
         for cell in results.cells:
             own = part[part["cell"] == cell]
             solved, split = own[own["verdict"] == "solved"], own[own["verdict"] == "split"]
             per_cell.append(
-                f"{code(cell)}: {_with_seeds(solved, 'strategy') if len(solved) else 'none'}"
-                + (f" (split: {_with_seeds(split, 'strategy')})" if len(split) else "")
+                f"{code(cell)}: {_with_seeds(solved, 'strategy') if len(solved) else msg('conclusions.no_strategy')}"
+                + (" " + msg("conclusions.split_list", strategies=_with_seeds(split, "strategy")) if len(split) else "")
             )
-        return f"{head} No control; the strategies under which each cell solved it — " + "; ".join(per_cell) + "."
+        return f"{head} " + msg("conclusions.without_control", per_cell="; ".join(per_cell))
     control = part[part["strategy"] == results.control]
     groups = [
-        f"{VERDICT_WORDS[v]} {_with_seeds(control[control['verdict'] == v], 'cell')}"
-        for v in VERDICT_WORDS
+        msg(f"conclusions.verdict.{v}", cells=_with_seeds(control[control["verdict"] == v], "cell"))
+        for v in VERDICTS
         if (control["verdict"] == v).any()
     ]
-    text = f"{head} Under the control {code(results.control)}: " + "; ".join(groups) + "."
+    text = f"{head} " + msg("conclusions.under_control", control=code(results.control), groups="; ".join(groups))
     unsolved = list(control.loc[control["verdict"] != "solved", "cell"])
     if unsolved and len(results.strategies) > 1:
         text += " " + _rescues(results, part, unsolved)
@@ -104,24 +107,24 @@ def vanishing_line(results: Results) -> str | None:
         return None
     stats = exponent.groupby(init.loc[exponent.index, "cell"]).agg(["mean", "min", "max", "size"])
     several = bool((stats["size"] > 1).any())
-    factors = ", ".join(
+    factors = msg("number.list_separator").join(  # a list of numbers: "; " where the decimal mark is a comma
         f"{code(cell)} {power_of_ten(stats.loc[cell, 'mean'])}"
         + (
-            f" ({power_of_ten(stats.loc[cell, 'min'])} to {power_of_ten(stats.loc[cell, 'max'])})"
+            " ("
+            + msg("conclusions.factor_range", low=power_of_ten(stats.loc[cell, "min"]),
+                  high=power_of_ten(stats.loc[cell, "max"]))
+            + ")"
             if stats.loc[cell, "size"] > 1
             else ""
         )
         for cell in results.cells
         if cell in stats.index
-    )
-    return (
-        f"- **Vanishing.** At initialization under {code(results.control)}, the fitted decay per step puts the "
-        "gradient reaching back over the longest sequence of each task at this fraction of its value at the last "
-        "step (e^(slope·T), mean over tasks and seeds"
-        + (", range in brackets" if several else "")
-        + "; below about $10^{-38}$ float32 holds only zeros, so the smallest factors are extrapolated): "
-        + factors
-        + "."
+    )  # fmt: skip
+    return msg(
+        "conclusions.vanishing_range" if several else "conclusions.vanishing",
+        control=code(results.control),
+        smallest="10^−38^",
+        factors=factors,
     )
 
 
@@ -131,11 +134,11 @@ def exploding_line(results: Results) -> str | None:
         return None
     counts = divergence_by_clipping(results)
     parts = [
-        f"{fraction(*counts[flag])} runs {'with' if flag else 'without'} clipping diverged"
+        msg("conclusions.diverged_with" if flag else "conclusions.diverged_without", runs=fraction(*counts[flag]))
         for flag in (False, True)
         if flag in counts
     ]
-    return "- **Exploding.** " + "; ".join(parts) + "."
+    return msg("conclusions.exploding", parts="; ".join(parts))
 
 
 def conclusions(results: Results) -> str:

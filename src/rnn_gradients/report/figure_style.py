@@ -3,7 +3,8 @@ divergence mark and the size of a panel.
 
 The theme turns matplotlib's math parser off (``text.parse_math``), so names from the tables (which may hold
 ``$``) are drawn as they are; the few labels with formulas turn it on for themselves (``parse_math=True``), and
-log axes get plain-text tick labels (:func:`power_of_ten`) instead of math ones.
+log axes get plain-text tick labels (:func:`power_of_ten`) instead of math ones. Every number on a tick is written
+in the current language (:func:`localized`: "0,5" in Spanish), with a typographic minus.
 """
 
 from __future__ import annotations
@@ -20,8 +21,9 @@ import seaborn as sns
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
-from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter, ScalarFormatter
 
+from rnn_gradients.report.format import decimal
 from rnn_gradients.report.palette import GRID, INK
 
 PAGE_WIDTH = 9.0
@@ -49,11 +51,30 @@ def theme() -> Iterator[None]:
         yield
 
 
-def themed(plot: Callable[..., Figure]) -> Callable[..., Figure]:
+class LocalizedFormatter(ScalarFormatter):
+    """matplotlib's tick labels of a linear axis, with the current language's decimal separator."""
+
+    def __call__(self, x: float, pos: int | None = None) -> str:
+        return decimal(super().__call__(x, pos))
+
+
+def localized(fig: Figure) -> Figure:
+    """The figure with every linear axis (colorbars included) labelled by :class:`LocalizedFormatter`."""
+    for ax in fig.axes:
+        for axis in (ax.xaxis, ax.yaxis):
+            if type(axis.get_major_formatter()) is ScalarFormatter:
+                axis.set_major_formatter(LocalizedFormatter())
+    return fig
+
+
+def themed(plot: Callable[..., Figure | None]) -> Callable[..., Figure | None]:
+    """A plot function drawn in the report's theme, its tick labels in the current language."""
+
     @functools.wraps(plot)
-    def themed(*args: Any, **kwargs: Any) -> Figure:
+    def themed(*args: Any, **kwargs: Any) -> Figure | None:
         with theme():
-            return plot(*args, **kwargs)
+            fig = plot(*args, **kwargs)
+            return localized(fig) if fig is not None else None
 
     return themed
 
@@ -65,7 +86,7 @@ def power_of_ten(value: float, _position: Any = None) -> str:
     exponent = math.floor(math.log10(value) + 1e-9)
     mantissa = value / 10.0**exponent
     power = "10" + str(exponent).translate(_SUPERSCRIPT)
-    return power if math.isclose(mantissa, 1.0, rel_tol=1e-6) else f"{mantissa:.3g}×{power}"
+    return power if math.isclose(mantissa, 1.0, rel_tol=1e-6) else f"{decimal(f'{mantissa:.3g}')}×{power}"
 
 
 def log_axis(ax: Axes) -> None:

@@ -6,6 +6,10 @@ to draw (the report's text then says why); :func:`~rnn_gradients.report.figure_s
 PNG bytes and releases it. Overlays that are not data of one series (chance levels, clip thresholds, divergence
 marks, the bound's diagonal) are drawn on the panels seaborn made.
 
+Every title, axis label and legend entry comes from the message catalogue of the current language
+(:func:`~rnn_gradients.report.i18n.msg`); names from the tables (tasks, cells, strategies) and formulas stay as they
+are, and tick labels use the language's decimal separator (:func:`~rnn_gradients.report.figure_style.themed`).
+
 Statistics over seeds: every metric figure shows each seed (a point, a line, or a band spanning the seeds' range),
 and a diverged run is never a plotted value: it is an ✕ at the top of its panel with the number of such seeds.
 """
@@ -32,18 +36,23 @@ from rnn_gradients.report.figure_style import (
     theme,
     themed,
 )
+from rnn_gradients.report.i18n import msg
 from rnn_gradients.report.palette import CELL_COLORS, INK, SHADE
 from rnn_gradients.report.results import Results
 from rnn_gradients.report.theory import PREDICTIONS, theory_points
 from rnn_gradients.study.grid import RUN_KEYS
 
-PHASE_LABELS = {"init": "initialization", "during": "during training", "trained": "after training"}
 PHASE_MARKERS = {"init": "o", "during": "s", "trained": "^"}
-THEORY_TITLES = {"bound_decay": "Pascanu's bound", "meanfield_decay": "mean-field estimate"}
-THEORY_AXES = {
-    "bound_decay": r"bound $\ln(\gamma\,\sigma_{\max}(W_{hh}))$ per step",
-    "meanfield_decay": r"mean field $\ln(\sigma_{\mathrm{rms}}(W_{hh})\,\mathrm{rms}\,\phi')$ per step",
+THEORY_FORMULAS = {
+    "bound_decay": r"$\ln(\gamma\,\sigma_{\max}(W_{hh}))$",
+    "meanfield_decay": r"$\ln(\sigma_{\mathrm{rms}}(W_{hh})\,\mathrm{rms}\,\phi')$",
 }
+"""The two predictions of the theory figure's x axes (matplotlib mathtext, the same in every language)."""
+
+
+def phase_label(phase: str) -> str:
+    """A probe phase in words: "at initialization", "during training", "after training"."""
+    return msg(f"figure.phase.{phase}")
 
 
 def figure_png(fig: Figure, dpi: int = 150) -> bytes:
@@ -73,7 +82,7 @@ def plot_activation_derivatives(results: Results) -> Figure:
     a = np.linspace(-6.0, 6.0, 1201)
     sigmoid = 1.0 / (1.0 + np.exp(-a))
     curves = {
-        "rnn_sigmoid": ("logistic sigmoid: σ(a)(1 − σ(a))", sigmoid * (1.0 - sigmoid)),
+        "rnn_sigmoid": (msg("figure.derivatives.sigmoid", formula="σ(a)(1 − σ(a))"), sigmoid * (1.0 - sigmoid)),
         "rnn_tanh": ("tanh: 1 − tanh²(a)", 1.0 - np.tanh(a) ** 2),
         "rnn_relu": ("ReLU: 1[a > 0]", np.where(a > 0, 1.0, 0.0)),
     }
@@ -99,10 +108,16 @@ def plot_activation_derivatives(results: Results) -> Figure:
         **facet_size(1, 3.4, width=7.0),
     )
     ax = g.ax
-    for gamma, text in ((1.0, "γ = 1 (tanh, ReLU)"), (0.25, "γ = 1/4 (sigmoid)")):
+    bounds = ((1.0, "γ = 1 (tanh, ReLU)"), (0.25, msg("figure.derivatives.sigmoid_bound", gamma="γ = 1/4")))
+    for gamma, text in bounds:
         ax.axhline(gamma, color="#555555", lw=0.9, ls=":")
         ax.text(-5.9, gamma + 0.02, text, fontsize=9.5, color="#555555", va="bottom")
-    ax.set(xlim=(-6, 6), ylim=(-0.03, 1.15), xlabel="pre-activation a", ylabel="derivative φ′(a)")
+    ax.set(
+        xlim=(-6, 6),
+        ylim=(-0.03, 1.15),
+        xlabel=msg("figure.derivatives.x_label"),
+        ylabel=msg("figure.derivatives.y_label"),
+    )
     ax.legend([line(colors[label], lw=2.2) for label in colors], list(colors), loc="center right")
     return g.figure
 
@@ -137,8 +152,8 @@ def plot_gradient_flow(results: Results, strategy: str | None = None) -> Figure 
     if profile.empty:
         return None
     rows = {t: f"{t}, T = {results.longest[t]}" for t in results.tasks if t in set(profile["task"])}
-    profile = profile.assign(row=profile["task"].map(rows), column=profile["phase"].map(PHASE_LABELS))
-    columns = [PHASE_LABELS[p] for p in ("init", "trained") if p in set(profile["phase"])]
+    profile = profile.assign(row=profile["task"].map(rows), column=profile["phase"].map(phase_label))
+    columns = [phase_label(p) for p in ("init", "trained") if p in set(profile["phase"])]
     cells = [c for c in results.cells if c in set(profile["cell"])]
     several = profile.groupby(["task", "cell", "phase", "distance"])["seed"].nunique().max() > 1
     g = sns.relplot(
@@ -161,7 +176,7 @@ def plot_gradient_flow(results: Results, strategy: str | None = None) -> Figure 
         **facet_size(len(columns), 2.7, width=4.4),
     )
     g.set_titles("{row_name} · {col_name}")
-    g.set_axis_labels("distance k = L − t (steps back)", "")
+    g.set_axis_labels(msg("figure.flow.x_label", distance="k = L − t"), "")
     for ax in g.axes[:, 0]:
         ax.set_ylabel(r"$\Vert\partial L/\partial h_{L-k}\Vert\ /\ \Vert\partial L/\partial h_L\Vert$", parse_math=True)
     for ax in g.axes.flat:
@@ -232,7 +247,7 @@ def plot_norm_traces(results: Results, strategies: Sequence[str] | None = None) 
         **facet_size(ncols, 2.6, width=3.3),
     )
     g.set_titles("{col_name}")
-    g.set_axis_labels("training step", "pre-clip ‖g‖ (global L2)")
+    g.set_axis_labels(msg("figure.traces.x_label"), msg("figure.traces.y_label", norm="‖g‖"))
     accuracy = results.accuracy
     diverged = accuracy[accuracy["diverged"] & accuracy["strategy"].isin(used)]
     clip_shown = marked = False
@@ -259,8 +274,8 @@ def plot_norm_traces(results: Results, strategies: Sequence[str] | None = None) 
             )
             marked = True
     entries = [(s, line(results.palette.strategies[s], lw=2)) for s in used]
-    entries += [("clip threshold c", line(INK, ls="--", lw=1.1))] if clip_shown else []
-    entries += [("diverged (✕ and dotted line: its step)", line(INK, "X", ls=":", lw=0.9))] if marked else []
+    entries += [(msg("figure.traces.threshold"), line(INK, ls="--", lw=1.1))] if clip_shown else []
+    entries += [(msg("figure.traces.diverged"), line(INK, "X", ls=":", lw=0.9))] if marked else []
     legend_below(g.figure, entries)
     return g.figure
 
@@ -285,7 +300,8 @@ def plot_theory(results: Results) -> Figure | None:
         id_vars=["cell", "phase", "decay_per_step"], value_vars=list(PREDICTIONS), var_name="prediction",
         value_name="predicted",
     )  # fmt: skip
-    long["prediction"] = long["prediction"].map(THEORY_TITLES)
+    titles = {p: msg(f"figure.theory.title.{p}") for p in PREDICTIONS}
+    long["prediction"] = long["prediction"].map(titles)
     cells = [c for c in results.cells if c in set(points["cell"])]
     phases = [p for p in ("init", "during", "trained") if p in set(points["phase"])]
     g = sns.relplot(
@@ -293,7 +309,7 @@ def plot_theory(results: Results) -> Figure | None:
         x="predicted",
         y="decay_per_step",
         col="prediction",
-        col_order=[THEORY_TITLES[p] for p in PREDICTIONS],
+        col_order=[titles[p] for p in PREDICTIONS],
         hue="cell",
         hue_order=cells,
         palette=results.palette.cells,
@@ -319,11 +335,13 @@ def plot_theory(results: Results) -> Figure | None:
             ax.fill_between(diagonal, diagonal, diagonal[1], color=SHADE, alpha=0.08, lw=0)
         ax.plot(diagonal, diagonal, color=INK, lw=1.1, ls="--")
         ax.set(xlim=tuple(diagonal), ylim=tuple(diagonal), aspect="equal")
-        ax.set_xlabel(THEORY_AXES[PREDICTIONS[index]], parse_math=True)
+        prediction = PREDICTIONS[index]
+        ax.set_xlabel(msg(f"figure.theory.x_label.{prediction}", formula=THEORY_FORMULAS[prediction]), parse_math=True)
     g.set_titles("{col_name}")
-    g.axes.flat[0].set_ylabel(r"measured slope of $\ln\Vert\partial \ell/\partial h_t\Vert$ per step", parse_math=True)
+    slope = r"$\ln\Vert\partial \ell/\partial h_t\Vert$"
+    g.axes.flat[0].set_ylabel(msg("figure.theory.y_label", formula=slope), parse_math=True)
     entries = [(c, line(results.palette.cells[c], "o", ls="")) for c in cells]
-    entries += [(PHASE_LABELS[p], line("#555555", PHASE_MARKERS[p], ls="", mfc="none")) for p in phases]
-    entries += [("y = x", line(INK, ls="--")), ("above the bound (impossible)", Patch(color=SHADE, alpha=0.2))]
+    entries += [(phase_label(p), line("#555555", PHASE_MARKERS[p], ls="", mfc="none")) for p in phases]
+    entries += [("y = x", line(INK, ls="--")), (msg("figure.theory.forbidden"), Patch(color=SHADE, alpha=0.2))]
     legend_below(g.figure, entries, ncol=5)
     return g.figure

@@ -26,10 +26,14 @@ from rnn_gradients.report.figure_style import (
     mark_diverged,
     themed,
 )
+from rnn_gradients.report.i18n import msg
 from rnn_gradients.report.palette import INK
 from rnn_gradients.report.results import Comparison, Results
 
-METRIC_LABELS = {"mse": "test MSE (lower is better)", "accuracy": "test accuracy (higher is better)"}
+
+def metric_label(metric: str) -> str:
+    """The y axis of a metric: "test MSE (lower is better)"; a metric the catalogue does not know, as written."""
+    return msg(f"figure.metric.{metric}") if metric in ("mse", "accuracy") else metric
 
 
 # ---- the test metric against T ------------------------------------------------------------------------------
@@ -113,12 +117,14 @@ def plot_metric_vs_length(results: Results, comparison: Comparison | None) -> Fi
             ax.set_ylim(-0.02, 1.04)
         ax.set_xticks(range(len(lengths[task])), [str(n) for n in lengths[task]])
         ax.set_xlim(-0.5, len(lengths[task]) - 0.5)
-        ax.set_ylabel(METRIC_LABELS.get(metric, metric))
-        ax.set_xlabel("sequence length T" if ax in g.axes[-1] else "")
+        ax.set_ylabel(metric_label(metric))
+        ax.set_xlabel(msg("figure.metric.x_label") if ax in g.axes[-1] else "")
+    g.tight_layout()  # room for the y labels of every column, now that they are set
     marker = results.palette.markers if hue == "strategy" else dict.fromkeys(hue_order, "o")
     entries = [(h, line(palette[h], marker[h], lw=1.6)) for h in hue_order]
-    entries += [("one seed", line("#888888", "o", ls="", markersize=4, alpha=0.7)), ("chance", line(INK, ls="--"))]
-    entries += [("✕ n: seeds diverged (no value)", diverged_handle())] if marked else []
+    entries += [(msg("figure.metric.one_seed"), line("#888888", "o", ls="", markersize=4, alpha=0.7))]
+    entries += [(msg("figure.metric.chance"), line(INK, ls="--"))]
+    entries += [(msg("figure.metric.diverged"), diverged_handle())] if marked else []
     legend_below(g.figure, entries)
     return g.figure
 
@@ -191,5 +197,5 @@ def plot_solved_heatmap(results: Results) -> Figure | None:
         shrink=0.8,
         pad=0.02,
     )
-    colorbar.set_label("share of seeds solved")
+    colorbar.set_label(msg("figure.solved.colorbar"))
     return g.figure

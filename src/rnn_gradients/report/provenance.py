@@ -19,7 +19,8 @@ from typing import Any
 
 import yaml
 
-from rnn_gradients.report.format import code, escape, num
+from rnn_gradients.report.format import code, escape, fixed, num
+from rnn_gradients.report.i18n import msg
 from rnn_gradients.report.results import Results
 
 REPORTED_PACKAGES = (
@@ -28,14 +29,14 @@ REPORTED_PACKAGES = (
 )  # fmt: skip
 
 
-def package_versions(packages: Iterable[str] = REPORTED_PACKAGES) -> dict[str, str]:
-    """Installed version of each package ("not installed" when absent); reads the environment."""
-    versions = {}
+def package_versions(packages: Iterable[str] = REPORTED_PACKAGES) -> dict[str, str | None]:
+    """Installed version of each package (None when it is not installed); reads the environment."""
+    versions: dict[str, str | None] = {}
     for package in packages:
         try:
             versions[package] = importlib.metadata.version(package)
         except importlib.metadata.PackageNotFoundError:
-            versions[package] = "not installed"
+            versions[package] = None
     return versions
 
 
@@ -65,30 +66,39 @@ def reproducibility_facts(
     commit: str | None,
     dirty: bool,
     machine: str,
-    versions: Mapping[str, str],
+    versions: Mapping[str, str | None],
 ) -> str:
     """The appendix list: renderer, tables, commit, rendering machine, run environments, compute and packages."""
     accuracy = results.accuracy
     hours, seconds = divmod(float(accuracy["wall_time_s"].sum()), 3600)
-    compute = (f"{int(hours)} h " if hours else "") + f"{seconds / 60:.1f} min"
+    compute = (f"{int(hours)} h " if hours else "") + f"{fixed(seconds / 60, 1)} min"
     run_env = ", ".join(
-        f"{label} {', '.join(escape(v) for v in sorted(accuracy[column].dropna().astype(str).unique()))}"
-        for column, label in (("torch_version", "torch"), ("device", "device"), ("threads", "torch threads"))
+        f"{msg(label)} {', '.join(escape(v) for v in sorted(accuracy[column].dropna().astype(str).unique()))}"
+        for column, label in (
+            ("torch_version", "appendix.torch"),
+            ("device", "appendix.device"),
+            ("threads", "appendix.threads"),
+        )
         if column in accuracy
     )
-    git_line = (
-        code(commit) + (" (with uncommitted changes)" if dirty else "") if commit else "none (not a git checkout)"
+    git_line = code(commit) + (" " + msg("appendix.dirty") if dirty else "") if commit else msg("appendix.no_git")
+    packages = ", ".join(
+        f"{escape(p)} {escape(v) if v is not None else msg('appendix.not_installed')}" for p, v in versions.items()
     )
     return "\n".join(
         [
-            f"- **Renderer:** {escape(renderer)}.",
-            f"- **Study tables:** {code(Path(tables).resolve())}.",
-            f"- **Git commit:** {git_line}.",
-            f"- **Machine rendering this page:** {escape(machine)}.",
-            f"- **Runs:** {run_env}.",
-            f"- **Total training compute:** {compute} of wall time over {len(accuracy)} runs "
-            f"(sum of `wall_time_s`; median {num(accuracy['ms_per_step'].median())} ms per step).",
-            "- **Packages:** " + ", ".join(f"{escape(p)} {escape(v)}" for p, v in versions.items()) + ".",
+            msg("appendix.renderer", renderer=escape(renderer)),
+            msg("appendix.tables", tables=code(Path(tables).resolve())),
+            msg("appendix.commit", commit=git_line),
+            msg("appendix.machine", machine=escape(machine)),
+            msg("appendix.runs", runs=run_env),
+            msg(
+                "appendix.compute",
+                compute=compute,
+                n=len(accuracy),
+                ms=num(accuracy["ms_per_step"].median()),
+            ),
+            msg("appendix.packages", packages=packages),
         ]
     )
 

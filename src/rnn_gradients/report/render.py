@@ -2,7 +2,12 @@
 
 Both engines pass the report its parameters the Quarto way: the report's first cell, tagged ``parameters``,
 holds defaults, and a cell assigning the actual values (:func:`report_parameters`: the absolute path of the
-study tables and the name of the engine) is injected right after it.
+study tables, the name of the engine, the language and the file names of the report in every language rendered)
+is injected right after it.
+
+One source, one page per language: the page's language is the document's ``lang`` metadata (set on the command
+line, over the front matter's) and, for the sentences the cells write, the ``lang`` parameter; the filters the
+front matter lists (``report/languages.lua``) keep the prose of that language. Both engines run them.
 
 Engine ``quarto``: ``quarto render -P tables:… -P renderer:quarto`` of a private copy of the report folder (so
 concurrent renders never share Quarto's intermediate files), the cells executed in the report folder, the page
@@ -13,8 +18,9 @@ Engine ``offline``, for machines without Quarto: jupytext reads the ``.qmd`` as 
 executes the cells in this environment's ``python3`` kernel, and the outputs become pandoc Markdown (``#|`` cell
 options honored: figures, tables, hidden cells). Pandoc writes the page: its Lua filter ``crossref.lua`` numbers
 figures, tables and sections and resolves ``@fig-…``/``@tbl-…``/``@sec-…`` in the document's language,
-``page.css`` lays the page out, every resource is embedded and math is MathML. Cell options the offline engine
-does not implement stop the render instead of being ignored.
+``page.css`` lays the page out, every resource is embedded and math is MathML. The Lua filters listed in the front
+matter run first, in their order. Cell options and filters the offline engine does not implement stop the render
+instead of being ignored.
 
 With either engine a cell that raises stops the render with the cell's error and no page is written; the output
 file only ever appears complete (written beside it, then renamed).
@@ -32,12 +38,14 @@ import subprocess
 import sys
 import tempfile
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
 
 from rnn_gradients.files import atomic_write_text
+from rnn_gradients.report.i18n import PRIMARY, check_language, page_name, primary_page_name
 
 ENGINES = ("auto", "quarto", "offline")
 Engine = Literal["auto", "quarto", "offline"]
@@ -59,9 +67,20 @@ class RenderError(RuntimeError):
     """The report could not be rendered: a cell raised, a reference is unknown, or a tool failed."""
 
 
-def report_parameters(tables_dir: Path, renderer: str) -> dict[str, str]:
-    """The values of the report's ``parameters`` cell: where the study tables are, and which engine renders."""
-    return {"tables": str(tables_dir), "renderer": renderer}
+def report_parameters(tables_dir: Path, renderer: str, lang: str, pages: dict[str, str]) -> dict[str, Any]:
+    """The values of the report's ``parameters`` cell: where the study tables are, which engine renders, the
+    language it is written in, and the report's page in every language rendered (file names in one folder)."""
+    return {"tables": str(tables_dir), "renderer": renderer, "lang": lang, "pages": pages}
+
+
+def language_pages(out_html: Path, lang: str, languages: Sequence[str]) -> dict[str, str]:
+    """language -> file name of the report's page in that language, for ``lang`` (written to ``out_html``) and
+    ``languages``, the others rendered into the same folder (:func:`~rnn_gradients.report.i18n.page_name`)."""
+    others = [code for code in dict.fromkeys(languages) if code != lang]
+    if not others:
+        return {lang: out_html.name}
+    primary = primary_page_name(out_html.name, lang)
+    return {code: page_name(primary, code) for code in [lang, *others]}
 
 
 def quarto_missing() -> str | None:
@@ -76,18 +95,34 @@ def quarto_missing() -> str | None:
     return None
 
 
-def render_report(qmd: Path, out_html: Path, tables_dir: Path, engine: Engine = "auto", *, timeout: int = 900) -> str:
+def render_report(
+    qmd: Path,
+    out_html: Path,
+    tables_dir: Path,
+    engine: Engine = "auto",
+    *,
+    lang: str | None = None,
+    languages: Sequence[str] = (),
+    timeout: int = 900,
+) -> str:
     """Render ``qmd`` to the single HTML file ``out_html`` from the study tables in ``tables_dir``.
 
     ``engine``: "quarto", "offline", or "auto" (quarto when :func:`quarto_missing` finds nothing missing, with a
-    warning when quarto is on PATH but cannot run). ``timeout`` bounds one cell's execution (offline) or the
-    whole Quarto run, in seconds. Returns the engine used.
+    warning when quarto is on PATH but cannot run). ``lang``: the page's language (one with a message catalogue),
+    by default the ``lang`` of the document's front matter. ``languages``: the other languages whose pages are rendered
+    into the same folder, named by :func:`~rnn_gradients.report.i18n.page_name` (the page links to them).
+    ``timeout`` bounds one cell's execution (offline) or the whole Quarto run, in seconds. Returns the engine used.
     """
     qmd, out_html, tables_dir = Path(qmd).resolve(), Path(out_html).resolve(), Path(tables_dir).resolve()
     if engine not in ENGINES:
         raise ValueError(f"unknown render engine {engine!r}; choose one of {', '.join(ENGINES)}")
+    for code in (*([lang] if lang else []), *languages):
+        check_language(code)
     if not qmd.is_file():
         raise FileNotFoundError(f"report source not found: {qmd}")
+    if lang is None:
+        lang = str(split_front_matter(qmd.read_text(encoding="utf-8"))[0].get("lang") or PRIMARY)
+    pages = language_pages(out_html, lang, languages)
     if not tables_dir.is_dir():
         raise FileNotFoundError(f"study tables directory not found: {tables_dir}")
     if engine == "auto":
@@ -95,10 +130,11 @@ def render_report(qmd: Path, out_html: Path, tables_dir: Path, engine: Engine = 
         engine = "quarto" if missing is None else "offline"
         if missing is not None and shutil.which("quarto"):
             warnings.warn(f"rendering offline: {missing}", stacklevel=2)
+    parameters = report_parameters(tables_dir, engine, lang, pages)
     if engine == "quarto":
-        render_quarto(qmd, out_html, tables_dir, timeout=timeout)
+        render_quarto(qmd, out_html, parameters, timeout=timeout)
     else:
-        render_offline(qmd, out_html, tables_dir, timeout=timeout)
+        render_offline(qmd, out_html, parameters, timeout=timeout)
     return engine
 
 
@@ -106,12 +142,13 @@ def _kernel_environment() -> dict[str, str]:
     return {**os.environ, "PYDEVD_DISABLE_FILE_VALIDATION": "1"}
 
 
-def render_quarto(qmd: Path, out_html: Path, tables_dir: Path, *, timeout: int = 900) -> None:
+def render_quarto(qmd: Path, out_html: Path, parameters: dict[str, Any], *, timeout: int = 900) -> None:
     """``quarto render`` of a temporary copy of the report folder, the cells run in the report folder itself.
 
-    Parameter values are given to ``-P`` as JSON strings (valid YAML, which Quarto parses), so any path
-    arrives verbatim. Quarto's ``--output`` takes a file name only, so the page is written inside the copy and
-    then moved into place; ``QUARTO_PYTHON`` pins the Python (and so the Jupyter kernel) of this process.
+    Parameter values (:func:`report_parameters`) are given to ``-P`` as JSON (valid YAML, which Quarto parses), so
+    any path arrives verbatim; the language is also the document's ``lang`` (``-M``). Quarto's ``--output`` takes
+    a file name only, so the page is written inside the copy and then moved into place; ``QUARTO_PYTHON`` pins the
+    Python (and so the Jupyter kernel) of this process.
     """
     missing = quarto_missing()
     if missing is not None:
@@ -121,9 +158,9 @@ def render_quarto(qmd: Path, out_html: Path, tables_dir: Path, *, timeout: int =
         shutil.copytree(qmd.parent, work, ignore=shutil.ignore_patterns(".*", "*.html", "*_files", "__pycache__"))
         command = [
             "quarto", "render", qmd.name, "--to", "html", "--output", out_html.name,
-            "--execute-dir", str(qmd.parent),
+            "--execute-dir", str(qmd.parent), "-M", f"lang:{parameters['lang']}",
         ]  # fmt: skip
-        for name, value in report_parameters(tables_dir, "quarto").items():
+        for name, value in parameters.items():
             command += ["-P", f"{name}:{json.dumps(value)}"]
         env = {**_kernel_environment(), "QUARTO_PYTHON": sys.executable}
         try:
@@ -183,13 +220,33 @@ def _checked(options: dict[str, Any], where: str) -> dict[str, Any]:
     return options
 
 
-def render_offline(qmd: Path, out_html: Path, tables_dir: Path, *, timeout: int = 900) -> None:
+def front_matter_filters(front: dict[str, Any], folder: Path) -> list[Path]:
+    """The Lua filters the front matter lists (``filters:``, a path or ``{path: …, at: …}`` each), in order, as
+    paths resolved against the document's ``folder``. ValueError for a filter the offline engine cannot run."""
+    entries = front.get("filters") or []
+    filters = []
+    for entry in entries if isinstance(entries, list) else [entries]:
+        name = entry.get("path") if isinstance(entry, dict) else entry
+        if not isinstance(name, str) or not name.endswith(".lua"):
+            raise ValueError(
+                f"filter {entry!r}: the offline renderer runs Lua filters given by path (a .lua file, or "
+                "{path: file.lua, at: …}) only; render with Quarto, or drop it"
+            )
+        path = (folder / name).resolve()
+        if not path.is_file():
+            raise FileNotFoundError(f"filter named in the front matter not found: {path}")
+        filters.append(path)
+    return filters
+
+
+def render_offline(qmd: Path, out_html: Path, parameters: dict[str, Any], *, timeout: int = 900) -> None:
     """Execute the report's cells with nbclient and write the page with pandoc (module docstring)."""
     import jupytext
     import nbformat
 
     front, front_text, body = split_front_matter(qmd.read_text(encoding="utf-8"))
-    page = html_options(front)
+    page = {**html_options(front), "lang": parameters["lang"]}
+    filters = front_matter_filters(front, qmd.parent)
     math = page.get("html-math-method", "mathml")
     math = math.get("method") if isinstance(math, dict) else math
     if math != "mathml":
@@ -217,7 +274,6 @@ def render_offline(qmd: Path, out_html: Path, tables_dir: Path, *, timeout: int 
                 raise ValueError(f"{qmd}: {err}") from err
             merged = {**defaults, **_checked(own, f"{qmd.name}: cell {own.get('label', '')}".rstrip())}
         options.append(merged)
-    parameters = report_parameters(tables_dir, "offline")
     for index, opts in enumerate(options):
         if "parameters" in (opts.get("tags") or []):  # Quarto and papermill: inject right after the first one
             code = "# Injected Parameters\n" + "".join(f"{name} = {value!r}\n" for name, value in parameters.items())
@@ -235,7 +291,7 @@ def render_offline(qmd: Path, out_html: Path, tables_dir: Path, *, timeout: int 
             elif opts["include"]:
                 blocks.extend(_code_cell_blocks(cell, opts, work / f"cell{index}"))
         markdown = "\n\n".join(block for block in blocks if block.strip()) + "\n"
-        html = _pandoc(markdown, page, [PAGE_CSS, *sheets])
+        html = _pandoc(markdown, page, [PAGE_CSS, *sheets], [*filters, CROSSREF_FILTER])
     external = _EXTERNAL.search(html)
     if external:
         raise RenderError(f"the page would load an external resource: {external.group(0)[:200]}")
@@ -326,7 +382,7 @@ def _text_block(text: str) -> str:
     return f"{fence} {{.cell-output}}\n{text}\n{fence}" if text.strip() else ""
 
 
-def _pandoc(markdown: str, page: dict[str, Any], stylesheets: list[Path]) -> str:
+def _pandoc(markdown: str, page: dict[str, Any], stylesheets: list[Path], filters: list[Path]) -> str:
     import pypandoc
 
     args = [
@@ -335,7 +391,7 @@ def _pandoc(markdown: str, page: dict[str, Any], stylesheets: list[Path]) -> str
         "--section-divs",
         "--mathml",
         "--wrap=none",
-        f"--lua-filter={CROSSREF_FILTER}",
+        *(f"--lua-filter={path}" for path in filters),
         *(f"--css={sheet}" for sheet in stylesheets),
     ]
     if page.get("toc"):

@@ -11,27 +11,29 @@ import numpy as np
 import pandas as pd
 
 from rnn_gradients.engine.strategies import STRATEGY_KEYS
-from rnn_gradients.report.format import MISSING, code, escape, fraction, num, signed, spread
+from rnn_gradients.report.format import MISSING, code, escape, fraction, num, numbers, signed, spread
+from rnn_gradients.report.i18n import catalogue, current_language, msg
 from rnn_gradients.report.results import Results
 from rnn_gradients.study.config import SCOPE_KEY
 from rnn_gradients.study.grid import GRID_KEYS, RUN_KEYS
 
-TASK_DESCRIPTIONS = {
-    "adding": "Two channels: values from U[0, 1] and a marker channel with two 1s; output the sum of the "
-    "two marked values at the last step (Hochreiter & Schmidhuber 1997; Arjovsky et al. 2016).",
-    "copy": "Ten symbols from an alphabet of 8, then blanks and a delimiter; reproduce the ten symbols at "
-    "the end (Arjovsky et al. 2016).",
-    "temporal_order": "Two relevant symbols (A or B) hidden among distractors; classify the order AA, AB, "
-    "BA or BB at the last step (Hochreiter & Schmidhuber 1997, exp. 6a).",
-    "first_symbol": "Recall the first symbol (0 or 1) after T distractor steps.",
-}
+
+def metric_name(metric: str) -> str:
+    """A task's metric in words ("MSE", "accuracy"); a metric the catalogue does not know, as written (escaped)."""
+    key = f"metric.{metric}"
+    return msg(key) if key in catalogue(current_language()) else escape(metric)
+
+
+def task_description(task: str) -> str:
+    """What the network must remember in a task; :data:`MISSING` for a task the catalogue does not describe."""
+    key = f"task.{task}"
+    return msg(key) if key in catalogue(current_language()) else MISSING
 
 
 def _keys(rows: pd.DataFrame, keys: tuple[str, ...] = GRID_KEYS) -> dict[str, list[str]]:
     """The key columns of a display table: task and T as text, cell and strategy as code, seed as a number."""
     shown = {"task": escape, "seq_len": str, "cell": code, "strategy": code, "seed": str}
-    names = {"seq_len": "T"}
-    return {names.get(k, k): [shown[k](v) for v in rows[k]] for k in keys}
+    return {("T" if k == "seq_len" else msg(f"table.{k}")): [shown[k](v) for v in rows[k]] for k in keys}
 
 
 def tasks_table(results: Results) -> pd.DataFrame:
@@ -39,15 +41,15 @@ def tasks_table(results: Results) -> pd.DataFrame:
     rows = []
     for task in results.tasks:
         runs = results.accuracy[results.accuracy["task"] == task]
+        thresholds = [num(t) for t in sorted(runs["solve_threshold"].dropna().unique())]
         rows.append(
             {
-                "task": code(task),
-                "what must be remembered": TASK_DESCRIPTIONS.get(task, MISSING),
+                msg("table.task"): code(task),
+                msg("table.remembered"): task_description(task),
                 "T": ", ".join(str(t) for t in sorted(runs["seq_len"].unique())),
-                "metric": escape(runs["metric"].iloc[0]),
-                "chance": ", ".join(sorted({num(c) for c in runs["chance"]})),
-                "solved if error ≤": ", ".join(num(t) for t in sorted(runs["solve_threshold"].dropna().unique()))
-                or MISSING,
+                msg("table.metric"): metric_name(runs["metric"].iloc[0]),
+                msg("table.chance"): numbers(sorted({num(c) for c in runs["chance"]})),
+                msg("table.solved_if"): numbers(thresholds) or MISSING,
             }
         )
     return pd.DataFrame(rows)
@@ -55,19 +57,21 @@ def tasks_table(results: Results) -> pd.DataFrame:
 
 def strategies_table(results: Results) -> pd.DataFrame:
     """One row per strategy with the settings that differ from the control's (blank where a setting is default),
-    and the cells it trains where it is restricted to some (a partial grid)."""
+    and the cells it trains where it is restricted to some (a partial grid). Setting names are config keys and
+    stay as written in every language."""
+    strategy = msg("table.strategy")
     scopes = {name: results.config["strategies"][name].get(SCOPE_KEY) for name in results.strategies}
     rows = pd.DataFrame(
         [
             {
-                "strategy": code(name),
-                **{k: escape(v) for k, v in strategy.params().items()},
+                strategy: code(name),
+                **{k: escape(v) for k, v in bundle.params().items()},
                 **({SCOPE_KEY: ", ".join(map(code, scopes[name]))} if scopes[name] else {}),
             }
-            for name, strategy in results.strategies.items()
+            for name, bundle in results.strategies.items()
         ]
     )
-    columns = ["strategy", *[k for k in (*STRATEGY_KEYS, SCOPE_KEY) if k in rows]]
+    columns = [strategy, *[k for k in (*STRATEGY_KEYS, SCOPE_KEY) if k in rows]]
     return rows.reindex(columns=columns).fillna("")
 
 
@@ -79,7 +83,7 @@ def decay_table(results: Results) -> pd.DataFrame | None:
         return None
     slopes = decay.groupby([*GRID_KEYS, "phase"])["decay_per_step"].agg(lambda v: spread(v, signed)).unstack("phase")
     rows = results.in_order(slopes.reindex(columns=["init", "trained"]).fillna(MISSING).reset_index())
-    return pd.DataFrame({**_keys(rows), "at initialization": rows["init"], "after training": rows["trained"]})
+    return pd.DataFrame({**_keys(rows), msg("phase.init"): rows["init"], msg("phase.trained"): rows["trained"]})
 
 
 def accuracy_table(results: Results) -> pd.DataFrame:
@@ -91,13 +95,13 @@ def accuracy_table(results: Results) -> pd.DataFrame:
         MISSING if n == 0 else f"{num(m)} ± {num(s, 2)}" if pd.notna(s) else num(m)
         for m, s, n in zip(rows["mean"], rows["std"], rows["n_valued"], strict=True)
     ]
-    columns: dict[str, list[str]] = {**_keys(rows), "mean ± sd" if several else "value": values}
+    columns: dict[str, list[str]] = {**_keys(rows), msg("table.mean_sd" if several else "table.value"): values}
     if several:
-        columns["range"] = [
+        columns[msg("table.range")] = [
             num(a) if num(a) == num(b) else f"{num(a)}–{num(b)}" for a, b in zip(rows["min"], rows["max"], strict=True)
         ]
-    columns["solved"] = [fraction(k, n) for k, n in zip(rows["n_solved"], rows["n_seeds"], strict=True)]
-    columns["diverged"] = [fraction(k, n) for k, n in zip(rows["n_diverged"], rows["n_seeds"], strict=True)]
+    columns[msg("table.solved")] = [fraction(k, n) for k, n in zip(rows["n_solved"], rows["n_seeds"], strict=True)]
+    columns[msg("table.diverged")] = [fraction(k, n) for k, n in zip(rows["n_diverged"], rows["n_seeds"], strict=True)]
     return pd.DataFrame(columns)
 
 
@@ -123,10 +127,10 @@ def gradnorm_table(results: Results) -> pd.DataFrame | None:
     return pd.DataFrame(
         {
             **_keys(rows, RUN_KEYS),
-            "steps": rows["steps"].astype(str),
-            "median ‖g‖": rows["median"].map(num),
-            "max ‖g‖": rows["peak"].map(num),
-            "clipped": rows["clipped"].map(lambda x: f"{100 * x:.0f} %"),
-            "non-finite": rows["nonfinite"].astype(int).astype(str),
+            msg("table.steps"): rows["steps"].astype(str),
+            msg("table.median_norm"): rows["median"].map(num),
+            msg("table.max_norm"): rows["peak"].map(num),
+            msg("table.clipped"): rows["clipped"].map(lambda x: f"{100 * x:.0f} %"),
+            msg("table.non_finite"): rows["nonfinite"].astype(int).astype(str),
         }
     )

@@ -1,7 +1,7 @@
 """The report's sentences: Markdown built from the study results, one function per place in ``report/report.qmd``.
 
-Every English word the report generates lives here, in :mod:`rnn_gradients.report.conclusions`,
-:mod:`rnn_gradients.report.tables` and the figure modules; the report's cells only call these functions. Names and
+The words come from the message catalogue of the current language (:func:`~rnn_gradients.report.i18n.msg`); these
+functions choose which message applies and fill in its values. The report's cells only call them. Names and
 values from the tables reach the page through :func:`~rnn_gradients.report.format.code` and
 :func:`~rnn_gradients.report.format.escape`. A sentence refers to a figure (``@fig-…``) only when that figure is
 drawn (the same data functions decide both), and says why when it is not.
@@ -13,20 +13,25 @@ distance k, its prediction, and the recurrent matrix's spectral radius ρ(W_hh) 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from urllib.parse import quote
 
 import pandas as pd
 
 from rnn_gradients.report.figures import flow_profile, trace_panels, trace_strategies
 from rnn_gradients.report.format import code, escape, fraction, num, percent
+from rnn_gradients.report.i18n import catalogue, current_language, msg
 from rnn_gradients.report.outcome_figures import metric_runs
 from rnn_gradients.report.results import Comparison, Results
 from rnn_gradients.study.grid import GRID_KEYS
 
 
-def listing(items: Iterable[str]) -> str:
-    """ "a, b and c"; "none" for no items."""
+def listing(items: Iterable[str], *, negated: bool = False) -> str:
+    """ "a, b and c" ("a, b or c" after a negation); the catalogue's word for none for no items."""
     items = list(items)
-    return " and ".join([", ".join(items[:-1]), items[-1]]) if len(items) > 1 else "".join(items) or "none"
+    if len(items) > 1:
+        joined = msg("list.separator").join(items[:-1])
+        return msg("list.nor" if negated else "list.and", first=joined, last=items[-1])
+    return "".join(items) or msg("list.none")
 
 
 def codes(names: Iterable[str]) -> str:
@@ -34,45 +39,47 @@ def codes(names: Iterable[str]) -> str:
     return listing(code(n) for n in names)
 
 
-def counted(n: int, one: str, many: str) -> str:
-    """ "1 task", "3 tasks"."""
-    return f"{n} {one if n == 1 else many}"
-
-
 def where(task: str, seq_len: int) -> str:
     """ "adding, T = 60"."""
     return f"{escape(task)}, T = {seq_len}"
 
 
+def language_line(pages: dict[str, str]) -> str:
+    """The page's first line: the mark of the language the cells write in (``report/languages.lua`` stops a render
+    whose page is in another language), and links to this report in the other languages (``pages``: language ->
+    file name in the same folder, as :func:`~rnn_gradients.report.render.language_pages` gives them)."""
+    lang = current_language()
+    mark = f"[]{{.report-language lang={lang}}}"
+    others = [other for other in pages if other != lang]
+    if not others:
+        return mark
+    links = [
+        f"[{catalogue(other)['language.self']}](<{quote(pages[other])}>){{hreflang={other} lang={other}}}"
+        for other in others
+    ]
+    return mark + msg("language.links", n=len(others), links=listing(links))
+
+
+JACOBIAN = "$\\operatorname{diag}(\\phi')\\,W_{hh}$"
+"""A vanilla cell's Jacobian ∂h_t/∂h_{t−1}, as it appears in the sentences of every language."""
+
+
 def overview_sentence(results: Results) -> str:
     """What the study trains, how many seeds and runs, its control, and how results over seeds are stated."""
     low, high = results.n_seeds
-    seeds = counted(high, "seed", "seeds") if low == high else f"{low}–{high} seeds"
-    text = (
-        f"The study trains {counted(len(results.cells), 'cell type', 'cell types')} ({codes(results.cells)}) under "
-        f"{counted(len(results.strategies), 'mitigation strategy', 'mitigation strategies')} "
-        f"({codes(results.strategies)}) on {counted(len(results.tasks), 'task', 'tasks')}, with {seeds} per "
-        f"combination: {len(results.accuracy)} training runs in all. @tbl-tasks lists the tasks; each is a synthetic "
-        "long-dependency problem whose answer depends on inputs about $T$ steps before the read-out, so $T$ sets how "
-        "far back the gradient must travel. "
+    seeds = msg("count.seeds", n=high) if low == high else msg("count.seed_range", low=low, high=high)
+    text = msg(
+        "overview.trains",
+        cells=msg("count.cell_types", n=len(results.cells)),
+        cell_names=codes(results.cells),
+        strategies=msg("count.strategies", n=len(results.strategies)),
+        strategy_names=codes(results.strategies),
+        tasks=msg("count.tasks", n=len(results.tasks)),
+        seeds=seeds,
+        runs=len(results.accuracy),
     )
-    text += (
-        f"The control, against which every remedy is compared, is {code(results.control)}, the strategy without "
-        "any intervention. "
-        if results.control
-        else "The study has no control: no strategy leaves the network as it is (an empty bundle `{}`), so the "
-        "sections below compare the strategies with one another and call none of them a remedy. "
-    )
-    if high == 1:
-        return text + (
-            "With one seed per combination, every result below rests on a single run; add seeds (`seeds: [0, 1, 2]` "
-            "in the config) before reading much into one combination."
-        )
-    return text + (
-        "Results are given as k/n, the seeds solved out of those trained. A combination counts as solved when a "
-        "strict majority of its seeds solved the task, as failed when a strict majority did not, and as split "
-        "otherwise."
-    )
+    control = msg("overview.control", control=code(results.control)) if results.control else msg("overview.no_control")
+    return f"{text} {control} " + msg("overview.one_seed" if high == 1 else "overview.majorities")
 
 
 def init_spectrum_sentence(results: Results) -> str | None:
@@ -82,73 +89,61 @@ def init_spectrum_sentence(results: Results) -> str | None:
         return None
     medians = init.groupby("cell")[["spectral_radius", "sigma_max"]].median()
     parts = [
-        f"{code(cell)} $\\rho = {num(medians.loc[cell, 'spectral_radius'])}$, "
-        f"$\\sigma_{{\\max}} = {num(medians.loc[cell, 'sigma_max'])}$"
+        msg(
+            "spectrum.cell",
+            cell=code(cell),
+            rho=f"$\\rho$ = {num(medians.loc[cell, 'spectral_radius'])}",
+            sigma=f"$\\sigma_{{\\max}}$ = {num(medians.loc[cell, 'sigma_max'])}",
+        )
         for cell in results.cells
         if cell in medians.index
     ]
-    return (
-        "Measured at initialization (median over all strategies, tasks and seeds), the recurrent matrices of "
-        "this study had " + "; ".join(parts) + ". The bound is stated for the vanilla cells only: a gated "
-        "cell's Jacobian is not $\\operatorname{diag}(\\phi')\\,W_{hh}$."
-    )
+    return msg("spectrum.sentence", values="; ".join(parts), jacobian=JACOBIAN)
 
 
 def flow_sentence(results: Results) -> str:
     """The sentence introducing the gradient-flow figure, or why there is none."""
-    table = " @tbl-decay gives the measured decay rates." if len(results.decay_rates) else ""
+    table = " " + msg("flow.table") if len(results.decay_rates) else ""
     if results.control is None:
-        return "The study has no control, so there is no unmitigated gradient flow to show." + table
+        return msg("flow.no_control") + table
     if flow_profile(results, results.control).empty:
-        return (
-            f"The tables hold no finite gradient probe of the control {code(results.control)} at the longest "
-            "length of any task (its runs diverged before a probe, or their gradients underflowed), so there is no "
-            "figure of the gradient flow." + table
-        )
-    return (
-        f"@fig-flow shows the measured gradient norms of the hidden states under the control {code(results.control)} "
-        "at the longest sequence length of each task, at initialization (the probe before the first update) "
-        "and after training (each run's last probe). A straight line on the logarithmic axis is a constant "
-        "per-step factor; its slope is the decay rate of @tbl-decay."
-    )
+        return msg("flow.no_probe", control=code(results.control)) + table
+    return msg("flow.shown", control=code(results.control))
 
 
 def _seed_list(seeds: Sequence[int], steps: Sequence[int]) -> str:
     if len(seeds) == 1:
-        return f"seed {seeds[0]} at step {steps[0]}"
+        return msg("exploding.seed_at_step", seed=seeds[0], step=steps[0])
     if len(set(steps)) == 1:
-        return f"seeds {listing(map(str, seeds))}, each at step {steps[0]}"
-    return f"seeds {listing(map(str, seeds))} at steps {listing(map(str, steps))}"
+        return msg("exploding.seeds_at_step", seeds=listing(map(str, seeds)), step=steps[0])
+    return msg("exploding.seeds_at_steps", seeds=listing(map(str, seeds)), steps=listing(map(str, steps)))
 
 
 def exploding_paragraph(results: Results) -> str:
     """Which runs the traces figure follows (or that there is none), and every run that diverged."""
     selected, scaled = trace_strategies(results), results.strategies_where("scaled")
     if not trace_panels(results, selected):
-        text = "No run has a finite pre-clip gradient norm, so there is no figure of the norms during training. "
+        text = msg("exploding.no_figure") + " "
     else:
-        rule = (
-            f"the strategies with the scaled recurrent initialization ({codes(scaled)})"
-            if scaled
-            else "every strategy, since none uses the scaled initialization; the panels are the tasks, lengths and "
-            "cells with the largest pre-clip gradient norms"
-        )
+        rule = msg("exploding.scaled", names=codes(scaled)) if scaled else msg("exploding.every_strategy")
         added = [s for s in selected if s not in scaled] if scaled else []
-        text = f"@fig-traces follows the pre-clip gradient norm during training for {rule}"
-        text += f", with the clipped strategies {codes(added)} for comparison. " if added else ". "
+        text = msg("exploding.figure", rule=rule)
+        text += msg("exploding.with_clipped", names=codes(added)) + " " if added else ". "
     runs = results.accuracy
     diverged = results.in_order(runs[runs["diverged"]])
     if diverged.empty:
-        return text + f"None of the {len(runs)} runs diverged."
+        return text + msg("exploding.none_diverged", n=len(runs))
     unclipped = sum(not results.strategies[s].clipped for s in diverged["strategy"])
     listed = [
-        f"{code(cell)} under {code(strategy)} on {where(task, seq_len)}: "
+        msg("exploding.run", cell=code(cell), strategy=code(strategy), where=where(task, seq_len))
         + _seed_list(list(group["seed"]), [int(s) for s in group["diverged_step"]])
         for (task, seq_len, cell, strategy), group in diverged.groupby(list(GRID_KEYS), sort=False)
     ]
-    return text + (
-        f"{fraction(len(diverged), len(runs))} runs diverged (the training loop met a NaN or infinite loss or "
-        f"gradient), {unclipped} of them without clipping: " + "; ".join(listed) + "."
+    return text + msg(
+        "exploding.diverged",
+        runs=fraction(len(diverged), len(runs)),
+        unclipped=unclipped,
+        listed="; ".join(listed),
     )
 
 
@@ -160,7 +155,7 @@ def _solved_counts(results: Results, strategies: Sequence[str], cells: Sequence[
 
 
 def _no_metric_figure(names: str) -> str:
-    return f"Every run of {names} diverged, so there is no metric to draw. "
+    return msg("remedy.no_metric", names=names) + " "
 
 
 def activations_sentence(results: Results) -> str:
@@ -169,24 +164,24 @@ def activations_sentence(results: Results) -> str:
     if comparison is None:
         vanilla = results.vanilla_cells
         if not vanilla:
-            return f"This grid has no vanilla cell, so it compares no activations (cells: {codes(results.cells)})."
+            return msg("activations.no_vanilla", cells=codes(results.cells))
         if results.control is None:
-            return "The study has no control, so the activations are not compared without mitigation."
-        missing = "`rnn_relu` cell" if "rnn_relu" not in vanilla else "tanh or sigmoid RNN"
-        return f"This grid cannot compare activations: it has no {missing} (vanilla cells: {codes(vanilla)})."
+            return msg("activations.no_control")
+        missing = "activations.no_relu" if "rnn_relu" not in vanilla else "activations.no_saturating"
+        return msg(missing, cells=codes(vanilla))
     combos = results.at_longest(results.combinations())
     combos = combos[combos["cell"].isin(comparison.cells) & (combos["strategy"] == results.control)]
     per_task = [
-        f"on {escape(task)} (T = {part['seq_len'].iloc[0]}): "
+        msg("activations.task", task=escape(task), seq_len=part["seq_len"].iloc[0])
         + ", ".join(f"{code(r.cell)} {fraction(r.n_solved, r.n_seeds)}" for r in part.itertuples())
         for task, part in combos.groupby("task", sort=False)
     ]
     shown = (
-        f"@fig-activations compares {codes(comparison.cells)} under the control {code(results.control)}. "
+        msg("activations.figure", cells=codes(comparison.cells), control=code(results.control)) + " "
         if not metric_runs(results, comparison).empty
         else _no_metric_figure(codes(comparison.cells))
     )
-    return shown + "Seeds solved at the longest length of each task: " + "; ".join(per_task) + "."
+    return shown + msg("activations.solved", per_task="; ".join(per_task))
 
 
 def _strategy_comparison(results: Results, section: str, comparison: Comparison) -> str:
@@ -195,26 +190,24 @@ def _strategy_comparison(results: Results, section: str, comparison: Comparison)
     if metric_runs(results, comparison).empty:
         shown = _no_metric_figure(codes(chosen))
     elif results.control:
-        shown = f"@fig-{section} compares {codes(chosen)} with the control {code(results.control)} for every cell. "
+        shown = msg("remedy.figure", label=f"@fig-{section}", names=codes(chosen), control=code(results.control))
+        shown += " "
     else:
-        shown = f"@fig-{section} shows {codes(chosen)} for every cell; the study has no control to compare with. "
+        shown = msg("remedy.figure_no_control", label=f"@fig-{section}", names=codes(chosen)) + " "
     counts = _solved_counts(results, comparison.strategies, comparison.cells)
-    return shown + (
-        "Runs solved at the longest length of each task, all cells together: "
-        + "; ".join(
-            f"{code(s)} {fraction(counts.loc[s, 'n_solved'], counts.loc[s, 'n_seeds'])}"
-            for s in comparison.strategies
-            if s in counts.index
-        )
-        + "."
+    solved = "; ".join(
+        f"{code(s)} {fraction(counts.loc[s, 'n_solved'], counts.loc[s, 'n_seeds'])}"
+        for s in comparison.strategies
+        if s in counts.index
     )
+    return shown + msg("remedy.solved", solved=solved)
 
 
 def normalization_sentence(results: Results) -> str:
     """Runs solved at the longest T by each normalized strategy (and the control), or that there is none."""
     comparison = results.comparison("normalization")
     if comparison is None:
-        return "This grid has no normalization strategy (no strategy sets `norm` to `layer` or `batch`)."
+        return msg("normalization.none")
     return _strategy_comparison(results, "normalization", comparison)
 
 
@@ -229,14 +222,14 @@ def clipping_sentence(results: Results) -> str:
     """Runs solved with and without clipping, the share of steps rescaled, and divergences with and without it."""
     comparison = results.comparison("clipping")
     if comparison is None:
-        return "This grid has no clipping strategy (no strategy sets `clip_norm` or `clip_value`)."
+        return msg("clipping.none")
     steps = results.gradient_norms[results.gradient_norms["strategy"].isin(results.strategies_where("clipped"))]
-    share = f"The clipped strategies rescaled {percent(steps['clipped'].mean())} of their training steps; "
+    share = msg("clipping.share", share=percent(steps["clipped"].mean())) + " " if len(steps) else ""
     divergence = "; ".join(
-        f"{'with' if flag else 'without'} clipping {fraction(*counts)} runs diverged"
+        msg("clipping.diverged_with" if flag else "clipping.diverged_without", runs=fraction(*counts))
         for flag, counts in sorted(divergence_by_clipping(results).items(), reverse=True)
     )
-    return _strategy_comparison(results, "clipping", comparison) + f" {share if len(steps) else ''}{divergence}."
+    return _strategy_comparison(results, "clipping", comparison) + f" {share}{divergence}."
 
 
 def gates_sentence(results: Results) -> str:
@@ -244,20 +237,20 @@ def gates_sentence(results: Results) -> str:
     comparison = results.comparison("gates")
     if comparison is None:
         if not results.gated_cells:
-            return f"This grid has no gated cell (cells: {codes(results.cells)})."
-        return "The study has no control, so the cells are not compared without mitigation."
+            return msg("gates.no_gated", cells=codes(results.cells))
+        return msg("gates.no_control")
     combos = results.at_longest(results.combinations())
     combos = combos[combos["strategy"] == results.control]
     gated = combos["cell"].isin(results.gated_cells)
     parts = [
-        f"{label} cells solved {fraction(combos.loc[mask, 'n_solved'].sum(), combos.loc[mask, 'n_seeds'].sum())} runs"
-        for label, mask in (("gated", gated), ("vanilla", ~gated))
+        msg(key, runs=fraction(combos.loc[mask, "n_solved"].sum(), combos.loc[mask, "n_seeds"].sum()))
+        for key, mask in (("gates.gated_solved", gated), ("gates.vanilla_solved", ~gated))
         if mask.any()
     ]
-    beside = " beside the vanilla cells" if results.vanilla_cells else ""
+    key = "gates.figure_beside" if results.vanilla_cells else "gates.figure"
     shown = (
-        f"@fig-gates shows {codes(results.gated_cells)}{beside} under the control {code(results.control)}. "
+        msg(key, cells=codes(results.gated_cells), control=code(results.control)) + " "
         if not metric_runs(results, comparison).empty
         else _no_metric_figure(codes(comparison.cells))
     )
-    return shown + "At the longest length of each task, " + " and ".join(parts) + "."
+    return shown + msg("gates.solved", parts=listing(parts))

@@ -21,13 +21,18 @@ import pandas as pd
 
 from rnn_gradients.engine.cells import VANILLA_CELLS
 from rnn_gradients.report.format import MISSING, code, escape, fraction, num, signed, spread
+from rnn_gradients.report.i18n import msg
 from rnn_gradients.report.results import Results
 from rnn_gradients.study.analysis import bound_holds, train_test_gaps
 
 PREDICTIONS = ("bound_decay", "meanfield_decay")
 TOLERANCE = 1e-9
 """A probe holds the bound when its measured slope is at most ``bound_decay`` + this (float rounding)."""
-PHASE_WORDS = {"init": "at initialization", "during": "during training", "trained": "after training"}
+BOUND = "ln(γσ_max)"
+MEANFIELD = "ln(σ_rms·rms φ′)"
+"""The two predictions in a table header (plain text: a header holds no math)."""
+MEANFIELD_MATH = "$\\ln(\\sigma_{\\text{rms}}\\,\\operatorname{rms}\\phi')$"
+JACOBIAN = "$\\operatorname{diag}(\\phi')\\,W_{hh}$"
 
 
 def theory_points(results: Results) -> pd.DataFrame:
@@ -60,14 +65,14 @@ def theory_table(results: Results) -> pd.DataFrame | None:
             holds = bound_holds(part, TOLERANCE)
             rows.append(
                 {
-                    "cell": code(cell),
-                    "probes": PHASE_WORDS[phase],
+                    msg("table.cell"): code(cell),
+                    msg("table.probes"): msg(f"phase.{phase}"),
                     "n": str(len(part)),
-                    "bound holds": fraction(holds.sum(), len(holds)),
-                    "measured": spread(part["decay_per_step"], signed),
-                    "bound ln(γσ_max)": spread(part["bound_decay"], signed),
-                    "mean field ln(σ_rms·rms φ′)": spread(part["meanfield_decay"], signed),
-                    "measured − mean field": spread(part["meanfield_error"], signed),
+                    msg("table.bound_holds"): fraction(holds.sum(), len(holds)),
+                    msg("table.measured"): spread(part["decay_per_step"], signed),
+                    msg("table.bound", formula=BOUND): spread(part["bound_decay"], signed),
+                    msg("table.meanfield", formula=MEANFIELD): spread(part["meanfield_decay"], signed),
+                    msg("table.meanfield_error"): spread(part["meanfield_error"], signed),
                 }
             )
     return pd.DataFrame(rows)
@@ -75,7 +80,7 @@ def theory_table(results: Results) -> pd.DataFrame | None:
 
 def _phase_error(points: pd.DataFrame, phase: str) -> str:
     part = points[points["phase"] == phase]["meanfield_error"].abs()
-    return f"{num(part.median(), 2)} (largest {num(part.max(), 2)})" if len(part) else MISSING
+    return msg("theory.error", median=num(part.median(), 2), largest=num(part.max(), 2)) if len(part) else MISSING
 
 
 def theory_sentence(results: Results) -> str:
@@ -83,45 +88,43 @@ def theory_sentence(results: Results) -> str:
     points = theory_points(results)
     if points.empty:
         if not results.vanilla_cells:
-            return (
-                "The study has no vanilla cell, and both predictions are stated for vanilla cells only (a gated "
-                "cell's Jacobian is not $\\operatorname{diag}(\\phi')\\,W_{hh}$), so there is nothing to check here."
-            )
-        return (
-            "No probe qualifies: the predictions need a vanilla cell without normalization on a task read out at "
-            "the last step, with a finite measured decay (a run that diverged before its probe, or whose gradient "
-            "underflowed everywhere, has none), so there is nothing to check."
-        )
+            return msg("theory.no_vanilla", jacobian=JACOBIAN)
+        return msg("theory.no_probe")
     holds = bound_holds(points, TOLERANCE)
     n_runs = len(points.drop_duplicates(["task", "seq_len", "cell", "strategy", "seed"]))
+    held = fraction(holds.sum(), len(holds))
     bound = (
-        f"{fraction(holds.sum(), len(holds))} probes of {n_runs} vanilla runs hold Pascanu's bound"
-        + (" — as they must" if holds.all() else f" ({len(holds) - holds.sum()} do not: a bug, see @tbl-theory)")
-        + f"; the bound is loose by {num(points['slack'].median(), 2)} per step at the median (from "
-        f"{num(points['slack'].min(), 2)} to {num(points['slack'].max(), 2)}): over a distance of 20 steps the "
-        f"typical gradient keeps a factor $e^{{{num(-20 * points['slack'].median(), 2)}}}$ of what the bound allows."
+        msg("theory.bound_holds", probes=held, runs=n_runs)
+        if holds.all()
+        else msg("theory.bound_fails", probes=held, runs=n_runs, failed=len(holds) - holds.sum())
+    )
+    bound += msg(
+        "theory.slack",
+        median=num(points["slack"].median(), 2),
+        low=num(points["slack"].min(), 2),
+        high=num(points["slack"].max(), 2),
+        factor=f"e^{num(-20 * points['slack'].median(), 2)}^",
     )
     init, trained = points[points["phase"] == "init"], points[points["phase"] == "trained"]
     meanfield = (
-        f"The mean-field estimate misses the measured slope by a median of {_phase_error(points, 'init')} per step "
-        "at initialization"
-        + (f" and by {_phase_error(points, 'trained')} after training" if len(trained) else "")
-        + "."
+        msg("theory.meanfield_both", init=_phase_error(points, "init"), trained=_phase_error(points, "trained"))
+        if len(trained)
+        else msg("theory.meanfield_init", init=_phase_error(points, "init"))
     )
     if len(trained) and len(init):
         worst = trained.assign(error=trained["meanfield_error"].abs()).sort_values("error").iloc[-1]
-        meanfield += (
-            f" Training moves W_hh away from the random matrices the estimate assumes: its largest error is "
-            f"{signed(worst['meanfield_error'], 2)} per step ({code(worst['cell'])} under {code(worst['strategy'])} "
-            f"on {escape(worst['task'])}, T = {int(worst['seq_len'])}, seed {int(worst['seed'])}), where the measured "
-            f"slope is {signed(worst['decay_per_step'], 2)} and the estimate {signed(worst['meanfield_decay'], 2)}."
+        meanfield += " " + msg(
+            "theory.worst",
+            error=signed(worst["meanfield_error"], 2),
+            cell=code(worst["cell"]),
+            strategy=code(worst["strategy"]),
+            task=escape(worst["task"]),
+            seq_len=int(worst["seq_len"]),
+            seed=int(worst["seed"]),
+            measured=signed(worst["decay_per_step"], 2),
+            estimate=signed(worst["meanfield_decay"], 2),
         )
-    return (
-        "@fig-theory sets the measured slope against both predictions, and @tbl-theory summarizes them per cell. "
-        + bound
-        + " "
-        + meanfield
-    )
+    return msg("theory.intro") + " " + bound + " " + meanfield
 
 
 def theory_line(results: Results) -> str | None:
@@ -131,14 +134,15 @@ def theory_line(results: Results) -> str | None:
         return None
     holds = bound_holds(points, TOLERANCE)
     trained = points[points["phase"] == "trained"]
-    return (
-        f"- **Theory.** Pascanu's bound held in {fraction(holds.sum(), len(holds))} vanilla-cell probes, loose by a "
-        f"median of {num(points['slack'].median(), 2)} per step; the mean-field estimate "
-        "$\\ln(\\sigma_{\\text{rms}}\\,\\operatorname{rms}\\phi')$ came within a median of "
-        f"{_phase_error(points, 'init')} per step of the measured decay at initialization"
-        + (f" and {_phase_error(points, 'trained')} after training" if len(trained) else "")
-        + "."
-    )
+    values = {
+        "probes": fraction(holds.sum(), len(holds)),
+        "slack": num(points["slack"].median(), 2),
+        "estimate": MEANFIELD_MATH,
+        "init": _phase_error(points, "init"),
+    }
+    if len(trained):
+        return msg("conclusions.theory_both", trained=_phase_error(points, "trained"), **values)
+    return msg("conclusions.theory_init", **values)
 
 
 # ---- train against test -------------------------------------------------------------------------------------
@@ -158,16 +162,8 @@ def gaps_sentence(results: Results) -> str:
     gaps = gap_rows(results)
     n = int((~results.accuracy["diverged"]).sum())
     if gaps.empty:
-        return (
-            f"In all {n} runs that did not diverge, the final model's errors on the test set and on as many "
-            "training sequences agree within three standard errors of their difference: the test metric reports "
-            "what the network learned, not an artifact of evaluation."
-        )
-    return (
-        f"In {fraction(len(gaps), n)} runs that did not diverge, the final model's errors on the training "
-        "sequences and on the test set differ by more than three standard errors of their difference; "
-        "@tbl-gaps lists them side by side (error: MSE, or 1 − accuracy)."
-    )
+        return msg("gaps.none", n=n)
+    return msg("gaps.some", k=len(gaps), n=n)
 
 
 def gaps_table(results: Results) -> pd.DataFrame | None:
@@ -177,16 +173,14 @@ def gaps_table(results: Results) -> pd.DataFrame | None:
         return None
     return pd.DataFrame(
         {
-            "task": gaps["task"].map(escape),
+            msg("table.task"): gaps["task"].map(escape),
             "T": gaps["seq_len"].astype(str),
-            "cell": gaps["cell"].map(code),
-            "strategy": gaps["strategy"].map(code),
-            "seed": gaps["seed"].astype(str),
-            "training error": [
-                f"{num(e)} ± {num(s, 2)}" for e, s in zip(gaps["train_error"], gaps["train_error_se"], strict=True)
-            ],
-            "test error": [f"{num(e)} ± {num(s, 2)}" for e, s in zip(gaps["error"], gaps["error_se"], strict=True)],
-            "difference (z)": gaps["gap_z"].map(lambda z: signed(z, 1)),
+            msg("table.cell"): gaps["cell"].map(code),
+            msg("table.strategy"): gaps["strategy"].map(code),
+            msg("table.seed"): gaps["seed"].astype(str),
+            msg("table.training_error"): _with_se(gaps["train_error"], gaps["train_error_se"]),
+            msg("table.test_error"): _with_se(gaps["error"], gaps["error_se"]),
+            msg("table.difference_z"): gaps["gap_z"].map(lambda z: signed(z, 1)),
         }
     )
 

@@ -35,6 +35,7 @@ from rnn_gradients.engine.normalization import NORMS
 from rnn_gradients.engine.run_spec import DEVICES, OPTIMIZERS
 from rnn_gradients.engine.strategies import Strategy
 from rnn_gradients.engine.tasks import TASKS, get_task
+from rnn_gradients.report.i18n import LANGUAGES
 from rnn_gradients.study.config_files import (
     ConfigReadError,
     ConfigSource,
@@ -123,6 +124,7 @@ def load_schema(schema_path: Path) -> dict[str, Any]:
         "optimizer": OPTIMIZERS,
         "device": DEVICES,
         "learning_rate_key": ("default", *CELLS),
+        "language": LANGUAGES,
     }
     for name, allowed in names.items():
         schema["$defs"][name]["enum"] = list(allowed)
