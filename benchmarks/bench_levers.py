@@ -11,6 +11,12 @@
    ``MALLOC_TOP_PAD_``), one training step per cell, in separate processes.
 5. stacked seeds: three tanh RNNs as one batched model (``baddbmm``) against three separate fused models.
 6. hidden size: one training step at H = 32 against H = 64, per cell.
+7. denormals: one training step with subnormal floats flushed to zero (``torch.set_flush_denormal(True)``, what
+   the engine does) against the CPU's default gradual underflow, per cell at T = 60 and T = 200. A gradient
+   that vanishes through time passes through the subnormal range (below 1.2e-38 in float32), where x86 CPUs
+   take a slow path.
+8. threads: the study's way (two one-thread processes side by side, one per core) against one two-thread process
+   doing the same steps one after the other, on this machine's two cores.
 
 Every figure is a ratio of two timings taken in the same run (the machine is shared; read each ±30 %). Timings
 are minima over repeats: the least disturbed measurement of a deterministic amount of work.
@@ -99,7 +105,7 @@ def lever_imports() -> None:
     print("2. imports: " + ", ".join(f"{name} {s:.2f} s" for name, s in seconds.items()))
 
 
-def _step_fn(cell: str, hidden: int) -> Callable[[], object]:
+def _step_fn(cell: str, hidden: int, seq_len: int = T) -> Callable[[], object]:
     torch.set_num_threads(1)
     torch.set_flush_denormal(True)
     task = get_task("adding")
@@ -108,7 +114,7 @@ def _step_fn(cell: str, hidden: int) -> Callable[[], object]:
     model = build_model(run, task, strategy)
     optimizer = make_optimizer(run, list(model.parameters()))
     meter = GradientMeter(model)
-    x, y = task.to_tensors(make_dataset("adding", T, 0, 64, 1, 1).train)
+    x, y = task.to_tensors(make_dataset("adding", seq_len, 0, 64, 1, 1).train)
     return lambda: optimization_step(0, model, optimizer, meter, strategy, task, x, y)
 
 
@@ -184,6 +190,58 @@ def lever_hidden_size() -> None:
     print(f"6. hidden size, one step at T={T}, B=64, H=64 vs H=32: " + "; ".join(parts))
 
 
+def lever_denormals() -> None:
+    parts = []
+    for seq_len in (T, 200):
+        for cell in CELLS:
+            step = _step_fn(cell, 64, seq_len)
+            times = {}
+            for flush in (True, False, True, False):  # interleaved: a change in load hits both
+                torch.set_flush_denormal(flush)
+                times[flush] = min(times.get(flush, float("inf")), best_ms(step, repeats=8))
+            torch.set_flush_denormal(True)
+            parts.append(f"{cell} T={seq_len} {times[False] / times[True]:.2f}")
+    print("7. denormals, step time with gradual underflow / flushed to zero: " + ", ".join(parts))
+
+
+def steps_wall(cell: str, threads: int, steps: int) -> float:
+    """Seconds for ``steps`` training steps of one cell with ``threads`` torch threads (after 3 warm-up steps)."""
+    step = _step_fn(cell, 64)
+    torch.set_num_threads(threads)
+    for _ in range(3):
+        step()
+    start = time.perf_counter()
+    for _ in range(steps):
+        step()
+    return time.perf_counter() - start
+
+
+def lever_threads(steps: int = 150) -> None:
+    def run(cell: str, threads: int, n: int) -> subprocess.Popen[str]:
+        code = (
+            "import sys; sys.path.insert(0, 'benchmarks'); from bench_levers import steps_wall; "
+            f"print(steps_wall(sys.argv[1], {threads}, {n}))"
+        )
+        return subprocess.Popen([sys.executable, "-c", code, cell], stdout=subprocess.PIPE, text=True)
+
+    parts = []
+    for cell in CELLS:
+        best_pair = best_single = float("inf")
+        for _ in range(2):
+            start = time.perf_counter()
+            for process in [run(cell, 1, steps), run(cell, 1, steps)]:
+                process.communicate()
+            best_pair = min(best_pair, time.perf_counter() - start)
+            start = time.perf_counter()
+            run(cell, 2, 2 * steps).communicate()
+            best_single = min(best_single, time.perf_counter() - start)
+        parts.append(f"{cell} {best_single / best_pair:.2f}")
+    print(
+        f"8. threads, {2 * steps} steps (T={T}, H=64, B=64, processes included): one 2-thread process / "
+        "two 1-thread processes side by side: " + ", ".join(parts)
+    )
+
+
 def main() -> None:
     print(f"torch {torch.__version__}, {os.cpu_count()} CPUs, one torch thread per process")
     with tempfile.TemporaryDirectory() as tmp:
@@ -193,6 +251,8 @@ def main() -> None:
     lever_allocator()
     lever_stacked_seeds()
     lever_hidden_size()
+    lever_denormals()
+    lever_threads()
     print(f"(median of nothing: each figure is a minimum; load average now {statistics.fmean(os.getloadavg()):.1f})")
 
 
