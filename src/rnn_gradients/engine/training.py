@@ -226,7 +226,9 @@ def train_run(spec: RunSpec, data_path: Path, out_dir: Path, threads: int = 1) -
     """Train one run and write its run directory atomically; return its summary."""
     wall_start = time.perf_counter()
     torch.set_num_threads(threads)
-    torch.set_flush_denormal(True)  # subnormal gradients make long sequences 5-10x slower (benchmarks/README.md)
+    # Vanishing gradients pass through the subnormal range; flushing it to zero guards against the slow path some
+    # CPUs take there. On this project's machine it made no difference either way (benchmarks/README.md).
+    torch.set_flush_denormal(True)
     device = resolve_device(spec.device)
     strategy = Strategy.from_dict(spec.strategy, spec.strategy_params)
     task = get_task(spec.task)

@@ -128,8 +128,9 @@ def run_spec(study: Mapping[str, Any], key: RunKey) -> dict[str, Any]:
 
 
 MS_PER_STEP_AND_TIME_STEP = 0.5
-"""A generous cost of one training step per time step at H = 64 on one CPU core (the slowest cells, unrolled with
-batch normalization, measured 0.2–0.4 ms: benchmarks/README.md), for the scheduler's time limits."""
+"""A generous cost of one training step per time step at H = 64 on one CPU core, for the scheduler's time limits
+(the slowest step measured, the LSTM with batch normalization, costs 0.77 ms per time step at H = 128, twice the
+width: benchmarks/README.md)."""
 
 
 def estimated_minutes(study: Mapping[str, Any], combination: Combination) -> int:
