@@ -25,17 +25,13 @@ from pathlib import Path
 import pytest
 import yaml
 from fixtures_tables import write_study_tables
+from workflow_runner import ENV, ROOT, TINY
+from workflow_runner import run_snakemake as snakemake
 
 from rnn_gradients.cli import main
 from rnn_gradients.engine.run_files import RUN_FILES, StepRecord
 from rnn_gradients.study.grid import RUN_DIR, RunKey, expand_runs, run_dir
 from rnn_gradients.study.tables import TABLE_FILES
-
-ROOT = Path(__file__).resolve().parents[1]
-BIN = Path(sys.executable).parent
-TINY = ROOT / "tests" / "configs" / "tiny.yaml"
-ENV = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
-
 
 # ---- running the real tools -------------------------------------------------------------------------------------
 
@@ -55,24 +51,6 @@ def cli(*args: str, cwd: Path | None = None, fsize: int | None = None) -> subpro
         text=True,
         timeout=600,
         preexec_fn=limit_file_size if fsize is not None else None,
-    )
-
-
-def snakemake(workdir: Path, *args: str, timeout: float = 600) -> subprocess.CompletedProcess:
-    command = [
-        str(BIN / "snakemake"),
-        "--snakefile",
-        str(ROOT / "Snakefile"),
-        "--workflow-profile",
-        str(ROOT / "workflow" / "profiles" / "default"),
-        "--directory",
-        str(workdir),
-        "--cores",
-        "2",
-        *args,
-    ]
-    return subprocess.run(
-        command, cwd=workdir, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=timeout
     )
 
 

@@ -12,7 +12,6 @@ import os
 import re
 import signal
 import subprocess
-import sys
 import time
 from collections import Counter
 from pathlib import Path
@@ -20,6 +19,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
+from workflow_runner import BIN, ENV, ROOT, TINY, snakemake_command
+from workflow_runner import run_snakemake as snakemake
 
 from rnn_gradients.engine.run_files import RUN_FILES
 from rnn_gradients.engine.tasks import get_task
@@ -29,44 +30,9 @@ from rnn_gradients.study.tables import FLOW_COLUMNS, RESULT_FIELDS, RUNTIME_COLU
 
 pytestmark = pytest.mark.slow
 
-ROOT = Path(__file__).resolve().parents[1]
 SCHEMA = ROOT / "workflow" / "schemas" / "config.schema.yaml"
-TINY = ROOT / "tests" / "configs" / "tiny.yaml"
-BIN = Path(sys.executable).parent
 TARGET = "all"
 AFTER_RUNS = {"collect", "report", "all"}
-
-
-def snakemake(workdir: Path, *args: str, timeout: float = 600, **options: Path) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        _command(workdir, *args, **options),
-        cwd=workdir,
-        env=_env(),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        timeout=timeout,
-    )
-
-
-def _command(workdir: Path, *args: str, profile: Path = ROOT / "workflow" / "profiles" / "default") -> list[str]:
-    return [
-        str(BIN / "snakemake"),
-        "--snakefile",
-        str(ROOT / "Snakefile"),
-        "--workflow-profile",
-        str(profile),
-        "--directory",
-        str(workdir),
-        "--cores",
-        "2",
-        *args,
-    ]
-
-
-def _env() -> dict[str, str]:
-    # the rules call `python -m rnn_gradients`: the venv's python must come first on PATH
-    return {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
 
 
 def planned_jobs(dry_run_output: str) -> list[tuple[str, str]]:
@@ -298,9 +264,9 @@ def test_a_killed_training_job_leaves_no_partial_run_and_the_next_run_completes(
 
     started = time.monotonic()
     with subprocess.Popen(
-        _command(workdir, "tables"),
+        snakemake_command(workdir, "tables"),
         cwd=workdir,
-        env=_env(),
+        env=ENV,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
@@ -342,7 +308,7 @@ def _is_training_process(proc: Path, workdir: Path) -> bool:
 
 def test_the_workflow_lints_clean():
     result = subprocess.run(
-        [str(BIN / "snakemake"), "--lint"], cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=120
+        [str(BIN / "snakemake"), "--lint"], cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=120
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "Congratulations, your workflow is in a good condition!" in result.stdout + result.stderr
@@ -350,7 +316,7 @@ def test_the_workflow_lints_clean():
 
 def test_every_profile_key_is_a_snakemake_option():
     help_text = subprocess.run(
-        [str(BIN / "snakemake"), "--help"], env=_env(), capture_output=True, text=True, timeout=120
+        [str(BIN / "snakemake"), "--help"], env=ENV, capture_output=True, text=True, timeout=120
     ).stdout
     # the SLURM plugin's options (slurm-*) are in --help only where the `slurm` extra is installed
     plugin = importlib.util.find_spec("snakemake_executor_plugin_slurm") is not None

@@ -9,18 +9,15 @@ from __future__ import annotations
 
 import os
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 from fixtures_tables import write_study_tables
+from workflow_runner import ROOT, TINY, run_snakemake
 
 from rnn_gradients.report.render import RenderError, quarto_missing, render_report
 
-ROOT = Path(__file__).resolve().parents[1]
 REPORT = ROOT / "report" / "report.qmd"
-TINY_STUDY = ROOT / "tests" / "configs" / "tiny.yaml"
 SECTIONS = {
     "en": (
         "1 Recurrent networks for sequential data", "2 Backpropagation through time", "3 Vanishing gradients",
@@ -108,28 +105,7 @@ def check_quarto_page(html: str, lang: str = "en") -> dict[str, object]:
 def tiny_tables(quarto: None, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The tables of the tiny study (tests/configs/tiny.yaml), run through the real pipeline."""
     workdir = tmp_path_factory.mktemp("tiny-study")
-    bin_dir = Path(sys.executable).parent
-    done = subprocess.run(
-        [
-            str(bin_dir / "snakemake"),
-            "--snakefile",
-            str(ROOT / "Snakefile"),
-            "--workflow-profile",
-            str(ROOT / "workflow" / "profiles" / "default"),
-            "--directory",
-            str(workdir),
-            "--configfile",
-            str(TINY_STUDY),
-            "--cores",
-            "2",
-            "tables",
-        ],
-        env={**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}"},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        timeout=600,
-    )
+    done = run_snakemake(workdir, "--configfile", str(TINY), "tables")
     assert done.returncode == 0, done.stdout[-5000:]
     return workdir / "results" / "tables"
 

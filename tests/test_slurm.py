@@ -16,19 +16,15 @@ import os
 import re
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pandas as pd
 import pytest
 import yaml
+from workflow_runner import PROFILES, TINY, run_snakemake
 
 pytestmark = [pytest.mark.slurm, pytest.mark.slow]
 
-ROOT = Path(__file__).resolve().parents[1]
-TINY = ROOT / "tests" / "configs" / "tiny.yaml"
-PROFILES = ROOT / "workflow" / "profiles"
-BIN = Path(sys.executable).parent
 TIMING_COLUMNS = ["wall_time_s", "ms_per_step"]
 # a train job's wildcards (a combination: its seeds train in one job), as Snakemake prints them before running it
 TRAIN_WILDCARDS = re.compile(r"wildcards: task=(\w+), seq_len=(\d+), cell=(\w+), strategy=(\w+)$", re.M)
@@ -58,21 +54,8 @@ def cluster() -> None:
 
 
 def snakemake(workdir: Path, profile: str, *args: str, timeout: float = 900) -> subprocess.CompletedProcess:
-    command = [
-        str(BIN / "snakemake"),
-        "--snakefile",
-        str(ROOT / "Snakefile"),
-        "--workflow-profile",
-        str(PROFILES / profile),
-        "--directory",
-        str(workdir),
-        *args,
-    ]
-    # the rules call `python -m rnn_gradients`: the venv's python must come first on PATH (sbatch passes it on)
-    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
-    return subprocess.run(
-        command, cwd=workdir, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=timeout
-    )
+    """The tiny study's workflow through a profile; the core count is the caller's (a cluster has its own)."""
+    return run_snakemake(workdir, *args, profile=profile, cores=None, timeout=timeout)
 
 
 def new_study(root: Path) -> Path:
