@@ -105,7 +105,7 @@ def check_quarto_page(html: str, lang: str = "en") -> dict[str, object]:
 def tiny_tables(quarto: None, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The tables of the tiny study (tests/configs/tiny.yaml), run through the real pipeline."""
     workdir = tmp_path_factory.mktemp("tiny-study")
-    done = run_snakemake(workdir, "--configfile", str(TINY), "tables")
+    done = run_snakemake(workdir, "tables", "--configfile", str(TINY))  # --configfile takes every word after it
     assert done.returncode == 0, done.stdout[-5000:]
     return workdir / "results" / "tables"
 

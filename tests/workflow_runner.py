@@ -21,7 +21,8 @@ ENV = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
 
 def snakemake_command(workdir: Path, *args: str, profile: str | Path = "default", cores: int | None = 2) -> list[str]:
     """``snakemake`` on the repository's Snakefile in ``workdir`` with a workflow profile (a name under
-    ``workflow/profiles/`` or a path); ``cores=None`` leaves the core count to the profile (a cluster)."""
+    ``workflow/profiles/`` or a path); ``cores=None`` leaves the core count to the profile (a cluster). ``args``
+    come last, so targets go before an option that takes every word after it (``--configfile``, ``--config``)."""
     return [
         str(BIN / "snakemake"),
         "--snakefile",
