@@ -25,7 +25,7 @@ from pathlib import Path
 import pytest
 import yaml
 from fixtures_tables import write_study_tables
-from workflow_runner import ENV, ROOT, TINY
+from workflow_runner import ENV, ROOT, TINY, new_study
 from workflow_runner import run_snakemake as snakemake
 
 from rnn_gradients.cli import main
@@ -56,14 +56,6 @@ def cli(*args: str, cwd: Path | None = None, fsize: int | None = None) -> subpro
 
 def tiny() -> dict:
     return yaml.safe_load(TINY.read_text())
-
-
-def study_dir(root: Path, config: dict | str) -> Path:
-    """A study directory whose config/config.yaml is ``config`` (a dict, or YAML text written as is)."""
-    (root / "config").mkdir(parents=True, exist_ok=True)
-    text = config if isinstance(config, str) else yaml.safe_dump(config, sort_keys=False)
-    (root / "config" / "config.yaml").write_text(text)
-    return root
 
 
 def refused(result: subprocess.CompletedProcess, workdir: Path, *expected: str) -> list[str]:
@@ -136,7 +128,7 @@ def test_values_that_used_to_fail_after_data_generation_stop_the_dry_run(tmp_pat
     mutate, message = BAD_VALUES[case]
     config = tiny()
     mutate(config)
-    workdir = study_dir(tmp_path, config)
+    workdir = new_study(tmp_path, config)
     lines = refused(snakemake(workdir, "-n"), workdir, message)
     # one line per problem, naming the file and line the value was written on
     problem = next(line for line in lines if message in line)
@@ -145,7 +137,7 @@ def test_values_that_used_to_fail_after_data_generation_stop_the_dry_run(tmp_pat
 
 def test_non_finite_numbers_written_as_yaml_are_refused(tmp_path):
     text = TINY.read_text().replace("learning_rate: {default: 0.01}", "learning_rate: {default: .nan}")
-    workdir = study_dir(tmp_path, text)
+    workdir = new_study(tmp_path, text)
     refused(snakemake(workdir, "-n"), workdir, "config/config.yaml:16: training.learning_rate.default: nan is not a")
 
 
@@ -153,7 +145,7 @@ def test_non_finite_numbers_written_as_yaml_are_refused(tmp_path):
 
 
 def test_config_overrides_are_parsed_as_yaml(tmp_path):
-    workdir = study_dir(tmp_path, tiny())
+    workdir = new_study(tmp_path, tiny())
     result = snakemake(workdir, "-n", "--config", "training={steps: 5}", "seeds=[0,1]")
     jobs = planned(result)
     assert jobs.count("generate") == 6  # three datasets per seed
@@ -164,7 +156,7 @@ def test_config_overrides_are_parsed_as_yaml(tmp_path):
 
 
 def test_a_bad_override_names_config_and_gives_a_consistent_hint(tmp_path):
-    workdir = study_dir(tmp_path, tiny())
+    workdir = new_study(tmp_path, tiny())
     lines = refused(
         snakemake(workdir, "-n", "--config", "training={steps: 5.0}"),
         workdir,
@@ -175,7 +167,7 @@ def test_a_bad_override_names_config_and_gives_a_consistent_hint(tmp_path):
 
 
 def test_an_override_that_is_not_yaml_names_the_entry(tmp_path):
-    workdir = study_dir(tmp_path, tiny())
+    workdir = new_study(tmp_path, tiny())
     refused(snakemake(workdir, "-n", "--config", "seeds=[0, 1"), workdir, "--config seeds=[0, 1:1:")
 
 
@@ -184,7 +176,7 @@ def test_an_override_that_is_not_yaml_names_the_entry(tmp_path):
 
 def test_a_strategy_name_with_a_trailing_newline_is_refused(tmp_path):
     text = TINY.read_text().replace("  none: {}\n", '  "none\\n": {}\n')
-    workdir = study_dir(tmp_path, text)
+    workdir = new_study(tmp_path, text)
     refused(snakemake(workdir, "-n"), workdir, "strategies['none\\n']: name 'none\\n' must match ^[a-z][a-z0-9_]*$")
 
 
@@ -192,7 +184,7 @@ def test_duplicate_keys_are_refused_naming_the_key_and_both_lines(tmp_path):
     text = TINY.read_text().replace(
         "  clip_norm: {clip_norm: 1.0}\n", "  clip_norm: {clip_norm: 1.0}\n  clip_norm: {clip_norm: 0.5}\n"
     )
-    workdir = study_dir(tmp_path, text)
+    workdir = new_study(tmp_path, text)
     refused(
         snakemake(workdir, "-n"),
         workdir,
@@ -206,7 +198,7 @@ def test_duplicate_keys_are_refused_naming_the_key_and_both_lines(tmp_path):
 def test_an_absurd_length_is_refused_before_any_job_with_the_reason(tmp_path):
     config = tiny()
     config["tasks"]["temporal_order"] = [10, 1_000_000]
-    workdir = study_dir(tmp_path, config)
+    workdir = new_study(tmp_path, config)
     lines = refused(snakemake(workdir, "-n"), workdir, "tasks.temporal_order[1]: a training job at temporal_order T")
     memory = next(line for line in lines if "a training job" in line)
     assert "more than limits.max_job_memory_mb = 8,000" in memory and "data " in memory and "activations " in memory
@@ -215,7 +207,7 @@ def test_an_absurd_length_is_refused_before_any_job_with_the_reason(tmp_path):
 def test_ten_thousand_seeds_are_refused_in_seconds(tmp_path):
     config = tiny()
     config["seeds"] = list(range(10_000))
-    workdir = study_dir(tmp_path, config)
+    workdir = new_study(tmp_path, config)
     started = time.monotonic()
     result = snakemake(workdir, "-n", timeout=120)
     refused(result, workdir, "the study has 120,000 runs", "more than limits.max_runs = 10,000", "seeds")
@@ -225,7 +217,7 @@ def test_ten_thousand_seeds_are_refused_in_seconds(tmp_path):
 def test_a_limit_can_be_raised_deliberately(tmp_path):
     config = tiny()
     config["limits"] = {"max_runs": 11}
-    workdir = study_dir(tmp_path, config)
+    workdir = new_study(tmp_path, config)
     refused(snakemake(workdir, "-n"), workdir, "the study has 12 runs", "raise limits.max_runs if you mean it")
     assert planned(snakemake(workdir, "-n", "--config", "limits={max_runs: 12}")).count("train") == 12
 
@@ -235,7 +227,7 @@ def test_a_limit_can_be_raised_deliberately(tmp_path):
 
 def test_a_yaml_syntax_error_names_the_file_and_line(tmp_path):
     text = TINY.read_text().replace("cells: [rnn_tanh, lstm]", "cells: [rnn_tanh, lstm")
-    workdir = study_dir(tmp_path, text)
+    workdir = new_study(tmp_path, text)
     refused(snakemake(workdir, "-n"), workdir, "config/config.yaml:6:11: YAML syntax error: expected ',' or ']'")
 
 
@@ -336,7 +328,7 @@ BUILT = {
 @pytest.fixture(scope="module")
 def built(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A small study built by the real pipeline: 4 runs (two of them diverge at step 0) and their tables."""
-    workdir = study_dir(tmp_path_factory.mktemp("built"), BUILT)
+    workdir = new_study(tmp_path_factory.mktemp("built"), BUILT)
     result = snakemake(workdir, "tables")
     assert result.returncode == 0, result.stdout[-5000:]
     return workdir
@@ -623,7 +615,7 @@ def test_a_json_configfile_reads_numbers_as_json_does(tmp_path):
     config["training"]["learning_rate"] = {"default": 0.001}
     text = json.dumps(config).replace("0.001", "1e-3")  # JSON's number; YAML 1.1 would read text
     (tmp_path / "study.json").write_text(text)
-    workdir = study_dir(tmp_path, tiny())
+    workdir = new_study(tmp_path, tiny())
     result = snakemake(workdir, "-n", "--configfile", str(tmp_path / "study.json"))
     assert planned(result).count("train") == 12
     assert '"learning_rate":0.001' in result.stdout.replace('\\"', '"')
@@ -633,7 +625,7 @@ def test_collecting_a_huge_study_is_refused_by_its_memory_estimate(tmp_path):
     config = tiny()
     config.update(tasks={"copy": [1000]}, seeds=list(range(200)))
     config["training"].update(steps=20_000, probe_every=100)
-    workdir = study_dir(tmp_path, config)
+    workdir = new_study(tmp_path, config)
     refused(snakemake(workdir, "-n"), workdir, "collecting the study's 800 runs into its tables needs about")
 
 

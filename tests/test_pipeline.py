@@ -19,7 +19,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
-from workflow_runner import BIN, ENV, ROOT, TINY, snakemake_command
+from workflow_runner import BIN, ENV, ROOT, TINY, new_study, snakemake_command
 from workflow_runner import run_snakemake as snakemake
 
 from rnn_gradients.engine.run_files import RUN_FILES
@@ -54,13 +54,6 @@ def wildcards(key: RunKey) -> str:
 def runtimes(workdir: Path, study: dict) -> dict[RunKey, bytes]:
     """Every run's runtime.json, which differs between two trainings of the same run (its wall time)."""
     return {key: (workdir / run_dir(key) / "runtime.json").read_bytes() for key in expand_runs(study)}
-
-
-def new_study(root: Path, config: dict | Path) -> Path:
-    (root / "config").mkdir(parents=True)
-    text = config.read_text() if isinstance(config, Path) else yaml.safe_dump(config)
-    (root / "config" / "config.yaml").write_text(text)
-    return root
 
 
 @pytest.fixture(scope="module")

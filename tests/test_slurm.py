@@ -21,7 +21,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
-from workflow_runner import PROFILES, TINY, run_snakemake
+from workflow_runner import PROFILES, TINY, new_study, run_snakemake
 
 pytestmark = [pytest.mark.slurm, pytest.mark.slow]
 
@@ -58,12 +58,6 @@ def snakemake(workdir: Path, profile: str, *args: str, timeout: float = 900) -> 
     return run_snakemake(workdir, *args, profile=profile, cores=None, timeout=timeout)
 
 
-def new_study(root: Path) -> Path:
-    (root / "config").mkdir(parents=True)
-    (root / "config" / "config.yaml").write_text(TINY.read_text())
-    return root
-
-
 def grid(config: dict) -> set[tuple[str, ...]]:
     """Every run of a config, as (task, T, cell, strategy, seed) strings."""
     return {
@@ -91,7 +85,7 @@ def jobs_per_cluster_job() -> int:
 
 @pytest.fixture(scope="module")
 def local_run(cluster, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    workdir = new_study(tmp_path_factory.mktemp("local"))
+    workdir = new_study(tmp_path_factory.mktemp("local"), TINY)
     result = snakemake(workdir, "default", "--cores", "2", "tables")
     assert result.returncode == 0, result.stdout[-5000:]
     return workdir
@@ -99,7 +93,7 @@ def local_run(cluster, tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def slurm_run(cluster, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    workdir = new_study(tmp_path_factory.mktemp("slurm"))
+    workdir = new_study(tmp_path_factory.mktemp("slurm"), TINY)
     # the profile as a user runs it; only the first status check comes sooner than its 40 s default
     result = snakemake(workdir, "slurm", "--jobs", "4", "--slurm-init-seconds-before-status-checks", "2", "tables")
     (workdir / "snakemake.log").write_text(result.stdout)

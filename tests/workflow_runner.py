@@ -11,6 +11,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import yaml
+
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 PROFILES = ROOT / "workflow" / "profiles"
@@ -49,3 +51,15 @@ def run_snakemake(
         text=True,
         timeout=timeout,
     )
+
+
+def new_study(root: Path, config: dict | str | Path) -> Path:
+    """``root`` as a study's working directory whose ``config/config.yaml`` is ``config``: a dict (written as YAML
+    in its own key order), YAML text written as is, or a config file copied."""
+    (root / "config").mkdir(parents=True, exist_ok=True)
+    if isinstance(config, Path):
+        text = config.read_text()
+    else:
+        text = config if isinstance(config, str) else yaml.safe_dump(config, sort_keys=False)
+    (root / "config" / "config.yaml").write_text(text)
+    return root
