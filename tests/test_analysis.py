@@ -22,6 +22,7 @@ from rnn_gradients.study.analysis import (
     train_test_gaps,
 )
 from rnn_gradients.study.grid import RUN_KEYS
+from rnn_gradients.study.verdicts import wilson_interval
 
 
 def _flow(
@@ -181,7 +182,7 @@ def test_accuracy_summary_over_seeds_leaves_diverged_runs_out_of_the_metric():
         }
     )
     single = accuracy.iloc[[0]].assign(cell="rnn_tanh", diverged=True)
-    summary = summarize_accuracy(pd.concat([single, accuracy], ignore_index=True))
+    summary = summarize_accuracy(pd.concat([single, accuracy], ignore_index=True), confidence=0.9)
     assert list(summary.columns) == ["task", "seq_len", "cell", "strategy", *SUMMARY_COLUMNS]
     assert list(summary["cell"]) == ["lstm", "rnn_tanh"]
     lstm = summary.iloc[0]
@@ -191,11 +192,15 @@ def test_accuracy_summary_over_seeds_leaves_diverged_runs_out_of_the_metric():
     assert (lstm["min"], lstm["max"]) == (0.02, 0.10)  # the diverged seed's 1e24 is not a metric value
     assert (lstm["n_solved"], lstm["solved_rate"]) == (2, pytest.approx(2 / 4))
     assert (lstm["n_diverged"], lstm["diverged_rate"]) == (1, pytest.approx(1 / 4))
+    # 2 of 4: the 90 % Wilson interval straddles one half
+    assert (lstm["solved_low"], lstm["solved_high"]) == pytest.approx(wilson_interval(2, 4, 0.9))
+    assert lstm["verdict"] == "uncertain"
     tanh = summary.iloc[1]
     assert (tanh["n_seeds"], tanh["n_valued"]) == (1, 0)
     assert math.isnan(tanh["mean"]) and math.isnan(tanh["std"])
     assert (tanh["n_diverged"], tanh["diverged_rate"]) == (1, 1.0)
     assert (tanh["metric"], tanh["chance"]) == ("mse", pytest.approx(1 / 6))
+    assert tanh["verdict"] == "uncertain"  # one seed settles nothing at 90 %
 
 
 def test_train_test_gaps_flag_only_differences_beyond_sampling_noise():

@@ -38,7 +38,7 @@ DYNAMIC = {
     "figure.theory.x_label.": PREDICTIONS,
     "figure.metric.": ("mse", "accuracy"),
     "metric.": ("mse", "accuracy"),
-    "conclusions.verdict.": ("solved", "failed", "split"),
+    "conclusions.verdict.": ("solved", "failed", "uncertain"),
     "task.": TASKS,
     "table.": ("task", "cell", "strategy", "seed"),
 }

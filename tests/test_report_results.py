@@ -8,7 +8,7 @@ from fixtures_tables import make_study_tables, write_study_tables
 
 from rnn_gradients.engine.cells import CELLS
 from rnn_gradients.report.palette import CELL_COLORS, STRATEGY_MARKERS, TOL_MUTED, Palette
-from rnn_gradients.report.results import Results, verdict
+from rnn_gradients.report.results import Results
 
 
 def results_of(tables: dict) -> Results:
@@ -87,13 +87,6 @@ def test_probe_phases(results: Results) -> None:
     stopped = decay[(decay["cell"] == "rnn_relu") & (decay["strategy"] == "baseline") & (decay["seed"] == 1)]
     stopped = stopped[(stopped["task"] == "adding") & (stopped["seq_len"] == 40)]
     assert list(stopped["phase"]) == ["init", "trained"]
-
-
-def test_verdict_needs_a_strict_majority() -> None:
-    assert [verdict(k, 1) for k in (0, 1)] == ["failed", "solved"]
-    assert [verdict(k, 2) for k in (0, 1, 2)] == ["failed", "split", "solved"]
-    assert [verdict(k, 3) for k in (0, 1, 2, 3)] == ["failed", "failed", "solved", "solved"]
-    assert [verdict(k, 4) for k in (1, 2, 3)] == ["failed", "split", "solved"]
 
 
 def test_a_diverged_run_has_no_value(results: Results) -> None:

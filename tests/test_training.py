@@ -174,11 +174,24 @@ def test_run_directory_contents(tmp_path, data_path):
 
 
 def test_early_stop_ends_a_solved_run(tmp_path, data_path):
-    summary = train_run(spec(cell="lstm", solved_fraction=1.0, early_stop=True, steps=200), data_path, tmp_path / "run")
+    run = spec(cell="lstm", solved_fraction=1.0, stop_fraction=1.0, early_stop=True, steps=200)
+    summary = train_run(run, data_path, tmp_path / "run")
     # solved_fraction 1.0 means "at least as good as chance", which the first evaluations reach.
     assert summary.steps_to_solve == summary.steps_run < 200
     evals = pd.read_csv(tmp_path / "run" / "evals.csv")
     assert evals["solved"].iloc[-1] and evals["val_error"].iloc[-1] <= summary.solve_threshold
+
+
+def test_early_stop_waits_for_the_margin_below_the_threshold(tmp_path, data_path):
+    """A run stops at the first evaluation at most stop_fraction x chance, not at the solve threshold."""
+    run = spec(cell="lstm", solved_fraction=1.0, stop_fraction=0.95, early_stop=True, steps=400)
+    summary = train_run(run, data_path, tmp_path / "run")
+    evals = pd.read_csv(tmp_path / "run" / "evals.csv")
+    margin = 0.95 * summary.chance_error
+    below = evals.index[evals["val_error"] <= margin]
+    assert summary.steps_run < 400 and list(below) == [len(evals) - 1]  # stopped at the first one past the margin
+    assert summary.steps_to_solve is not None and summary.steps_to_solve < summary.steps_run
+    assert evals["solved"].iloc[-1]
     # the verdict is the test set's: solved exactly when the final test error is within the threshold
     assert summary.solved == (summary.error <= summary.solve_threshold)
 

@@ -45,15 +45,39 @@ def _train(args: argparse.Namespace) -> int:
     from rnn_gradients.engine.training import train_runs
 
     specs = _run_specs(RunSpec, args.specs)
-    summaries = train_runs(specs, args.data, args.out_dir, threads=args.threads)
-    for out_dir, summary in zip(args.out_dir, summaries, strict=True):
-        state = (
-            f"diverged at step {summary.diverged_step}"
-            if summary.diverged
-            else ("solved" if summary.solved else "not solved")
-        )
-        print(f"{out_dir}: {summary.metric} = {summary.value:.4g} (chance {summary.chance:.4g}), {state}")
+    if args.max_seeds is None:
+        summaries = train_runs(specs, args.data, args.out_dir, threads=args.threads)
+        for out_dir, summary in zip(args.out_dir, summaries, strict=True):
+            print(f"{out_dir}: {_outcome(summary)}")
+        return 0
+
+    from rnn_gradients.study.sequential import train_combination
+
+    if not (args.data_pattern and args.out_pattern):
+        raise ValueError("train --max-seeds needs --data-pattern and --out-pattern (with {seed}) for extra seeds")
+    plan, by_seed = train_combination(
+        specs,
+        args.data,
+        args.out_dir,
+        max_seeds=args.max_seeds,
+        confidence=args.confidence,
+        data_pattern=args.data_pattern,
+        run_dir_pattern=args.out_pattern,
+        threads=args.threads,
+    )
+    for seed in plan.seeds:
+        print(f"{args.out_pattern.format(seed=seed)}: {_outcome(by_seed[seed])}")
+    for line in plan.decisions:
+        print(f"verdict: {line}")
     return 0
+
+
+def _outcome(summary: Any) -> str:
+    if summary.diverged:
+        state = f"diverged at step {summary.diverged_step}"
+    else:
+        state = "solved" if summary.solved else "not solved"
+    return f"{summary.metric} = {summary.value:.4g} (chance {summary.chance:.4g}), {state}"
 
 
 def _run_specs(spec_class: Any, text: str) -> list[Any]:
@@ -167,6 +191,15 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--data", type=Path, nargs="+", required=True, help="each run's dataset file from `generate`")
     train.add_argument("--out-dir", type=Path, nargs="+", required=True, help="each run's directory to create")
     train.add_argument("--threads", type=_positive_int, default=1, help="torch intra-op threads (default 1)")
+    train.add_argument(
+        "--max-seeds",
+        type=_positive_int,
+        help="the specs are the seeds of one combination: train extra seeds while its verdict is uncertain, up to "
+        "this many seeds in all (rnn_gradients.study.verdicts)",
+    )
+    train.add_argument("--confidence", type=float, default=0.9, help="the verdict's interval confidence")
+    train.add_argument("--data-pattern", help="an extra seed's dataset file, with {seed}")
+    train.add_argument("--out-pattern", help="an extra seed's run directory, with {seed}")
     train.set_defaults(func=_train)
 
     collect = sub.add_parser("collect", help="gather run directories into the study tables")

@@ -98,6 +98,11 @@ def combination_specs(wildcards):
     return json.dumps(specs, sort_keys=True, separators=(",", ":"))
 
 
+def seed_pattern(pattern, wildcards):
+    """``pattern`` (DATA_FILE or RUN_DIR) for the job's combination, with ``{seed}`` left to fill in."""
+    return pattern.format(**combination(wildcards)._asdict(), seed="{seed}")
+
+
 def combination_run_dirs(wildcards):
     return [run_dir(key) for key in combination_runs(STUDY, combination(wildcards))]
 

@@ -160,7 +160,9 @@ class RunRuntime:
     ``wall_time_s`` counts from the start of :func:`~rnn_gradients.engine.training.train_run` to the end of
     writing (the process start and imports come before it); of that, ``setup_s`` loads the data and builds the
     model, ``ms_per_step`` × steps is the optimizer steps, ``eval_s`` the evaluations (with batch-norm population
-    statistics) and ``probe_s`` the gradient probes.
+    statistics) and ``probe_s`` the gradient probes. Where it ran, as far as the numbers depend on it
+    (:mod:`rnn_gradients.engine.machine`): ``cpu_model``, ``cpu_capability`` (the instruction set of torch's
+    kernels), ``libraries`` (MKL and oneDNN versions) and ``numerics_settings`` (MKL_CBWR and the like, '' if unset).
     """
 
     wall_time_s: float
@@ -172,6 +174,10 @@ class RunRuntime:
     device: str
     torch_version: str
     python_version: str
+    cpu_model: str
+    cpu_capability: str
+    libraries: str
+    numerics_settings: str
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -43,8 +43,9 @@ class RunSpec:
     eval_every: int = 100  # validation-set evaluations decide early stopping
     probe_every: int = 500  # a probe costs about three training steps
     probe_batch: int = 128
-    solved_fraction: float = 0.1  # solved: error <= solved_fraction * chance error
-    early_stop: bool = True  # stop a run once solved: the grid's budget goes to the runs that still learn
+    solved_fraction: float = 0.1  # solved: test error <= solved_fraction * chance error
+    stop_fraction: float = 0.05  # early stop once validation error <= stop_fraction * chance error
+    early_stop: bool = True  # stop a run once past the margin: the grid's budget goes to the runs that still learn
     device: str = "auto"
     engine: str = ""  # engine_fingerprint() of the code that trains the run
 
@@ -67,6 +68,11 @@ class RunSpec:
             raise ValueError(f"run spec: learning_rate must be positive, got {self.learning_rate!r}")
         if not 0 < self.solved_fraction <= 1:
             raise ValueError(f"run spec: solved_fraction must be in (0, 1], got {self.solved_fraction!r}")
+        if not 0 < self.stop_fraction <= self.solved_fraction:
+            raise ValueError(
+                f"run spec: stop_fraction must be in (0, solved_fraction = {self.solved_fraction!r}], "
+                f"got {self.stop_fraction!r}"
+            )
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> RunSpec:

@@ -1,9 +1,11 @@
-"""The report's conclusions: only claims that hold in a strict majority of seeds.
+"""The report's conclusions: only claims that the seeds settle.
 
-A combination (task, T, cell, strategy) is *solved* when a strict majority of its seeds solved the task, *failed*
-when a strict majority did not, and *split* otherwise (:func:`~rnn_gradients.report.results.verdict`); a diverged
-seed did not solve. Every claim names its k/n; a split result is called split. With one seed per combination the
-conclusions say first that each statement rests on a single run.
+A combination (task, T, cell, strategy) is *solved* when the Wilson interval of its solve rate lies wholly above
+one half, *failed* when it lies wholly below and *uncertain* otherwise (the ``verdict`` column of
+``accuracy_summary.csv``: :mod:`rnn_gradients.study.verdicts`); a diverged seed did not solve. Every claim names
+its k/n; an uncertain combination is called uncertain, and "rescues" is said only where the control's verdict
+(failed) and the remedy's (solved) are both settled. With one seed per combination the conclusions say first that
+each statement rests on a single run.
 """
 
 from __future__ import annotations
@@ -11,14 +13,14 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from rnn_gradients.report.format import code, escape, fraction, num, power_of_ten
+from rnn_gradients.report.format import code, escape, fraction, num, percent, power_of_ten
 from rnn_gradients.report.i18n import msg
 from rnn_gradients.report.results import Results
 from rnn_gradients.report.tables import metric_name
 from rnn_gradients.report.text import divergence_by_clipping, listing
 from rnn_gradients.report.theory import theory_line
 
-VERDICTS = ("solved", "failed", "split")
+VERDICTS = ("solved", "failed", "uncertain")
 
 
 def _with_seeds(rows: pd.DataFrame, name: str) -> str:
@@ -31,16 +33,17 @@ def seeds_line(results: Results) -> str:
     low, high = results.n_seeds
     if high == 1:
         return msg("conclusions.one_seed")
-    return msg("conclusions.seeds") + (" " + msg("conclusions.some_single") if low == 1 else "")
+    seeds = msg("conclusions.seeds", confidence=percent(results.confidence))
+    return seeds + (" " + msg("conclusions.some_single") if low == 1 else "")
 
 
 def _rescues(results: Results, part: pd.DataFrame, cells: list[str]) -> str:
-    """What rescues each of these cells (which the control did not solve): the other strategies under which a
-    majority of its seeds solved the task, and those under which its seeds split; cells with neither come first."""
+    """What rescues each of these cells (which the control failed): the other strategies whose verdict is solved,
+    and those whose verdict is uncertain; cells with neither come first."""
     unrescued, rescued = [], []
     for cell in cells:
         others = part[(part["cell"] == cell) & (part["strategy"] != results.control)]
-        solved, split = others[others["verdict"] == "solved"], others[others["verdict"] == "split"]
+        solved, split = others[others["verdict"] == "solved"], others[others["verdict"] == "uncertain"]
         splits = msg("conclusions.split_with", strategies=_with_seeds(split, "strategy")) if len(split) else ""
         if len(solved):
             also = f" ({splits})" if splits else ""
@@ -77,7 +80,7 @@ def task_line(results: Results, task: str) -> str | None:
         per_cell = []
         for cell in results.cells:
             own = part[part["cell"] == cell]
-            solved, split = own[own["verdict"] == "solved"], own[own["verdict"] == "split"]
+            solved, split = own[own["verdict"] == "solved"], own[own["verdict"] == "uncertain"]
             per_cell.append(
                 f"{code(cell)}: {_with_seeds(solved, 'strategy') if len(solved) else msg('conclusions.no_strategy')}"
                 + (" " + msg("conclusions.split_list", strategies=_with_seeds(split, "strategy")) if len(split) else "")
@@ -90,9 +93,10 @@ def task_line(results: Results, task: str) -> str | None:
         if (control["verdict"] == v).any()
     ]
     text = f"{head} " + msg("conclusions.under_control", control=code(results.control), groups="; ".join(groups))
-    unsolved = list(control.loc[control["verdict"] != "solved", "cell"])
-    if unsolved and len(results.strategies) > 1:
-        text += " " + _rescues(results, part, unsolved)
+    # a rescue compares two verdicts: asserted only where the control's failure is settled
+    failed = list(control.loc[control["verdict"] == "failed", "cell"])
+    if failed and len(results.strategies) > 1:
+        text += " " + _rescues(results, part, failed)
     return text
 
 

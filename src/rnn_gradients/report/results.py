@@ -29,13 +29,15 @@ from rnn_gradients.report.palette import Palette
 from rnn_gradients.study.analysis import summarize_accuracy
 from rnn_gradients.study.grid import GRID_KEYS, RUN_KEYS, strategies
 from rnn_gradients.study.tables import NULLABLE_INTEGERS
+from rnn_gradients.study.verdicts import verdict_settings
 
 Phase = Literal["init", "during", "trained"]
 PHASES: tuple[Phase, ...] = ("init", "during", "trained")
 """A probe's phase: its run's first probe (at initialization), one in between, or its last probe (after training)."""
-Verdict = Literal["solved", "failed", "split"]
 
-TEXT_COLUMNS = ("task", "cell", "strategy", "metric", "device", "torch_version")
+TEXT_COLUMNS = (
+    "task", "cell", "strategy", "metric", "device", "torch_version", "cpu_model", "cpu_capability", "verdict",
+)  # fmt: skip
 BOOL_COLUMNS = ("solved", "diverged", "clipped", "finite")
 _TABLES = {
     "accuracy": "accuracy.csv",
@@ -51,15 +53,6 @@ class Comparison(NamedTuple):
     hue: str
     cells: list[str]
     strategies: list[str]
-
-
-def verdict(n_solved: int, n_seeds: int) -> Verdict:
-    """ "solved" when a strict majority of the seeds solved, "failed" when a strict majority did not, else "split"."""
-    if 2 * n_solved > n_seeds:
-        return "solved"
-    if 2 * (n_seeds - n_solved) > n_seeds:
-        return "failed"
-    return "split"
 
 
 @dataclass(frozen=True)
@@ -206,11 +199,14 @@ class Results:
 
     def combinations(self) -> pd.DataFrame:
         """One row per task × T × cell × strategy: :func:`summarize_accuracy` of the runs (``mean, std, min,
-        max`` over the ``n_valued`` seeds that did not diverge), with ``verdict`` (:func:`verdict` of ``n_solved``
-        of ``n_seeds``)."""
-        summary = summarize_accuracy(self.accuracy)
-        summary["verdict"] = [verdict(k, n) for k, n in zip(summary["n_solved"], summary["n_seeds"], strict=True)]
-        return self.in_order(summary)
+        max`` over the ``n_valued`` seeds that did not diverge), with the solve rate's interval and ``verdict``
+        (solved, failed or uncertain: :mod:`rnn_gradients.study.verdicts`)."""
+        return self.in_order(summarize_accuracy(self.accuracy, self.confidence))
+
+    @property
+    def confidence(self) -> float:
+        """The confidence of the verdicts' Wilson intervals (the config's ``verdicts.confidence``)."""
+        return verdict_settings(self.config)[1]
 
     def in_order(self, df: pd.DataFrame) -> pd.DataFrame:
         """Rows in report order: task and strategy in config order, T, cell in :data:`CELLS` order, seed."""

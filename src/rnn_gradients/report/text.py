@@ -79,7 +79,17 @@ def overview_sentence(results: Results) -> str:
         runs=len(results.accuracy),
     )
     control = msg("overview.control", control=code(results.control)) if results.control else msg("overview.no_control")
-    return f"{text} {control} " + msg("overview.one_seed" if high == 1 else "overview.majorities")
+    if high == 1:
+        return f"{text} {control} " + msg("overview.one_seed")
+    training = results.config["training"]
+    rule = msg(
+        "overview.majorities",
+        confidence=percent(results.confidence),
+        max_seeds=results.config["verdicts"]["max_seeds"],
+        stop=percent(training["stop_fraction"]),
+        threshold=percent(training["solved_fraction"]),
+    )
+    return f"{text} {control} {rule}"
 
 
 def init_spectrum_sentence(results: Results) -> str | None:

@@ -29,6 +29,7 @@ import pandas as pd
 from rnn_gradients.engine.cells import DERIVATIVE_BOUND
 from rnn_gradients.engine.tasks import TASKS, get_task
 from rnn_gradients.study.grid import GRID_KEYS, RUN_KEYS
+from rnn_gradients.study.verdicts import verdict, wilson_interval
 
 PROBE_SCALARS: tuple[str, ...] = ("sigma_max", "sigma_rms", "spectral_radius", "rms_dphi")
 DECAY_COLUMNS: tuple[str, ...] = ("decay_per_step", "bound_decay", "meanfield_decay", *PROBE_SCALARS, "n_points")
@@ -43,6 +44,9 @@ SUMMARY_COLUMNS: tuple[str, ...] = (
     "max",
     "n_solved",
     "solved_rate",
+    "solved_low",
+    "solved_high",
+    "verdict",
     "n_diverged",
     "diverged_rate",
 )
@@ -97,13 +101,15 @@ def _log(values: np.ndarray) -> np.ndarray:
         return np.where(values > 0, np.log(np.where(values > 0, values, 1.0)), np.nan)
 
 
-def summarize_accuracy(accuracy: pd.DataFrame) -> pd.DataFrame:
+def summarize_accuracy(accuracy: pd.DataFrame, confidence: float) -> pd.DataFrame:
     """One row per task × T × cell × strategy, aggregated over seeds (rows of ``accuracy.csv``).
 
     ``mean, std, min, max`` describe the final ``value`` (the task's metric: test MSE, or accuracy) of the runs
     that did not diverge (``n_valued`` of the ``n_seeds``): a diverged run's metric says nothing about what the
     strategy learns, and it is counted in ``n_diverged`` instead. ``std`` is the sample standard deviation
-    (ddof = 1), empty below two values. ``solved_rate`` = n_solved / n_seeds, ``diverged_rate`` likewise.
+    (ddof = 1), empty below two values. ``solved_rate`` = n_solved / n_seeds, ``diverged_rate`` likewise;
+    ``solved_low``/``solved_high`` bound the solve rate by the Wilson interval at ``confidence`` and ``verdict`` is
+    drawn from it (:func:`rnn_gradients.study.verdicts.verdict`: solved, failed or uncertain).
     """
     valued = accuracy["value"].where(~accuracy["diverged"].astype(bool) & np.isfinite(accuracy["value"]))
     grouped = accuracy.assign(valued=valued).groupby(list(GRID_KEYS), sort=True)
@@ -122,6 +128,11 @@ def summarize_accuracy(accuracy: pd.DataFrame) -> pd.DataFrame:
     result["n_solved"] = result["n_solved"].astype(int)
     result["n_diverged"] = result["n_diverged"].astype(int)
     result["solved_rate"] = result["n_solved"] / result["n_seeds"]
+    counts = list(zip(result["n_solved"], result["n_seeds"], strict=True))
+    bounds = [wilson_interval(k, n, confidence) for k, n in counts]
+    result["solved_low"] = [low for low, _ in bounds]
+    result["solved_high"] = [high for _, high in bounds]
+    result["verdict"] = [verdict(k, n, confidence) for k, n in counts]
     result["diverged_rate"] = result["n_diverged"] / result["n_seeds"]
     return result.reset_index()[[*GRID_KEYS, *SUMMARY_COLUMNS]]
 

@@ -152,7 +152,12 @@ def load_study(
     checks: list[Callable[[dict[str, Any]], list[Problem]]] = [
         _key_problems,
         _schema_problems(schema),
-        lambda s: [*_strategy_problems(s), *_learning_rate_problems(s), *_seq_len_problems(s)],
+        lambda s: [
+            *_strategy_problems(s),
+            *_learning_rate_problems(s),
+            *_seq_len_problems(s),
+            *_verdict_problems(s),
+        ],
         limit_problems,
     ]
     for check in checks:
@@ -302,4 +307,20 @@ def _seq_len_problems(study: Mapping[str, Any]) -> list[Problem]:
             for i, seq_len in enumerate(lengths)
             if seq_len < minimum
         ]
+    return problems
+
+
+def _verdict_problems(study: Mapping[str, Any]) -> list[Problem]:
+    """The early-stopping margin lies at or below the solve threshold."""
+    problems: list[Problem] = []
+    training = study["training"]
+    if training["stop_fraction"] > training["solved_fraction"]:
+        problems.append(
+            (
+                ("training", "stop_fraction"),
+                f"training.stop_fraction: {training['stop_fraction']} is above training.solved_fraction "
+                f"({training['solved_fraction']}): a run would stop before it is solved; allowed: at most "
+                f"{training['solved_fraction']}",
+            )
+        )
     return problems

@@ -121,6 +121,7 @@ def run_spec(study: Mapping[str, Any], key: RunKey) -> dict[str, Any]:
         "probe_every": training["probe_every"],
         "probe_batch": training["probe_batch"],
         "solved_fraction": float(training["solved_fraction"]),
+        "stop_fraction": float(training["stop_fraction"]),
         "early_stop": training["early_stop"],
         "device": training["device"],
         "engine": engine_fingerprint(),
@@ -134,10 +135,12 @@ width: benchmarks/README.md)."""
 
 
 def estimated_minutes(study: Mapping[str, Any], combination: Combination) -> int:
-    """A time limit for a combination's training job: every seed using its whole step budget, at a generous cost
+    """A time limit for a combination's training job: every seed it may train (up to ``verdicts.max_seeds``)
+    using its whole step budget, at a generous cost
     per step (:data:`MS_PER_STEP_AND_TIME_STEP`, scaled by H² beyond H = 64), plus ten minutes of slack."""
     training = study["training"]
     length = get_task(combination.task).input_length(combination.seq_len)
     scale = max(1.0, (training["hidden_size"] / 64) ** 2) * max(1.0, training["batch_size"] / 64)
-    seconds = len(study["seeds"]) * training["steps"] * length * MS_PER_STEP_AND_TIME_STEP * scale / 1000
+    n_seeds = max(len(study["seeds"]), study["verdicts"]["max_seeds"])  # an uncertain one trains up to the cap
+    seconds = n_seeds * training["steps"] * length * MS_PER_STEP_AND_TIME_STEP * scale / 1000
     return 10 + int(seconds / 60 + 0.5)

@@ -204,7 +204,7 @@ def limit_problems(study: Mapping[str, Any]) -> list[tuple[tuple[Any, ...], str]
     for task, index, seq_len in lengths:
         here = ("tasks", task, index)
         size = dataset_bytes(task, seq_len, study["data"])
-        data_total += size * len(study["seeds"])
+        data_total += size * most_seeds(study)
         if size > limits["max_dataset_mb"] * MB:
             problems.append(
                 (
@@ -239,7 +239,7 @@ def limit_problems(study: Mapping[str, Any]) -> list[tuple[tuple[Any, ...], str]
                     "machine has the memory",
                 )
             )
-        run_files_total += per_run * len(study["seeds"]) * _run_size(study, task, seq_len)[0]
+        run_files_total += per_run * most_seeds(study) * _run_size(study, task, seq_len)[0]
 
     # run directories once, the tables (the same rows with their run keys) once more
     disk = data_total + 2 * run_files_total
@@ -265,3 +265,9 @@ def limit_problems(study: Mapping[str, Any]) -> list[tuple[tuple[Any, ...], str]
             )
         )
     return problems
+
+
+def most_seeds(study: Mapping[str, Any]) -> int:
+    """The most seeds a combination may train: its listed seeds, or ``verdicts.max_seeds`` if that is more (the
+    disk estimate counts every seed an uncertain combination may add)."""
+    return max(len(study["seeds"]), study["verdicts"]["max_seeds"])

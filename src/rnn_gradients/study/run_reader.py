@@ -6,7 +6,9 @@ tables as a cut-off number, a row of empty cells or a run that is not the one it
 directory (the parent of a ``summary.json``) :func:`read_runs` checks:
 
 - the directory is the directory of a run of the study (:data:`~rnn_gradients.study.grid.RUN_DIR`, the grid
-  of the ``--study-config``), and every run of the grid is given exactly once;
+  of the ``--study-config``), and every run of the grid is given exactly once; the extra seeds that the
+  sequential seed rule asks of an uncertain combination (:mod:`rnn_gradients.study.verdicts`) are read from
+  beside its listed seeds, and one that is missing is named;
 - ``config.json`` is the run's resolved spec (:func:`~rnn_gradients.study.grid.run_spec`): the run was trained
   as the study asks, not under an older config;
 - ``summary.json`` and ``runtime.json``: strict JSON objects (no duplicate keys, no NaN), exactly the fields of
@@ -29,6 +31,7 @@ here lists them again.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -47,7 +50,7 @@ from rnn_gradients.engine.run_files import (
     StepRecord,
 )
 from rnn_gradients.engine.tasks import get_task
-from rnn_gradients.study.grid import RUN_DIR, RUN_KEYS, RunKey, expand_runs, run_dir, run_spec
+from rnn_gradients.study.grid import RUN_DIR, RUN_KEYS, Combination, RunKey, expand_runs, run_dir, run_spec
 from rnn_gradients.study.strict_files import (
     FileProblem,
     check_fields,
@@ -57,12 +60,16 @@ from rnn_gradients.study.strict_files import (
     read_json_object,
     record_kinds,
 )
+from rnn_gradients.study.verdicts import sequential_seeds, verdict_settings
 
 SUMMARY_FILE, CONFIG_FILE, RUNTIME_FILE = "summary.json", "config.json", "runtime.json"
 STEPS_FILE, EVALS_FILE, PROBES_FILE = "steps.csv", "evals.csv", "probes.csv"
 assert {SUMMARY_FILE, CONFIG_FILE, RUNTIME_FILE, STEPS_FILE, EVALS_FILE, PROBES_FILE} <= set(RUN_FILES)
 STEP, FINITE, SOLVED, PROBE_STEP, T = "step", "finite", "solved", "probe_step", "t"
 """The columns whose values the checks follow (the rest are checked by type only)."""
+MACHINE_TEXT = ("cpu_model", "libraries", "numerics_settings")
+"""The runtime.json fields that describe the machine in words (a CPU model has spaces and parentheses)."""
+DESCRIPTION_TEXT = re.compile(r"[A-Za-z0-9_.:+\-()@,=/ ]{0,200}")
 METRIC = "metric"
 """The summary field that must name the task's metric."""
 
@@ -139,13 +146,70 @@ def read_runs(summaries: Sequence[Path], study: Mapping[str, Any]) -> list[RunFi
                 f"again: rm -r {' '.join(map(str, damaged))}"
             )
         raise RunFileError(problems, advice)
-    return runs
+    return runs + _extra_seed_runs(runs, study)
+
+
+def _extra_seed_runs(listed: Sequence[RunFiles], study: Mapping[str, Any]) -> list[RunFiles]:
+    """The runs of the extra seeds that the sequential seed rule (:func:`~rnn_gradients.study.verdicts.
+    sequential_seeds`) asks of each combination, read and checked like the listed ones; they lie beside them."""
+    max_seeds, confidence = verdict_settings(study)
+    by_combination: dict[Combination, dict[int, RunFiles]] = {}
+    for run in listed:
+        by_combination.setdefault(Combination(*run.key[:-1]), {})[run.key.seed] = run
+    problems: list[str] = []
+    damaged: list[Path] = []
+    extra: list[RunFiles] = []
+    for combination, runs in by_combination.items():
+        first = next(iter(runs.values()))
+
+        def solved(
+            seed: int,
+            combination: Combination = combination,
+            runs: dict[int, RunFiles] = runs,
+            home: Path = first.directory.parent,
+        ) -> bool:
+            if seed not in runs:
+                key = RunKey(*combination, seed)
+                directory = home / Path(run_dir(key)).name
+                try:
+                    runs[seed] = _read_run(directory, key, study)
+                except FileProblem as bad:
+                    if not isinstance(bad, _MissingRun):
+                        damaged.append(directory)
+                    raise
+                extra.append(runs[seed])
+            return bool(runs[seed].summary["solved"])
+
+        try:
+            sequential_seeds([seed for seed in study["seeds"] if seed in runs], max_seeds, confidence, solved)
+        except _MissingRun as missing:
+            problems.append(
+                f"{missing.directory}: missing, but the sequential seed rule asks for this seed (its combination's "
+                f"verdict is uncertain without it); rerun the combination's training job, which trains only the "
+                f"missing runs: snakemake --forcerun {first.directory / SUMMARY_FILE}"
+            )
+        except FileProblem as bad:
+            problems.append(str(bad))
+    if problems:
+        advice = f"rm -r {' '.join(map(str, damaged))} and rerun snakemake to train them again" if damaged else ""
+        raise RunFileError(problems, advice)
+    return extra
+
+
+class _MissingRun(FileProblem):
+    """An extra seed's run directory that is not there."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        super().__init__(f"{directory}: missing")
 
 
 # ---- one run -----------------------------------------------------------------------------------------------------
 
 
 def _read_run(directory: Path, key: RunKey, study: Mapping[str, Any]) -> RunFiles:
+    if not directory.is_dir() or not (directory / SUMMARY_FILE).is_file():
+        raise _MissingRun(directory)
     expected_spec = run_spec(study, key)
     spec = read_json_object(directory / CONFIG_FILE)
     _check_spec(directory / CONFIG_FILE, spec, expected_spec)
@@ -153,7 +217,13 @@ def _read_run(directory: Path, key: RunKey, study: Mapping[str, Any]) -> RunFile
     check_fields(directory / SUMMARY_FILE, summary, field_kinds(RunSummary, SUMMARY_FIELDS), (*RUN_KEYS, METRIC))
     _check_summary(directory / SUMMARY_FILE, summary, key, spec)
     runtime = read_json_object(directory / RUNTIME_FILE)
-    check_fields(directory / RUNTIME_FILE, runtime, field_kinds(RunRuntime, RUNTIME_FIELDS))
+    check_fields(directory / RUNTIME_FILE, runtime, field_kinds(RunRuntime, RUNTIME_FIELDS), MACHINE_TEXT)
+    for field in MACHINE_TEXT:
+        if not DESCRIPTION_TEXT.fullmatch(runtime[field]):
+            raise FileProblem(
+                f"{directory / RUNTIME_FILE}: {field} = {runtime[field]!r} is not a description (letters, digits, "
+                "spaces and _ . : + - ( ) @ , = / only, at most 200 characters)"
+            )
 
     steps_run, diverged = summary["steps_run"], summary["diverged"]
     n_steps = steps_run + (1 if diverged else 0)
@@ -240,11 +310,14 @@ def _check_evals(path: Path, evals: pd.DataFrame, summary: Mapping[str, Any]) ->
             f"{path}: evaluations must run from step 0 to steps_run = {summary['steps_run']} in increasing order; "
             f"found {len(at)} evaluation(s){f' from step {at[0]} to {at[-1]}' if len(at) else ''}"
         )
+    # steps_to_solve is the first evaluation marked solved (validation error within the threshold), whatever the
+    # test set said at the end: validation and test may disagree in either direction, and both are results
     solved_at = at[evals[SOLVED].to_numpy(dtype=bool)]
-    if summary["solved"] and (len(solved_at) == 0 or solved_at[0] != summary["steps_to_solve"]):
+    first = int(solved_at[0]) if len(solved_at) else None
+    if summary["steps_to_solve"] != first:
         raise FileProblem(
-            f"{path}: {SUMMARY_FILE} says solved at step {summary['steps_to_solve']}, the evaluations say "
-            f"{solved_at[0] if len(solved_at) else 'never'}"
+            f"{path}: {SUMMARY_FILE} says steps_to_solve = {summary['steps_to_solve']}, the evaluations' first "
+            f"solved step is {first if first is not None else 'none (never solved)'}"
         )
 
 

@@ -23,10 +23,13 @@ from rnn_gradients.study.analysis import decay_rates, summarize_accuracy
 from rnn_gradients.study.grid import RUN_KEYS
 from rnn_gradients.study.grid import strategies as grid_strategies
 from rnn_gradients.study.run_reader import RunFiles, read_runs
+from rnn_gradients.study.verdicts import verdict_settings
 
 RESULT_FIELDS: tuple[str, ...] = tuple(field for field in SUMMARY_FIELDS if field not in RUN_KEYS)
 """The outcome fields of ``summary.json`` that ``accuracy.csv`` holds after the run keys."""
-RUNTIME_COLUMNS: tuple[str, ...] = ("wall_time_s", "ms_per_step", "threads", "device", "torch_version")
+RUNTIME_COLUMNS: tuple[str, ...] = (
+    "wall_time_s", "ms_per_step", "threads", "device", "torch_version", "cpu_model", "cpu_capability",
+)  # fmt: skip
 """The ``runtime.json`` fields that ``accuracy.csv`` holds (the only columns that differ between reruns)."""
 STEP_COLUMNS = StepRecord.COLUMNS
 FLOW_COLUMNS: tuple[str, ...] = (*PROBE_COLUMNS[:2], "distance", *PROBE_COLUMNS[2:])
@@ -72,13 +75,18 @@ def collect_tables(summaries: Sequence[Path], out_dir: Path, study_config: str) 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     _write_csv(accuracy, out_dir / "accuracy.csv")
-    _write_csv(summarize_accuracy(accuracy), out_dir / "accuracy_summary.csv")
+    _write_csv(summarize_accuracy(accuracy, verdict_settings(config)[1]), out_dir / "accuracy_summary.csv")
     _write_csv(steps, out_dir / "gradient_norms.csv")
     _write_csv(flow, out_dir / "gradient_flow.csv")
     normalized = [name for name, strategy in grid_strategies(config).items() if strategy.norm != "none"]
     _write_csv(decay_rates(flow, normalized), out_dir / "decay_rates.csv")
     atomic_write_text(out_dir / "study_config.json", json.dumps(config, indent=2) + "\n")  # config order kept
-    print(f"collected {len(accuracy)} runs into {out_dir}: {', '.join(TABLE_FILES)}")
+    listed = int(accuracy["seed"].isin(config["seeds"]).sum())
+    extra = accuracy.loc[~accuracy["seed"].isin(config["seeds"]), list(RUN_KEYS[:-1])].drop_duplicates()
+    print(
+        f"collected {len(accuracy)} runs into {out_dir}: {', '.join(TABLE_FILES)}; {listed} of the listed seeds, "
+        f"{len(accuracy) - listed} extra seed(s) in {len(extra)} combination(s) the listed seeds left uncertain"
+    )
 
 
 def _read_run(files: RunFiles) -> tuple[dict[str, Any], pd.DataFrame, pd.DataFrame]:

@@ -1,0 +1,87 @@
+"""The verdict rule: Wilson intervals, verdicts drawn from them, and the sequential seed rule."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from rnn_gradients.study.verdicts import seed_order, sequential_seeds, verdict, wilson_interval
+
+
+def test_wilson_interval_matches_its_closed_form() -> None:
+    # 95 %: z = 1.959964; 3/10 → centre (3 + z²/2)/(10 + z²), the textbook value [0.1078, 0.6032]
+    low, high = wilson_interval(3, 10, 0.95)
+    assert low == pytest.approx(0.10779, abs=1e-4)
+    assert high == pytest.approx(0.60322, abs=1e-4)
+    # unanimity: the interval reaches 1 exactly, and its lower end is n / (n + z²)
+    z2 = 1.6448536269514722**2
+    assert wilson_interval(3, 3, 0.9) == pytest.approx((3 / (3 + z2), 1.0))
+    assert wilson_interval(0, 4, 0.9) == pytest.approx((0.0, z2 / (4 + z2)))
+    assert wilson_interval(0, 0, 0.9) == (0.0, 1.0)
+
+
+def test_wilson_interval_is_symmetric_and_narrows_with_n() -> None:
+    for n in range(1, 12):
+        for k in range(n + 1):
+            low, high = wilson_interval(k, n, 0.9)
+            mirrored = wilson_interval(n - k, n, 0.9)
+            assert (low, high) == pytest.approx((1 - mirrored[1], 1 - mirrored[0]))
+            assert 0 <= low <= k / n <= high <= 1
+    widths = [math.fsum(wilson_interval(n, 2 * n, 0.9)[::-1]) - 2 * wilson_interval(n, 2 * n, 0.9)[0] for n in (1, 4)]
+    assert widths[1] < widths[0]
+
+
+@pytest.mark.parametrize("bad", [(4, 3), (-1, 3)])
+def test_wilson_interval_refuses_impossible_counts(bad: tuple[int, int]) -> None:
+    with pytest.raises(ValueError, match="0 <= k <= n"):
+        wilson_interval(*bad, 0.9)
+
+
+def test_verdicts_at_ninety_percent() -> None:
+    # three unanimous seeds settle a combination; one dissent is not settled until 6/7
+    assert verdict(3, 3, 0.9) == "solved"
+    assert verdict(0, 3, 0.9) == "failed"
+    assert [verdict(k, 3, 0.9) for k in (1, 2)] == ["uncertain", "uncertain"]
+    assert [verdict(n - 1, n, 0.9) for n in (4, 5, 6, 7, 8)] == ["uncertain"] * 3 + ["solved", "solved"]
+    assert verdict(1, 7, 0.9) == "failed"
+    assert verdict(4, 8, 0.9) == "uncertain"
+    # at 95 % three seeds are too few even when unanimous
+    assert verdict(3, 3, 0.95) == "uncertain"
+    assert verdict(4, 4, 0.95) == "solved"
+
+
+def test_seed_order_continues_after_the_largest_listed_seed() -> None:
+    assert seed_order([0, 1, 2], 6) == [0, 1, 2, 3, 4, 5]
+    assert seed_order([5, 2], 4) == [5, 2, 6, 7]
+    assert seed_order([0, 1, 2], 2) == [0, 1, 2]
+
+
+def test_sequential_rule_trains_seeds_only_while_uncertain() -> None:
+    asked: list[int] = []
+
+    def outcome(results: dict[int, bool]):
+        def solved(seed: int) -> bool:
+            asked.append(seed)
+            return results[seed]
+
+        return solved
+
+    clear = sequential_seeds([0, 1, 2], 8, 0.9, outcome({0: True, 1: True, 2: True}))
+    assert (clear.seeds, clear.n_solved, clear.verdict, asked) == ((0, 1, 2), 3, "solved", [0, 1, 2])
+
+    asked.clear()
+    dissent = {0: True, 1: False, 2: True, **dict.fromkeys(range(3, 10), True)}
+    plan = sequential_seeds([0, 1, 2], 8, 0.9, outcome(dissent))
+    assert plan.seeds == (0, 1, 2, 3, 4, 5, 6) and plan.verdict == "solved" and asked == list(range(7))
+    assert len(plan.decisions) == 5 and "training seed 3" in plan.decisions[0]
+
+    asked.clear()
+    coin = {seed: seed % 2 == 0 for seed in range(20)}
+    capped = sequential_seeds([0, 1, 2], 8, 0.9, outcome(coin))
+    assert capped.seeds == tuple(range(8)) and capped.verdict == "uncertain"
+    assert "(the cap)" in capped.decisions[-1]
+
+    asked.clear()
+    no_extra = sequential_seeds([0, 1, 2], 3, 0.9, outcome(coin))
+    assert no_extra.seeds == (0, 1, 2) and no_extra.verdict == "uncertain" and asked == [0, 1, 2]
