@@ -85,3 +85,32 @@ def test_sequential_rule_trains_seeds_only_while_uncertain() -> None:
     asked.clear()
     no_extra = sequential_seeds([0, 1, 2], 3, 0.9, outcome(coin))
     assert no_extra.seeds == (0, 1, 2) and no_extra.verdict == "uncertain" and asked == [0, 1, 2]
+
+
+def test_compare_verdicts_counts_contradictions_apart_from_one_sided_verdicts() -> None:
+    import pandas as pd
+
+    from rnn_gradients.study.robustness import compare_verdicts
+
+    def summary(verdicts: list[str]) -> pd.DataFrame:
+        return pd.DataFrame(
+            {
+                "task": "adding",
+                "seq_len": 60,
+                "cell": ["rnn_tanh", "rnn_relu", "lstm", "gru"],
+                "strategy": "none",
+                "verdict": verdicts,
+                "n_solved": [0, 3, 3, 2],
+                "n_seeds": [3, 3, 3, 8],
+            }
+        )
+
+    comparison = compare_verdicts(
+        summary(["failed", "solved", "solved", "uncertain"]), summary(["failed", "failed", "uncertain", "uncertain"])
+    )
+    assert len(comparison.asserted_in_both) == 2
+    assert list(comparison.contradictions["cell"]) == ["rnn_relu"]
+    assert list(comparison.asserted_in_one["cell"]) == ["lstm"]
+    lines = comparison.lines()
+    assert lines[0].startswith("4 combinations in both studies; asserted (solved or failed) in both: 2 (50%)")
+    assert "  contradicting: adding/60/rnn_relu/none: solved (3/3) vs failed (3/3)" in lines

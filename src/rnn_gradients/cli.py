@@ -5,6 +5,7 @@
 ``python -m rnn_gradients collect``   gather run directories into the study tables
 ``python -m rnn_gradients render``    render the Quarto report (quarto, or the offline renderer)
 ``python -m rnn_gradients check-config``  validate a study config (what the Snakefile checks), without Snakemake
+``python -m rnn_gradients compare-verdicts A B``  how many verdicts two studies' tables share, and which differ
 
 Heavy imports (torch, pandas, jupyter) happen inside each subcommand, so ``--help`` stays instant.
 
@@ -130,6 +131,20 @@ def _render(args: argparse.Namespace) -> int:
     return 0
 
 
+def _compare_verdicts(args: argparse.Namespace) -> int:
+    from rnn_gradients.study.robustness import compare_verdicts, margin_lines, read_tables
+
+    for tables in (args.tables_a, args.tables_b):
+        for name in ("accuracy.csv", "accuracy_summary.csv"):
+            if not (tables / name).is_file():
+                raise FileNotFoundError(f"{tables / name}: no such table (give the tables directory of a study)")
+    (runs_a, summary_a), (runs_b, summary_b) = read_tables(args.tables_a), read_tables(args.tables_b)
+    for tables, runs in ((args.tables_a, runs_a), (args.tables_b, runs_b)):
+        print(f"{tables}: " + "; ".join(margin_lines(runs)))
+    print("\n".join(compare_verdicts(summary_a, summary_b).lines()))
+    return 0
+
+
 def _check_config(args: argparse.Namespace) -> int:
     from rnn_gradients.study.config import load_study_files
     from rnn_gradients.study.grid import expand_runs
@@ -223,6 +238,13 @@ def build_parser() -> argparse.ArgumentParser:
         "links to them",
     )
     render.set_defaults(func=_render)
+
+    compare = sub.add_parser(
+        "compare-verdicts", help="compare two studies' verdicts (e.g. the same grid trained with other seeds)"
+    )
+    compare.add_argument("tables_a", type=Path, help="a study's tables directory (results/tables)")
+    compare.add_argument("tables_b", type=Path, help="the other study's tables directory")
+    compare.set_defaults(func=_compare_verdicts)
 
     check = sub.add_parser("check-config", help="validate study config files as the Snakefile does, and say why not")
     check.add_argument("configfiles", nargs="+", type=Path, help="config file(s), merged in order like --configfile")
