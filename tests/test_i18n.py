@@ -39,6 +39,7 @@ DYNAMIC = {
     "figure.metric.": ("mse", "accuracy"),
     "metric.": ("mse", "accuracy"),
     "conclusions.verdict.": ("solved", "failed", "uncertain"),
+    "verdict.": ("solved", "failed", "uncertain"),
     "task.": TASKS,
     "table.": ("task", "cell", "strategy", "seed"),
 }

@@ -381,11 +381,15 @@ def test_real_report_on_a_full_grid(tmp_path: Path) -> None:
     assert strategies_table[1:] == [["baseline", "", ""], ["clip", "1.0", ""], ["layer_norm", "", "layer"]]
 
     accuracy = table_rows(html, "tbl-accuracy")
-    assert accuracy[0] == ["task", "T", "cell", "strategy", "mean ± sd", "range", "solved", "diverged"]
+    assert accuracy[0] == [
+        "task", "T", "cell", "strategy", "mean ± sd", "range", "solved", "solve rate, 75 % interval", "verdict",
+        "diverged",
+    ]  # fmt: skip
     by_run = {tuple(row[:4]): row[4:] for row in accuracy[1:]}
     # One of the two seeds diverged: the one finite metric has no spread to show.
-    mean, spread, solved, diverged = by_run[("adding", "40", "rnn_relu", "baseline")]
+    mean, spread, solved, interval, verdict, diverged = by_run[("adding", "40", "rnn_relu", "baseline")]
     assert "±" not in mean and "–" not in spread and (solved, diverged) == ("0/2", "1/2")
+    assert (interval, verdict) == ("0.00–0.40", "failed")
     assert re.fullmatch(r"\S+ ± \S+", by_run[("adding", "40", "rnn_tanh", "baseline")][0])
 
 
@@ -415,5 +419,7 @@ def test_real_report_adapts_to_a_grid_without_remedies(tmp_path: Path) -> None:
     assert "for the strategies with the scaled recurrent initialization (<code>scaled</code>)." in html
     assert "hold Pascanu’s bound" in html  # pandoc's smart quotes
     accuracy = table_rows(html, "tbl-accuracy")
-    assert accuracy[0] == ["task", "T", "cell", "strategy", "value", "solved", "diverged"]
+    assert accuracy[0] == [
+        "task", "T", "cell", "strategy", "value", "solved", "solve rate, 75 % interval", "verdict", "diverged",
+    ]  # fmt: skip
     assert not any("±" in value for row in accuracy for value in row)

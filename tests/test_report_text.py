@@ -137,7 +137,10 @@ def test_tables(results: Results) -> None:
 
 def test_accuracy_table_skips_diverged_values(results: Results) -> None:
     table = accuracy_table(results)
-    assert list(table.columns) == ["task", "T", "cell", "strategy", "mean ± sd", "range", "solved", "diverged"]
+    assert list(table.columns) == [
+        "task", "T", "cell", "strategy", "mean ± sd", "range", "solved", "solve rate, 75 % interval", "verdict",
+        "diverged",
+    ]  # fmt: skip
     rows = table.set_index(["task", "T", "cell", "strategy"])
     lone = rows.loc[("adding", "40", "<code>rnn&#95;relu</code>", "<code>baseline</code>")]
     runs = results.runs()
@@ -145,10 +148,13 @@ def test_accuracy_table_skips_diverged_values(results: Results) -> None:
     healthy = healthy[(healthy["strategy"] == "baseline") & ~healthy["diverged"]]["value"].iloc[0]
     assert lone["mean ± sd"] == num(healthy) == lone["range"]  # not the 1e24 the diverged seed left
     assert (lone["solved"], lone["diverged"]) == ("0/2", "1/2")
+    assert (lone["solve rate, 75 % interval"], lone["verdict"]) == ("0.00–0.40", "failed")
     assert sum("±" in v for v in table["mean ± sd"]) == len(table) - 1
     every_run_diverged = results_of(make_study_tables(seeds=(0,), diverge=lambda *key: True, diverge_step=0))
     single = accuracy_table(every_run_diverged)
-    assert list(single.columns) == ["task", "T", "cell", "strategy", "value", "solved", "diverged"]
+    assert list(single.columns) == [
+        "task", "T", "cell", "strategy", "value", "solved", "solve rate, 75 % interval", "verdict", "diverged",
+    ]  # fmt: skip
     assert set(single["value"]) == {"–"} and set(single["diverged"]) == {"1/1"}
 
 

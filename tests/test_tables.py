@@ -35,6 +35,7 @@ STUDY = load_study(
         "cells": ["lstm", "rnn_tanh"],
         "strategies": {"none": {}},
         "seeds": [0, 1],
+        "verdicts": {"max_seeds": 2},  # hand-written runs: no extra seeds
         "training": {"steps": 2, "eval_every": 2, "probe_every": 2},
     },
     SCHEMA,
@@ -84,6 +85,10 @@ def make_run(root: Path, cell: str, seed: int, *, rate: float, solved_at: int | 
         "device": "cpu",
         "torch_version": "2.13.0+cpu",
         "python_version": "3.11.7",
+        "cpu_model": "Intel(R) Xeon(R) Platinum 8488C",
+        "cpu_capability": "AVX512",
+        "libraries": "MKL 2024.2-Product, oneDNN v3.12.0",
+        "numerics_settings": "",
     }
     (run / "summary.json").write_text(json.dumps(summary))
     (run / "runtime.json").write_text(json.dumps(runtime))

@@ -157,16 +157,21 @@ def _solved_panel(data: pd.DataFrame, *, cells: Sequence[str], strategies: Seque
 
 @themed
 def plot_solved_heatmap(results: Results) -> Figure | None:
-    """Solved seeds per cell × strategy, one panel per task and T: each square reads "k/n" (k of n seeds solved)
-    and "✕d" when d seeds diverged; color is the solved share; squares of combinations not in the grid are blank."""
+    """Solved seeds per cell × strategy, one panel per task and T: each square reads "k/n" (k of n seeds solved),
+    "?" after it when the verdict is uncertain, and "✕d" when d seeds diverged; color is the solved share;
+    squares of combinations not in the grid are blank."""
     combinations = results.combinations()
     if combinations.empty:
         return None
     rank = combinations.groupby("task")["seq_len"].rank(method="dense").astype(int) - 1
-    labels = [
-        f"{k}/{n}" + (f"\n✕{d}" if d else "")
-        for k, n, d in zip(combinations["n_solved"], combinations["n_seeds"], combinations["n_diverged"], strict=True)
-    ]
+    counts = zip(
+        combinations["n_solved"],
+        combinations["n_seeds"],
+        combinations["verdict"],
+        combinations["n_diverged"],
+        strict=True,
+    )
+    labels = [f"{k}/{n}" + (" ?" if v == "uncertain" else "") + (f"\n✕{d}" if d else "") for k, n, v, d in counts]
     combinations = combinations.assign(rank=rank, label=labels)
     tasks, ncols = list(results.tasks), int(rank.max()) + 1
     cells, strategies = list(results.cells), list(results.strategies)

@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 
 from rnn_gradients.engine.strategies import STRATEGY_KEYS
-from rnn_gradients.report.format import MISSING, code, escape, fraction, num, numbers, signed, spread
+from rnn_gradients.report.format import MISSING, code, escape, fixed, fraction, num, numbers, percent, signed, spread
 from rnn_gradients.report.i18n import catalogue, current_language, msg
 from rnn_gradients.report.results import Results
 from rnn_gradients.study.config import SCOPE_KEY
@@ -88,7 +88,8 @@ def decay_table(results: Results) -> pd.DataFrame | None:
 
 def accuracy_table(results: Results) -> pd.DataFrame:
     """Test metric per combination over the seeds that did not diverge: mean ± sd (± only with a finite sd) or the
-    single value, the range when there are several seeds, then seeds solved and seeds diverged as k/n."""
+    single value, the range when there are several seeds, then seeds solved as k/n, the solve rate's Wilson
+    interval and the verdict drawn from it, and seeds diverged as k/n."""
     rows = results.combinations()
     several = rows["n_seeds"].max() > 1
     values = [
@@ -101,6 +102,10 @@ def accuracy_table(results: Results) -> pd.DataFrame:
             num(a) if num(a) == num(b) else f"{num(a)}–{num(b)}" for a, b in zip(rows["min"], rows["max"], strict=True)
         ]
     columns[msg("table.solved")] = [fraction(k, n) for k, n in zip(rows["n_solved"], rows["n_seeds"], strict=True)]
+    columns[msg("table.solve_rate", confidence=percent(results.confidence))] = [
+        f"{fixed(low, 2)}–{fixed(high, 2)}" for low, high in zip(rows["solved_low"], rows["solved_high"], strict=True)
+    ]
+    columns[msg("table.verdict")] = [msg(f"verdict.{v}") for v in rows["verdict"]]
     columns[msg("table.diverged")] = [fraction(k, n) for k, n in zip(rows["n_diverged"], rows["n_seeds"], strict=True)]
     return pd.DataFrame(columns)
 
