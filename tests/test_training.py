@@ -171,6 +171,18 @@ def test_run_directory_contents(tmp_path, data_path):
     assert runtime["threads"] == 1 and runtime["torch_version"] == torch.__version__
     parts = runtime["setup_s"] + runtime["eval_s"] + runtime["probe_s"] + runtime["ms_per_step"] * 20 / 1000
     assert 0 < parts <= runtime["wall_time_s"]
+    # where it ran, as far as the numbers depend on it
+    assert runtime["cpu_capability"] == torch.backends.cpu.get_cpu_capability()
+    assert runtime["cpu_model"] and runtime["libraries"].startswith("MKL ")
+
+
+def test_runtime_records_the_numerics_settings(tmp_path, data_path, monkeypatch):
+    monkeypatch.setenv("MKL_CBWR", "COMPATIBLE")
+    monkeypatch.delenv("ONEDNN_MAX_CPU_ISA", raising=False)
+    train_run(spec(steps=2), data_path, tmp_path / "run")
+    runtime = json.loads((tmp_path / "run" / "runtime.json").read_text())
+    assert "MKL_CBWR=COMPATIBLE" in runtime["numerics_settings"]
+    assert "ONEDNN_MAX_CPU_ISA" not in runtime["numerics_settings"]
 
 
 def test_early_stop_ends_a_solved_run(tmp_path, data_path):
