@@ -153,7 +153,7 @@ def test_validation_and_test_may_disagree_and_both_are_results(tmp_path: Path) -
             "stop_fraction": 0.85,
             "early_stop": False,
             "device": "cpu",
-        },  # fmt: skip
+        },
         "report": {"languages": ["en"]},
     }
     workdir = new_study(tmp_path / "study", config)
