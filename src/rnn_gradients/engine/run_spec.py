@@ -44,7 +44,7 @@ class RunSpec:
     probe_every: int = 500  # a probe costs about three training steps
     probe_batch: int = 128
     solved_fraction: float = 0.1  # solved: test error <= solved_fraction * chance error
-    stop_fraction: float = 0.05  # early stop once validation error <= stop_fraction * chance error
+    stop_fraction: float = 0.07  # early stop once validation error <= stop_fraction * chance error
     early_stop: bool = True  # stop a run once past the margin: the grid's budget goes to the runs that still learn
     device: str = "auto"
     engine: str = ""  # engine_fingerprint() of the code that trains the run

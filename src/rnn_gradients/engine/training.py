@@ -9,7 +9,7 @@ clip, a bug seen in the wild):
 Every ``eval_every`` steps the model is evaluated on the validation set; an evaluation whose validation error
 (MSE, or 1 − accuracy) is at most ``solved_fraction`` × the task's chance error (the solve threshold) is marked
 solved. With ``early_stop`` the run stops at the first evaluation whose validation error is at most
-``stop_fraction`` × chance (by default half the threshold): a run that stops has learned well past the line its
+``stop_fraction`` × chance (by default 70 % of the threshold): a run that stops has learned well past the line its
 verdict is drawn on, so sampling noise between the validation and the test set cannot put it on the wrong side
 (stopping *at* the threshold left a quarter of the solved runs within ±20 % of it). The test set is touched once,
 by the final model: the reported metric comes from it, and so does the run's verdict "solved" (test error at most
