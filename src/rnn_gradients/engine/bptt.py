@@ -86,6 +86,12 @@ def _recurrent_grad(grad: Tensor) -> Callable[[Tensor, Tensor, int, Tensor | Non
     return lambda delta, w_hh, t, out: torch.addmm(grad[t - 1], delta, w_hh, out=out)
 
 
+def _contiguous_like(t: Tensor) -> Tensor:
+    """An uninitialized row-major tensor of ``t``'s shape: ``empty_like`` would copy the strides of an upstream
+    gradient that arrives transposed (batch-first), and every per-step slice of it would be strided."""
+    return t.new_empty(t.shape)
+
+
 def _flat(t: Tensor) -> Tensor:
     """(T, B, F) -> (T·B, F)."""
     return t.reshape(-1, t.shape[-1])
@@ -142,7 +148,7 @@ class VanillaRecurrence(torch.autograd.Function):
         hs = ctx.hs
         steps = grad.shape[0]
         derivative = _Derivative(ctx.kind, hs[1:])
-        delta = torch.empty_like(grad)
+        delta = _contiguous_like(grad)
         recurrent = _recurrent_grad(grad)
         derivative.apply_(delta[-1].copy_(grad[-1]), steps - 1)
         for t in range(steps - 1, 0, -1):
@@ -186,8 +192,8 @@ class VanillaLayerNormRecurrence(torch.autograd.Function):
         steps = grad.shape[0]
         shape = (w_hh.shape[0],)
         derivative = _Derivative(ctx.kind, hs[1:])
-        delta = torch.empty_like(grad)  # ∂L/∂(LN output)
-        grad_pre = torch.empty_like(grad)  # ∂L/∂a
+        delta = _contiguous_like(grad)  # ∂L/∂(LN output)
+        grad_pre = _contiguous_like(grad)  # ∂L/∂a
         mask = [True, False, False]
         recurrent = _recurrent_grad(grad)
         carry = grad[-1]
@@ -257,8 +263,8 @@ class VanillaBatchNormRecurrence(torch.autograd.Function):
         steps = grad.shape[0]
         rows = running_mean.shape[0]
         derivative = _Derivative(ctx.kind, hs[1:])
-        delta = torch.empty_like(grad)  # ∂L/∂u = ∂L/∂(BN output)
-        grad_pre = torch.empty_like(grad)  # ∂L/∂z
+        delta = _contiguous_like(grad)  # ∂L/∂u = ∂L/∂(BN output)
+        grad_pre = _contiguous_like(grad)  # ∂L/∂z
         grad_gain = torch.zeros_like(gain)
         mask = [True, True, False]
         recurrent = _recurrent_grad(grad)
@@ -331,21 +337,23 @@ class GRURecurrence(torch.autograd.Function):
         steps, batch, hidden = grad.shape
         r, z = rz[..., :hidden], rz[..., hidden:]
         a = (1.0 - z) * (1.0 - n * n)
-        f_r = a * gh[..., 2 * hidden :] * r * (1.0 - r)
-        f_z = (hs[:-1] - n) * z * (1.0 - z)
-        factor_gh = torch.stack((f_r, f_z, a * r), 2)  # (T, B, 3, H)
-        factor_u = torch.stack((f_r, f_z, a), 2)
-        dh = torch.empty_like(grad)
-        dgh = torch.empty(steps, batch, 3, hidden, dtype=grad.dtype, device=grad.device)
+        factor = grad.new_empty(steps, batch, 3, hidden)  # ∂L/∂gh_t = dh_t ⊙ factor_t
+        torch.mul(a * gh[..., 2 * hidden :], r * (1.0 - r), out=factor[:, :, 0])
+        torch.mul(hs[:-1] - n, z * (1.0 - z), out=factor[:, :, 1])
+        torch.mul(a, r, out=factor[:, :, 2])
+        dh = _contiguous_like(grad)
+        dgh = torch.empty_like(factor)
         dh[-1].copy_(grad[-1])
         for t in range(steps - 1, -1, -1):
-            torch.mul(dh[t].unsqueeze(1), factor_gh[t], out=dgh[t])
+            torch.mul(dh[t].unsqueeze(1), factor[t], out=dgh[t])
             if t > 0:
                 torch.addcmul(grad[t - 1], dh[t], z[t], out=dh[t - 1]).addmm_(dgh[t].view(batch, -1), w_hh)
-        grad_u = (dh.unsqueeze(2) * factor_u).view(steps, batch, 3 * hidden)
         dgh_flat = dgh.view(steps * batch, 3 * hidden)
         grad_w_hh = dgh_flat.t().mm(_flat(hs[:-1]))
-        return grad_u, grad_w_hh, dgh_flat.sum(0)
+        grad_b_hh = dgh_flat.sum(0)
+        # ∂L/∂u equals ∂L/∂gh in the r and z blocks; in the n block it is dh ⊙ A: overwrite, dgh is spent.
+        torch.mul(dh, a, out=dgh[:, :, 2])
+        return dgh.view(steps, batch, 3 * hidden), grad_w_hh, grad_b_hh
 
 
 def vanilla_states_(u: Tensor, w_hh: Tensor, kind: str) -> Tensor:
