@@ -21,8 +21,9 @@ GRU, G = 3 with gates stacked (r, z, n) as in torch.nn.GRUCell (Cho et al. 2014)
     n = tanh(W_in x_t + b_in + r ⊙ (W_hn h_{t−1} + b_hn)),   h_t = (1 − z) ⊙ n + z ⊙ h_{t−1}
 
 A cell splits its work in two: ``project_inputs`` computes the input part of every step with one matmul (it does
-not depend on the state), ``step`` the recurrent part of one step. ``RecurrentLayer`` either hands the whole
-sequence to the fused torch kernel or unrolls ``step`` in Python; both give the same result.
+not depend on the state), ``step`` the recurrent part of one step. ``RecurrentLayer`` runs the whole sequence
+as one hand-written BPTT node (:mod:`rnn_gradients.engine.bptt`), hands it to the fused torch kernel, or unrolls
+``step`` in Python; all give the same result to rounding.
 Where normalization goes is described in :mod:`rnn_gradients.engine.normalization`.
 """
 
@@ -270,9 +271,10 @@ class RecurrentLayer(nn.Module):
     (:class:`~rnn_gradients.normalization.CellNorms`; parameters ``norm.*``), ``cell_type``, ``norm_kind``,
     ``max_len`` (the number of steps recurrent batch normalization keeps statistics for).
 
-    ``forward`` runs the fused torch kernel when there is one for the cell and no normalization (``fused``),
-    the unrolled loop otherwise; ``forward_with_states`` always unrolls and returns every h_t as a node of the
-    autograd graph, so ``torch.autograd.grad(loss, states)`` gives the total derivative ∂L/∂h_t through time.
+    ``forward`` runs by ``path``: hand-written BPTT for the (cell, norm) pairs of ``BPTT_PATHS``, the fused
+    torch kernel for the LSTM without normalization (oneDNN: faster than a hand-written one here), the unrolled
+    loop otherwise; ``forward_with_states`` always unrolls and returns every h_t as a node of the autograd
+    graph, so ``torch.autograd.grad(loss, states)`` gives the total derivative ∂L/∂h_t through time (the probes).
     """
 
     def __init__(
