@@ -6,8 +6,9 @@ computes. Here each recurrence is one :class:`torch.autograd.Function`, as cuDNN
 
 - **forward**, without a graph: the states go into one preallocated (T+1, B, H) buffer, h_0 = 0, each step one
   ``addmm(out=)`` and an in-place activation. The input part u_t of every step (W_ih x_t + b, or its
-  normalization) is computed *outside*, by ordinary autograd ops over the whole sequence, so dW_ih, the biases
-  and the input normalization's parameters get their gradients from one GEMM / one reduction over all steps.
+  normalization) is computed *outside* the recurrence, over the whole sequence at once
+  (:class:`InputProjection`, then autograd for an input normalization and the biases), so dW_ih, the biases and
+  the input normalization's parameters get their gradients from one GEMM / one reduction over all steps.
 - **backward**: a reverse-time loop for the recurrent part only. With g_t = ∂L/∂h_t from the outputs,
 
       vanilla:  δ_t = (g_t + δ_{t+1} W_hh) ⊙ φ'(a_t),   φ'(a_t) from h_t, in bulk before the loop,
@@ -33,8 +34,6 @@ from typing import Any
 
 import torch
 from torch import Tensor
-
-VANILLA_KINDS = ("rnn_tanh", "rnn_sigmoid", "rnn_relu")
 
 
 def _activate_(kind: str, a: Tensor) -> Tensor:
