@@ -9,6 +9,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from rnn_gradients.engine.cells import (
+    BPTT_PATHS,
     CELLS,
     FUSED_CELLS,
     GATED_CELLS,
@@ -120,7 +121,7 @@ def test_layer_equals_torch_module_on_both_paths_with_gradients(cell: str) -> No
     ours = layer64(cell)
     theirs = TORCH_LAYERS[cell]().double()
     copy_weights(ours.cell, theirs, "_l0")
-    assert ours.fused
+    assert ours.path == ("fused" if cell == "lstm" else "bptt")
     x = randn(B, L, N_IN).requires_grad_()
     target = randn(B, L, H, seed=4)
 
@@ -130,7 +131,11 @@ def test_layer_equals_torch_module_on_both_paths_with_gradients(cell: str) -> No
 
     expected_out = theirs(x)[0]
     expected = loss_and_grads(theirs, expected_out)
-    for out in (ours(x), ours.forward_with_states(x)[0]):
+    outputs = [ours(x), ours.forward_with_states(x)[0]]
+    ours.reference = True  # the engine before hand-written BPTT: torch's fused kernel
+    assert ours.fused
+    outputs.append(ours(x))
+    for out in outputs:
         torch.testing.assert_close(out, expected_out, atol=1e-6, rtol=0)
         for got, want in zip(loss_and_grads(ours, out), expected, strict=True):
             torch.testing.assert_close(got, want, atol=1e-6, rtol=0)
@@ -151,7 +156,7 @@ def test_paths_agree_in_float32(cell: str) -> None:
 
 def test_sigmoid_layer_equals_formula_and_is_unrolled() -> None:
     layer = layer64("rnn_sigmoid")
-    assert not layer.fused
+    assert layer.path == "bptt" and not layer.fused
     x = randn(B, L, N_IN)
     cell = layer.cell
     h = torch.zeros(B, H, dtype=torch.float64)
@@ -341,7 +346,8 @@ def test_model_readouts_and_paths_agree(cell: str, norm: str) -> None:
     assert model_all(x).shape == (B, L, 4)
     torch.testing.assert_close(last(x), last.forward_with_states(x)[0], atol=1e-12, rtol=0)
     torch.testing.assert_close(last(x), last.head(last.recurrent(x)[:, -1]))
-    assert last.recurrent.fused == (norm == "none" and cell in FUSED_CELLS)
+    assert last.recurrent.fused == (norm == "none" and cell == "lstm")
+    assert (last.recurrent.path == "bptt") == ((cell, norm) in BPTT_PATHS)
 
 
 @pytest.mark.parametrize("norm", NORMS)

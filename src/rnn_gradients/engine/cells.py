@@ -21,8 +21,9 @@ GRU, G = 3 with gates stacked (r, z, n) as in torch.nn.GRUCell (Cho et al. 2014)
     n = tanh(W_in x_t + b_in + r ⊙ (W_hn h_{t−1} + b_hn)),   h_t = (1 − z) ⊙ n + z ⊙ h_{t−1}
 
 A cell splits its work in two: ``project_inputs`` computes the input part of every step with one matmul (it does
-not depend on the state), ``step`` the recurrent part of one step. ``RecurrentLayer`` either hands the whole
-sequence to the fused torch kernel or unrolls ``step`` in Python; both give the same result.
+not depend on the state), ``step`` the recurrent part of one step. ``RecurrentLayer`` runs the whole sequence
+as one hand-written BPTT node (:mod:`rnn_gradients.engine.bptt`), hands it to the fused torch kernel, or unrolls
+``step`` in Python; all give the same result to rounding.
 Where normalization goes is described in :mod:`rnn_gradients.engine.normalization`.
 """
 
@@ -37,12 +38,16 @@ import torch
 import torch.nn.functional as F
 from torch import _VF, Tensor, nn
 
-from rnn_gradients.engine.normalization import CellNorms, validate_norm
+from rnn_gradients.engine import bptt
+from rnn_gradients.engine.normalization import CellNorms, LayerNorm, StepwiseBatchNorm, validate_norm
 
 CELLS = ("rnn_tanh", "rnn_sigmoid", "rnn_relu", "lstm", "gru")
 GATED_CELLS = ("lstm", "gru")
 VANILLA_CELLS = ("rnn_tanh", "rnn_sigmoid", "rnn_relu")
 FUSED_CELLS = ("rnn_tanh", "rnn_relu", "lstm", "gru")
+BPTT_PATHS = (*((cell, norm) for cell in VANILLA_CELLS for norm in ("none", "layer", "batch")), ("gru", "none"))
+"""(cell, norm) pairs that ``RecurrentLayer.forward`` runs by hand-written BPTT (:mod:`rnn_gradients.engine.bptt`)."""
+PATHS = ("bptt", "fused", "unrolled")
 
 State = Tensor | tuple[Tensor, Tensor]
 
@@ -266,9 +271,10 @@ class RecurrentLayer(nn.Module):
     (:class:`~rnn_gradients.normalization.CellNorms`; parameters ``norm.*``), ``cell_type``, ``norm_kind``,
     ``max_len`` (the number of steps recurrent batch normalization keeps statistics for).
 
-    ``forward`` runs the fused torch kernel when there is one for the cell and no normalization (``fused``),
-    the unrolled loop otherwise; ``forward_with_states`` always unrolls and returns every h_t as a node of the
-    autograd graph, so ``torch.autograd.grad(loss, states)`` gives the total derivative ∂L/∂h_t through time.
+    ``forward`` runs by ``path``: hand-written BPTT for the (cell, norm) pairs of ``BPTT_PATHS``, the fused
+    torch kernel for the LSTM without normalization (oneDNN: faster than a hand-written one here), the unrolled
+    loop otherwise; ``forward_with_states`` always unrolls and returns every h_t as a node of the autograd
+    graph, so ``torch.autograd.grad(loss, states)`` gives the total derivative ∂L/∂h_t through time (the probes).
     """
 
     def __init__(
@@ -291,10 +297,24 @@ class RecurrentLayer(nn.Module):
         self.cell = make_cell(cell, input_size, hidden_size, generator=generator)
         self.norm = CellNorms(norm, self.cell.family, hidden_size, max_len)
 
+    reference: bool = False
+    """Set True (on the class or one layer) to run the engine as it was before hand-written BPTT: the fused
+    kernel or the unrolled loop. The reference for tests and benchmarks; runs never set it."""
+
+    @property
+    def path(self) -> str:
+        """How ``forward`` runs: ``bptt`` (one autograd node per sequence, :mod:`~rnn_gradients.engine.bptt`),
+        ``fused`` (torch's fused kernel) or ``unrolled`` (the Python loop of ``step``)."""
+        if not self.reference and (self.cell_type, self.norm_kind) in BPTT_PATHS:
+            return "bptt"
+        if self.norm_kind == "none" and self.cell_type in FUSED_CELLS:
+            return "fused"
+        return "unrolled"
+
     @property
     def fused(self) -> bool:
         """Whether ``forward`` runs a fused torch kernel."""
-        return self.norm_kind == "none" and self.cell_type in FUSED_CELLS
+        return self.path == "fused"
 
     def _check_input(self, x: Tensor) -> None:
         if x.dim() != 3 or x.shape[1] < 1 or x.shape[2] != self.cell.input_size:
@@ -303,10 +323,13 @@ class RecurrentLayer(nn.Module):
             )
 
     def forward(self, x: Tensor) -> Tensor:
-        """All hidden states (B, L, H) of the sequence x (B, L, I), by the fastest path."""
-        if not self.fused:
+        """All hidden states (B, L, H) of the sequence x (B, L, I), by the fastest path (``path``)."""
+        path = self.path
+        if path == "unrolled":
             return self.forward_with_states(x)[0]
         self._check_input(x)
+        if path == "bptt":
+            return self._bptt(x).transpose(0, 1)
         cell = self.cell
         h0 = x.new_zeros(1, x.shape[0], cell.hidden_size)
         weights = [cell.weight_ih, cell.weight_hh, cell.bias_ih, cell.bias_hh]
@@ -316,6 +339,38 @@ class RecurrentLayer(nn.Module):
         if self.cell_type == "lstm":
             return kernel(x, (h0, h0), weights, *flags)[0]
         return kernel(x, h0, weights, *flags)[0]
+
+    def _bptt(self, x: Tensor) -> Tensor:
+        """The states h_1..h_L time-major (L, B, H) by :mod:`~rnn_gradients.engine.bptt`.
+
+        The input part of every step is computed here by ordinary autograd ops over the whole sequence (so its
+        gradients are one GEMM over all steps); the recurrence is one node. Without a graph (evaluation) the
+        recurrence of the plain cells runs in place over the input projections.
+        """
+        cell, norms, kind = self.cell, self.norm, self.cell_type
+        xt = x.transpose(0, 1)
+        graph = torch.is_grad_enabled() and any(p.requires_grad for p in (x, *self.parameters()))
+        if kind == "gru":
+            u = bptt.project(xt, cell.weight_ih, cell.bias_ih)
+            if not graph:
+                return bptt.gru_states_(u, cell.weight_hh, cell.bias_hh)
+            return bptt.GRURecurrence.apply(u, cell.weight_hh, cell.bias_hh)
+        if isinstance(norms.summed, LayerNorm):
+            ln = norms.summed
+            u = bptt.project(xt, cell.weight_ih, None)
+            beta = ln.bias + cell._input_bias()
+            return bptt.VanillaLayerNormRecurrence.apply(u, cell.weight_hh, ln.weight, beta, kind, ln.eps)
+        if isinstance(norms.hidden, StepwiseBatchNorm):
+            bn = norms.hidden
+            bn._check_training_length(x.shape[1])
+            u = (norms.input.sequence(bptt.project(x, cell.weight_ih, None)) + cell._input_bias()).transpose(0, 1)
+            return bptt.VanillaBatchNormRecurrence.apply(
+                u, cell.weight_hh, bn.weight, bn.running_mean, bn.running_var, kind, bn.training, bn.momentum, bn.eps
+            )
+        u = bptt.project(xt, cell.weight_ih, cell._input_bias())
+        if not graph:
+            return bptt.vanilla_states_(u, cell.weight_hh, kind)
+        return bptt.VanillaRecurrence.apply(u, cell.weight_hh, kind)
 
     def forward_with_states(self, x: Tensor) -> tuple[Tensor, list[Tensor]]:
         """(outputs (B, L, H), [h_1, ..., h_L]) by the unrolled loop; ``outputs`` stacks those same tensors."""

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import torch
 from torch import Tensor, nn
-from torch.nn.utils import skip_init
 
 from rnn_gradients.engine.cells import RecurrentLayer, default_generator
 from rnn_gradients.engine.initialization import reset_linear
@@ -30,6 +29,17 @@ def parameter_group(name: str) -> str:
     if len(parts) == 3 and parts[:2] == ["recurrent", "cell"] and parts[2] in PARAMETER_GROUPS[:4]:
         return parts[2]
     raise ValueError(f"parameter {name!r} belongs to none of the groups {', '.join(PARAMETER_GROUPS)}")
+
+
+class ReadOut(nn.Linear):
+    """nn.Linear whose constructor draws nothing (its weights come from ``reset_linear`` and a generator).
+
+    Not ``torch.nn.utils.skip_init``: that builds the module on the meta device, whose first use imports torch's
+    reference implementations (``torch._refs``), about 1 s of every training process's setup.
+    """
+
+    def reset_parameters(self) -> None:
+        """No draws here: nn.Linear's own reset would use the global RNG."""
 
 
 class SequenceModel(nn.Module):
@@ -62,8 +72,7 @@ class SequenceModel(nn.Module):
         generator = default_generator() if generator is None else generator
         self.readout = readout
         self.recurrent = RecurrentLayer(cell, input_size, hidden_size, norm, max_len, generator=generator)
-        # skip_init: nn.Linear's constructor would draw from the global RNG.
-        self.head = skip_init(nn.Linear, hidden_size, output_size)
+        self.head = ReadOut(hidden_size, output_size)
         reset_linear(self.head, generator)
 
     def _read_out(self, outputs: Tensor) -> Tensor:

@@ -1,0 +1,165 @@
+"""One optimization step of every cell × normalization against its FLOP floor: the engine before and after BPTT.
+
+    python benchmarks/bench_engine.py            # B = 64, H = 64, adding at T = 60 (about 2 minutes)
+    python benchmarks/bench_engine.py --sweep    # T = 60, 200, 1000 and H = 64, 256 (much longer)
+
+A step is the study's own :func:`~rnn_gradients.engine.training.optimization_step` (forward, MSE, backward,
+gradient norms, Adam) on a model of :func:`~rnn_gradients.engine.training.build_model`, one torch thread.
+Columns, in ms of this thread's CPU time per step (``time.thread_time``: a process that waits for a core while
+other work runs is not charged for the wait), minimum over repetitions; old and new interleaved in every
+repetition so that the machine's load hits both alike; each timed block follows an untimed step of the same
+configuration:
+
+    floor    the step's matmul FLOPs (forward: input and recurrent GEMMs; backward: ∂L/∂h per step, and the
+             weight gradients dW_hh, dW_ih as one GEMM each over all steps), each at the single-thread GEMM
+             rate measured here for its own shape
+    old      the engine before hand-written BPTT (``RecurrentLayer.reference = True``: fused kernel or
+             unrolled autograd loop)
+    new      the engine now (``RecurrentLayer.path``: bptt, fused or unrolled)
+    new/fl   new / floor;   old/new   the speed-up
+
+Timings on a shared machine are noisy (read a figure ±30 %, a ratio ±15 %).
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from collections.abc import Callable
+from dataclasses import replace
+
+import torch
+
+from rnn_gradients.engine.cells import CELLS, RecurrentLayer
+from rnn_gradients.engine.normalization import NORMS
+from rnn_gradients.engine.run_spec import RunSpec
+from rnn_gradients.engine.strategies import Strategy
+from rnn_gradients.engine.tasks import get_task
+from rnn_gradients.engine.training import GradientMeter, build_model, make_optimizer, optimization_step
+
+BATCH = 64
+BASE = RunSpec(
+    task="adding",
+    seq_len=60,
+    cell="rnn_tanh",
+    strategy="none",
+    strategy_params={},
+    seed=0,
+    train_size=BATCH,
+    val_size=1,
+    test_size=1,
+    hidden_size=64,
+    batch_size=BATCH,
+    steps=1,
+    eval_every=1,
+    probe_every=1,
+    probe_batch=1,
+    early_stop=False,
+    device="cpu",
+)
+GATES = {"lstm": 4, "gru": 3}
+
+
+def gemm_rate(m: int, k: int, n: int, repeats: int = 7) -> float:
+    """Single-thread FLOP/s of (m×k) @ (k×n), minimum time over ``repeats`` blocks of enough calls."""
+    a, b = torch.rand(m, k), torch.rand(k, n)
+    calls = max(1, int(2e7 // (2 * m * k * n)))
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.thread_time()
+        for _ in range(calls):
+            torch.mm(a, b)
+        best = min(best, (time.thread_time() - start) / calls)
+    return 2 * m * k * n / best
+
+
+def floor_ms(cell: str, length: int, hidden: int, inputs: int, rates: dict[tuple[int, int, int], float]) -> float:
+    """The step's GEMMs at their measured rates (read-out and elementwise work not counted)."""
+    features = GATES.get(cell, 1) * hidden
+    shapes = [
+        ((length * BATCH, inputs, features), 1),  # input projection, all steps
+        ((BATCH, hidden, features), length),  # recurrent forward, per step
+        ((BATCH, features, hidden), length),  # ∂L/∂h_{t-1} = δ_t W_hh, per step
+        ((features, length * BATCH, hidden), 1),  # dW_hh over all steps
+        ((inputs, length * BATCH, features), 1),  # dW_ih over all steps, as (xᵀ δ)ᵀ
+    ]
+    seconds = 0.0
+    for shape, count in shapes:
+        if shape not in rates:
+            rates[shape] = gemm_rate(*shape)
+        m, k, n = shape
+        seconds += count * 2 * m * k * n / rates[shape]
+    return 1000 * seconds
+
+
+def stepper(spec: RunSpec, reference: bool) -> Callable[[], None]:
+    """One optimization step of ``spec``'s model on a fixed batch; ``reference`` picks the old engine."""
+    task = get_task(spec.task)
+    strategy = Strategy.from_dict(spec.strategy, spec.strategy_params)
+    model = build_model(spec, task, strategy)
+    model.recurrent.reference = reference
+    optimizer = make_optimizer(spec, list(model.parameters()))
+    meter = GradientMeter(model)
+    data = torch.Generator().manual_seed(1)
+    x = torch.rand(BATCH, spec.seq_len, task.input_size, generator=data)
+    y = torch.rand(BATCH, task.output_size, generator=data)
+
+    def step() -> None:
+        optimization_step(0, model, optimizer, meter, strategy, task, x, y)
+
+    return step
+
+
+def measure(length: int, hidden: int, repeats: int, steps: int) -> None:
+    rates: dict[tuple[int, int, int], float] = {}
+    rows = []
+    for cell in CELLS:
+        for norm in NORMS:
+            spec = replace(BASE, cell=cell, seq_len=length, hidden_size=hidden, strategy_params={"norm": norm})
+            spec = replace(spec, strategy="none" if norm == "none" else norm)
+            old, new = stepper(spec, True), stepper(spec, False)
+            best = {"old": float("inf"), "new": float("inf")}
+            for _ in range(repeats):
+                for label, step in (("old", old), ("new", new)):
+                    step()
+                    start = time.thread_time()
+                    for _ in range(steps):
+                        step()
+                    best[label] = min(best[label], 1000 * (time.thread_time() - start) / steps)
+            layer = RecurrentLayer(cell, 2, 1, norm)
+            floor = floor_ms(cell, length, hidden, get_task("adding").input_size, rates)
+            rows.append((cell, norm, layer.path, floor, best["old"], best["new"]))
+    print(f"\nT={length} H={hidden} B={BATCH} (adding task, Adam), ms per optimization step")
+    header = f"{'cell':<12} {'norm':<6} {'path':<9} {'floor':>7} {'old':>8} {'new':>8} {'new/fl':>7} {'old/new':>8}"
+    print(header)
+    print("-" * len(header))
+    for cell, norm, path, floor, old_ms, new_ms in rows:
+        print(
+            f"{cell:<12} {norm:<6} {path:<9} {floor:>7.2f} {old_ms:>8.2f} {new_ms:>8.2f} "
+            f"{new_ms / floor:>7.2f} {old_ms / new_ms:>8.2f}"
+        )
+    rate_text = ", ".join(f"{m}×{k}@{k}×{n} {rate / 1e9:.0f}" for (m, k, n), rate in sorted(rates.items()))
+    print(f"GEMM rates (GFLOP/s, one thread): {rate_text}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--sweep", action="store_true", help="T = 60, 200, 1000 and H = 64, 256")
+    parser.add_argument("--repeats", type=int, default=5)
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    torch.set_flush_denormal(True)
+    print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, minimum over {args.repeats} repetitions")
+    started = time.perf_counter()
+    if args.sweep:
+        for hidden in (64, 256):
+            for length in (60, 200, 1000):
+                steps = max(1, 600 // length) if hidden == 64 else 1
+                measure(length, hidden, max(2, args.repeats // 2), steps)
+    else:
+        measure(60, 64, args.repeats, 5)
+    print(f"total {time.perf_counter() - started:.0f} s")
+
+
+if __name__ == "__main__":
+    main()
