@@ -23,7 +23,6 @@ from rnn_gradients.study.grid import (
 from rnn_gradients.study.limits import collect_memory_mb, training_memory_mb
 from rnn_gradients.study.tables import TABLE_FILES
 
-
 RUNS = expand_runs(STUDY)
 # Code is read from the repository and the installed package; results go to the working directory.
 PACKAGE_DIR = Path(rnn_gradients.__file__).parent
@@ -100,7 +99,6 @@ def combination_specs(wildcards):
 
 def combination_run_dirs(wildcards):
     return [run_dir(key) for key in combination_runs(STUDY, combination(wildcards))]
-
 
 
 def log_path(pattern):
