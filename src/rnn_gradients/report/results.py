@@ -150,6 +150,12 @@ class Results:
     def gated_cells(self) -> list[str]:
         return [c for c in self.cells if c in GATED_CELLS]
 
+    @property
+    def control_cells(self) -> list[str]:
+        """The cells trained under the control (all of them unless the control names its ``cells``)."""
+        trained = set(self.accuracy.loc[self.accuracy["strategy"] == self.control, "cell"]) if self.control else set()
+        return [c for c in self.cells if c in trained]
+
     def strategies_where(self, fact: str) -> list[str]:
         """The strategies (config order) for which a fact of their bundle holds: "clipped", "normalized",
         "scaled" (the scaled recurrent initialization that provokes exploding gradients), "control"."""
@@ -168,17 +174,19 @@ class Results:
     def comparison(self, section: str) -> Comparison | None:
         """The runs a remedy section compares, or None when the study cannot make that comparison.
 
-        "activations": the vanilla cells under the control (needs the control, ``rnn_relu`` and a saturating cell);
-        "gates": every cell under the control (needs the control and a gated cell); "normalization" and
+        "activations": the vanilla cells trained under the control (needs the control, ``rnn_relu`` and a saturating
+        cell under it); "gates": every cell trained under the control (needs a gated one); "normalization" and
         "clipping": the strategies with that intervention, and the control if there is one, for every cell.
         """
         cells, control = list(self.cells), [self.control] if self.control else []
+        under_control = self.control_cells
         if section == "activations":
-            vanilla = self.vanilla_cells
+            vanilla = [c for c in self.vanilla_cells if c in under_control]
             ready = control and "rnn_relu" in vanilla and len(vanilla) > 1
             return Comparison("cell", vanilla, control) if ready else None
         if section == "gates":
-            return Comparison("cell", cells, control) if control and self.gated_cells else None
+            ready = control and any(c in under_control for c in self.gated_cells)
+            return Comparison("cell", under_control, control) if ready else None
         fact = {"normalization": "normalized", "clipping": "clipped"}[section]
         chosen = self.strategies_where(fact)
         return Comparison("strategy", cells, self.with_control(chosen)) if chosen else None
