@@ -15,6 +15,7 @@ diverged run's last metric value is no measurement; such a seed counts as one th
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,7 +29,7 @@ from rnn_gradients.engine.strategies import Strategy
 from rnn_gradients.report.palette import Palette
 from rnn_gradients.study.analysis import summarize_accuracy
 from rnn_gradients.study.grid import GRID_KEYS, RUN_KEYS, strategies
-from rnn_gradients.study.tables import NULLABLE_INTEGERS
+from rnn_gradients.study.tables import NULLABLE_INTEGERS, TABLE_COLUMNS
 
 Phase = Literal["init", "during", "trained"]
 PHASES: tuple[Phase, ...] = ("init", "during", "trained")
@@ -86,14 +87,12 @@ class Results:
     def load(cls, tables_dir: str | Path) -> Results:
         """Read the study tables and ``study_config.json`` from ``tables_dir``."""
         tables_dir = Path(tables_dir)
-        config = json.loads((tables_dir / "study_config.json").read_text(encoding="utf-8"))
-        frames = {
-            name: pd.read_csv(
-                tables_dir / file, dtype=dict.fromkeys(TEXT_COLUMNS, str), keep_default_na=False, na_values=[""]
-            )
-            for name, file in _TABLES.items()
-        }
-        return cls.from_tables(config, **frames)
+        config = _read_config(tables_dir / "study_config.json")
+        frames = {name: _read_table(tables_dir / file) for name, file in _TABLES.items()}
+        try:
+            return cls.from_tables(config, **frames)
+        except ValueError as err:  # its messages start with the table's file name: name the whole path
+            raise ValueError(f"{tables_dir}{os.sep}{err}") from None
 
     @classmethod
     def from_tables(
@@ -235,6 +234,49 @@ class Results:
         return df.sort_values(keys, key=rank, kind="stable").reset_index(drop=True)
 
 
+OPTIONAL_COLUMNS: dict[str, tuple[str, ...]] = {"accuracy.csv": ("error_se", "train_error", "train_error_se")}
+"""Columns a table may lack: tables collected before the train/test gap was measured (the report then leaves
+the gap out: :func:`rnn_gradients.report.theory.gap_rows`)."""
+_REDO = "the tables are damaged or not collect's: delete them and run `snakemake`, which collects them again"
+
+
+def _read_config(path: Path) -> dict[str, Any]:
+    """``study_config.json``; ValueError naming the file when it is missing or not a JSON object."""
+    if not path.is_file():
+        raise ValueError(f"{path}: no such file; {_REDO}")
+    try:
+        config = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise ValueError(f"{path}: not valid JSON ({err}); {_REDO}") from None
+    if not isinstance(config, dict) or not all(isinstance(config.get(key), dict) for key in ("tasks", "strategies")):
+        raise ValueError(f"{path}: not a study config (a JSON object with tasks and strategies); {_REDO}")
+    return config
+
+
+def _read_table(path: Path) -> pd.DataFrame:
+    """One study table, with the columns :data:`TABLE_COLUMNS` gives it (but for :data:`OPTIONAL_COLUMNS`) and no
+    other, and at least one row; ValueError naming the file (and the column) when it is not such a table."""
+    if not path.is_file():
+        raise ValueError(f"{path}: no such file; {_REDO}")
+    try:
+        frame = pd.read_csv(path, dtype=dict.fromkeys(TEXT_COLUMNS, str), keep_default_na=False, na_values=[""])
+    except (ValueError, UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError) as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise ValueError(f"{path}: not a readable CSV table ({first}); {_REDO}") from None
+    expected = TABLE_COLUMNS[path.name]
+    optional = OPTIONAL_COLUMNS.get(path.name, ())
+    missing = [column for column in expected if column not in frame.columns and column not in optional]
+    extra = [column for column in frame.columns if column not in expected]
+    if missing or extra:
+        parts = ([f"lacks the column(s) {', '.join(missing)}"] if missing else []) + (
+            [f"has unexpected column(s) {', '.join(map(str, extra))}"] if extra else []
+        )
+        raise ValueError(f"{path}: {' and '.join(parts)}; {_REDO}")
+    if frame.empty:
+        raise ValueError(f"{path}: holds no rows (only the header), but every run has some; {_REDO}")
+    return frame
+
+
 def _typed(frame: pd.DataFrame, file: str) -> pd.DataFrame:
     """Names as text, :data:`BOOL_COLUMNS` as bool, nullable integers as Int64, every other column numeric."""
     typed = frame.copy()
@@ -244,11 +286,21 @@ def _typed(frame: pd.DataFrame, file: str) -> pd.DataFrame:
             typed[column] = values.astype(str)
         elif column in BOOL_COLUMNS:
             typed[column] = _bool(values, f"{file}: {column}")
-        elif column in NULLABLE_INTEGERS:
-            typed[column] = pd.to_numeric(values).astype("Int64")
         else:
-            typed[column] = pd.to_numeric(values)
+            typed[column] = _numbers(values, file, column)
+            if column in NULLABLE_INTEGERS:
+                typed[column] = typed[column].astype("Int64")
     return typed
+
+
+def _numbers(values: pd.Series, file: str, column: str) -> pd.Series:
+    """A numeric column; ValueError naming the file, the column, the line and the cell that is no number."""
+    numbers = pd.to_numeric(values, errors="coerce")
+    bad = numbers.isna() & values.notna()
+    if bad.any():
+        line = int(np.flatnonzero(bad.to_numpy())[0])
+        raise ValueError(f"{file}: line {line + 2}, column {column}: {values.iloc[line]!r} is not a number; {_REDO}")
+    return numbers
 
 
 def _bool(values: pd.Series, where: str) -> pd.Series:
