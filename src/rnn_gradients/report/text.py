@@ -154,10 +154,10 @@ def _solved_counts(results: Results, strategies: Sequence[str], cells: Sequence[
     return combos.groupby("strategy")[["n_solved", "n_seeds"]].sum()
 
 
-def _control_limited(results: Results, section: str, cells: Sequence[str]) -> str:
+def _control_limited(results: Results, key: str, cells: Sequence[str]) -> str:
     """Why a section that compares cells under the control cannot: the control names the cells it applies to."""
     return msg(
-        f"{section}.control_limited",
+        key,
         control=code(results.control or ""),
         trained=codes(results.control_cells),
         cells=codes(cells),
@@ -179,7 +179,7 @@ def activations_sentence(results: Results) -> str:
             return msg("activations.no_control")
         missing = "activations.no_relu" if "rnn_relu" not in vanilla else "activations.no_saturating"
         if len(vanilla) > 1 and "rnn_relu" in vanilla:  # the grid could compare them, but its control does not
-            return _control_limited(results, "activations", vanilla)
+            return _control_limited(results, "activations.control_limited", vanilla)
         return msg(missing, cells=codes(vanilla))
     combos = results.at_longest(results.combinations())
     combos = combos[combos["cell"].isin(comparison.cells) & (combos["strategy"] == results.control)]
@@ -252,7 +252,7 @@ def gates_sentence(results: Results) -> str:
             return msg("gates.no_gated", cells=codes(results.cells))
         if results.control is None:
             return msg("gates.no_control")
-        return _control_limited(results, "gates", results.gated_cells)
+        return _control_limited(results, "gates.control_limited", results.gated_cells)
     combos = results.at_longest(results.combinations())
     combos = combos[combos["strategy"] == results.control]
     gated = combos["cell"].isin(results.gated_cells)
