@@ -11,7 +11,6 @@ from snakemake.utils import min_version
 
 from rnn_gradients.study.config import StudyConfigError, load_study_files
 
-
 min_version("9.0")
 
 
@@ -38,6 +37,14 @@ except StudyConfigError as err:
 if not workflow.overwrite_configfiles:
 
     configfile: DEFAULT_CONFIGFILE
+
+
+# The jobs that take seconds run where snakemake runs, never in a cluster's queue behind the training jobs.
+localrules:
+    all,
+    tables,
+    collect,
+    report,
 
 
 include: "workflow/rules/common.smk"

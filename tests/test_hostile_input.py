@@ -586,9 +586,9 @@ NEXT_CONFIGS = {
         "YAML reads the key 2024-01-01 as a date, not as a name",
     ),
     "alias bomb": (lambda t: t.replace("seeds: [0]", ALIAS_BOMB), "the config expands to more than 1,000,000 values"),
-    "seed beyond torch's range": (
-        lambda t: t.replace("seeds: [0]", "seeds: [18446744073709551616]"),
-        "seeds[0]: 18446744073709551616 is above the maximum 18446744073709551615",
+    "seed beyond a 64-bit integer": (
+        lambda t: t.replace("seeds: [0]", "seeds: [9223372036854775808]"),
+        "seeds[0]: 9223372036854775808 is above the maximum 9223372036854775807",
     ),
     "strategy name too long for a directory": (
         lambda t: t.replace("  none: {}\n", "  none: {}\n  s" + "0123456789" * 30 + ": {}\n"),

@@ -27,6 +27,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from rnn_gradients.engine.run_spec import MAX_SEED
 from rnn_gradients.report.i18n import LANGUAGES
 
 EXIT_ERROR = 2
@@ -46,6 +47,7 @@ def _train(args: argparse.Namespace) -> int:
     from rnn_gradients.engine.training import train_runs
 
     specs = _run_specs(RunSpec, args.specs)
+    _check_outputs(args.out_dir, "run directory")
     if args.max_seeds is None:
         summaries = train_runs(specs, args.data, args.out_dir, threads=args.threads)
         for out_dir, summary in zip(args.out_dir, summaries, strict=True):
@@ -79,6 +81,16 @@ def _outcome(summary: Any) -> str:
     else:
         state = "solved" if summary.solved else "not solved"
     return f"{summary.metric} = {summary.value:.4g} (chance {summary.chance:.4g}), {state}"
+
+
+def _check_outputs(paths: Sequence[Path], kind: str) -> None:
+    """ValueError naming every output that cannot be written where it belongs (:func:`output_problem`), before any
+    work is done."""
+    from rnn_gradients.files import output_problem
+
+    problems = [problem for path in paths if (problem := output_problem(path, kind)) is not None]
+    if problems:
+        raise ValueError("\nerror: ".join(problems))
 
 
 def _run_specs(spec_class: Any, text: str) -> list[Any]:
@@ -119,6 +131,11 @@ def _collect(args: argparse.Namespace) -> int:
 def _render(args: argparse.Namespace) -> int:
     from rnn_gradients.report.render import render_report
 
+    _check_outputs([args.out], "file")
+    if args.tables.is_dir():  # (render_report names a missing one)
+        from rnn_gradients.report.results import Results
+
+        Results.load(args.tables)  # every table checked before any cell runs: a damaged one is one line naming it
     engine = render_report(
         args.qmd,
         out_html=args.out,
@@ -166,8 +183,9 @@ def _find_schema() -> Path:
     raise FileNotFoundError(f"no config schema at {SCHEMA} (run in the repository root, or give --schema)")
 
 
-def _int_at_least(minimum: int) -> Any:
-    """An argparse type: an integer of at least ``minimum`` (argparse names the option when it fails)."""
+def _int_at_least(minimum: int, maximum: int | None = None) -> Any:
+    """An argparse type: an integer of at least ``minimum`` (and at most ``maximum``; argparse names the option
+    when it fails)."""
 
     def parse(text: str) -> int:
         try:
@@ -176,13 +194,15 @@ def _int_at_least(minimum: int) -> Any:
             raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
         if value < minimum:
             raise argparse.ArgumentTypeError(f"{value} is below the minimum {minimum}")
+        if maximum is not None and value > maximum:
+            raise argparse.ArgumentTypeError(f"{value} is above the maximum {maximum}")
         return value
 
     return parse
 
 
 _positive_int = _int_at_least(1)
-_non_negative_int = _int_at_least(0)
+_seed = _int_at_least(0, MAX_SEED)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -192,7 +212,7 @@ def build_parser() -> argparse.ArgumentParser:
     gen = sub.add_parser("generate", help="generate one task's train/validation/test dataset file")
     gen.add_argument("--task", required=True)
     gen.add_argument("--seq-len", type=_positive_int, required=True, help="sequence length T (the task's delay)")
-    gen.add_argument("--seed", type=_non_negative_int, required=True)
+    gen.add_argument("--seed", type=_seed, required=True)
     gen.add_argument("--train-size", type=_positive_int, required=True)
     gen.add_argument("--val-size", type=_positive_int, required=True)
     gen.add_argument("--test-size", type=_positive_int, required=True)
@@ -319,8 +339,26 @@ def _error_lines(err: BaseException, args: argparse.Namespace) -> list[str]:
     return [f"error: {err}"]
 
 
+EXIT_INTERRUPTED = 130
+"""The exit status of a command stopped by Ctrl-C (SIGINT), as a shell reports it: 128 + 2."""
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run one subcommand; expected failures are ``error:`` lines and status 2, Ctrl-C one line and status 130."""
     args = build_parser().parse_args(argv)
+    try:
+        return _run(args)
+    except KeyboardInterrupt:
+        # at any point (importing torch, training, rendering): outputs appear atomically, so nothing is half-written
+        print(
+            f"error: python -m rnn_gradients {args.command} was interrupted (Ctrl-C); outputs are written "
+            "atomically, so nothing half-written was left behind: run the command (or snakemake) again",
+            file=sys.stderr,
+        )
+        return EXIT_INTERRUPTED
+
+
+def _run(args: argparse.Namespace) -> int:
     import yaml
 
     from rnn_gradients.report.render import RenderError

@@ -122,6 +122,27 @@ class RunDirectoryWriter:
             self.discard()
 
 
+def output_problem(path: Path, kind: str) -> str | None:
+    """Why ``path`` cannot become the output ``kind`` ("run directory", "file"), in one line naming the path and
+    what to do, or None when it can: something else already lies there (a file or a directory where the other
+    belongs, a symbolic link, dangling or not), or a part of the path above it is not a directory. Checked before
+    the work, so that a run is not trained (or a report rendered) only to fail when it is published."""
+    path = Path(path)
+    for parent in reversed(path.parents):
+        if parent.is_symlink() and not parent.exists():
+            return f"{parent}: a dangling symbolic link (to {os.readlink(parent)}) where a directory belongs above " \
+                f"{path}; remove it (rm {parent}) or point it at a directory"  # fmt: skip
+        if parent.exists() and not parent.is_dir():
+            return f"{parent}: a file where a directory belongs above {path}; move it away or choose another path"
+    if path.is_symlink():
+        return f"{path}: a symbolic link (to {os.readlink(path)}) where a {kind} belongs; remove it (rm {path})"
+    if kind == "run directory" and path.exists() and not path.is_dir():
+        return f"{path}: a file where a run directory belongs; remove it (rm {path}) and run again"
+    if kind == "file" and path.is_dir():
+        return f"{path}: a directory where the output file belongs; choose another path or remove it"
+    return None
+
+
 def read_json(path: Path) -> dict[str, Any]:
     """Read a JSON file, with a message that names the file when it is missing or malformed."""
     path = Path(path)

@@ -2,9 +2,11 @@
 import json
 import os
 import re
+import sys
 from pathlib import Path
 
 import rnn_gradients
+from rnn_gradients.files import output_problem
 from rnn_gradients.engine.run_files import RUN_FILES
 from rnn_gradients.report.i18n import page_name
 from rnn_gradients.study.grid import (
@@ -23,8 +25,21 @@ from rnn_gradients.study.grid import (
 from rnn_gradients.study.limits import collect_memory_mb, training_memory_mb
 from rnn_gradients.study.tables import TABLE_FILES
 
-
 RUNS = expand_runs(STUDY)
+# A file or a symbolic link where a run directory belongs would fail only after the run is trained: refused here,
+# before any job, with one line per path naming it and what to do (rnn_gradients.files.output_problem).
+OUTPUT_PROBLEMS = [problem for key in RUNS if (problem := output_problem(run_dir(key), "run directory"))]
+if OUTPUT_PROBLEMS:
+    sys.exit("\n".join(["error: " + problem for problem in OUTPUT_PROBLEMS[:10]]))
+
+
+def local_path(path):
+    """``path`` relative to the working directory when it lies inside it (a study run in the checkout), else
+    absolute: a copied or moved checkout then names the same inputs, and nothing reruns for the move."""
+    path = Path(path).resolve()
+    return str(path.relative_to(Path.cwd().resolve())) if path.is_relative_to(Path.cwd().resolve()) else str(path)
+
+
 # Code is read from the repository and the installed package; results go to the working directory.
 PACKAGE_DIR = Path(rnn_gradients.__file__).parent
 REPORT_DIR = Path(workflow.basedir) / "report"
@@ -107,7 +122,6 @@ def combination_run_dirs(wildcards):
     return [run_dir(key) for key in combination_runs(STUDY, combination(wildcards))]
 
 
-
 def log_path(pattern):
     """A job's log: its output pattern (without a file extension) under results/logs."""
     return f"results/logs/{_stem(pattern)}.log"
@@ -125,7 +139,7 @@ def _stem(pattern):
 def report_assets():
     """The report folder's other files (e.g. its stylesheet): render copies the whole folder."""
     files = [p for p in REPORT_DIR.glob("*") if p.is_file() and not p.name.startswith(".")]
-    return sorted(str(p) for p in files if p != REPORT_QMD)
+    return sorted(local_path(p) for p in files if p != REPORT_QMD)
 
 
 def report_code():
@@ -133,13 +147,13 @@ def report_code():
     study-layer analysis it uses (edits re-render the report)."""
     layer = PACKAGE_DIR / "report"
     files = [*layer.glob("*.py"), *layer.glob("*.lua"), *layer.glob("*.css"), *layer.glob("messages/*.yaml")]
-    return sorted(str(path) for path in files) + package_files("study/analysis")
+    return sorted(local_path(path) for path in files) + package_files("study/analysis")
 
 
 def package_files(*modules):
     """Package modules a step's output depends on, as paths inside the package such as "study/tables" (edits
     rerun the step)."""
-    return [str(PACKAGE_DIR / f"{module}.py") for module in modules]
+    return [local_path(PACKAGE_DIR / f"{module}.py") for module in modules]
 
 
 def parent_of(name):

@@ -3,7 +3,7 @@
 rule report:
     input:
         tables=table_files(),
-        qmd=str(REPORT_QMD),
+        qmd=local_path(REPORT_QMD),
         assets=report_assets(),
         code=report_code(),
     output:

@@ -97,6 +97,21 @@ def _check_split(path: Path, task: Task, seq_len: int, split: str, arrays: dict[
     sizes = {key: array.shape[0] for key, array in arrays.items()}
     if len(set(sizes.values())) != 1 or min(sizes.values()) < 1:
         raise ValueError(f"{path}: {split} arrays disagree on the number of sequences or are empty: {sizes}")
+    for key, (low, high) in task.value_ranges(seq_len).items():
+        _check_range(path, f"{split}/{key}", arrays[key], low, high, task.name)
+
+
+def _check_range(path: Path, name: str, array: np.ndarray, low: float, high: float, task: str) -> None:
+    """Every value of ``array`` finite and within ``[low, high]``; ValueError naming the first one that is not
+    (a NaN in the inputs would otherwise be trained on and reported as a divergence at step 0)."""
+    bad = ~np.isfinite(array) | (array < low) | (array > high)
+    if bad.any():
+        index = np.unravel_index(int(np.flatnonzero(bad)[0]), array.shape)
+        value = array[index].item()
+        where = f"sequence {index[0]}" + (f", position {', '.join(map(str, index[1:]))}" if len(index) > 1 else "")
+        raise ValueError(
+            f"{path}: {name} holds {value!r} at {where}, outside {low:g}..{high:g} (what task {task!r} generates)"
+        )
 
 
 def _scalar(path: Path, contents: dict[str, np.ndarray], key: str, kind: str) -> np.generic:

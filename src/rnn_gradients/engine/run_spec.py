@@ -20,6 +20,9 @@ from typing import Any
 
 OPTIMIZERS: tuple[str, ...] = ("adam", "rmsprop", "sgd")
 DEVICES: tuple[str, ...] = ("auto", "cpu", "cuda")
+MAX_SEED = 2**63 - 1
+"""The largest seed: the dataset file and the study tables store it as a signed 64-bit integer (torch's
+generators would take up to 2^64 - 1)."""
 
 
 @dataclass(frozen=True)
@@ -50,6 +53,13 @@ class RunSpec:
     engine: str = ""  # engine_fingerprint() of the code that trains the run
 
     def __post_init__(self) -> None:
+        for field in fields(self):
+            value, expected = getattr(self, field.name), _TYPES[str(field.type).split("[")[0]]
+            if not isinstance(value, expected) or (isinstance(value, bool) and expected is not bool):
+                kind = {bool: "true or false", dict: "a JSON object", str: "text", int: "an integer"}.get(
+                    expected, "a number"
+                )
+                raise ValueError(f"run spec: {field.name} must be {kind}, got {value!r}")
         positive = (
             "seq_len", "train_size", "val_size", "test_size", "hidden_size", "batch_size", "steps", "eval_every",
             "probe_every", "probe_batch",
@@ -58,6 +68,8 @@ class RunSpec:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"run spec: {name} must be a positive integer, got {value!r}")
+        if not 0 <= self.seed <= MAX_SEED:
+            raise ValueError(f"run spec: seed must be in 0..{MAX_SEED}, got {self.seed}")
         if self.seq_len < 2:
             raise ValueError(f"run spec: seq_len must be at least 2, got {self.seq_len}")
         if self.optimizer not in OPTIMIZERS:
@@ -91,6 +103,10 @@ class RunSpec:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+_TYPES: dict[str, type | tuple[type, ...]] = {"str": str, "int": int, "float": (int, float), "bool": bool, "dict": dict}
+"""A spec field's annotation -> the JSON values it takes (``true`` is no integer, ``"no"`` no boolean)."""
 
 
 @cache

@@ -72,6 +72,11 @@ class Task(ABC):
         """Number of time steps fed to the model; equal to ``T`` unless the task adds steps."""
         return self.check_seq_len(seq_len)
 
+    @abstractmethod
+    def value_ranges(self, seq_len: int) -> dict[str, tuple[float, float]]:
+        """The closed range ``(low, high)`` of every array :meth:`generate` returns, at delay ``seq_len``: what a
+        dataset file read back must hold (a symbol or label outside it would index past the one-hot width)."""
+
     def generate(self, seq_len: int, n: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
         """Draw ``n`` sequences of delay ``seq_len`` from ``rng``; compact numpy arrays keyed by name."""
         seq_len = self.check_seq_len(seq_len)
@@ -157,6 +162,10 @@ class AddingTask(Task):
             "target": target.astype(np.float32),
         }
 
+    def value_ranges(self, seq_len: int) -> dict[str, tuple[float, float]]:
+        length = self.input_length(seq_len)
+        return {"values": (0.0, 1.0), "positions": (0, length - 1), "target": (0.0, 2.0)}
+
     def to_tensors(self, arrays: dict[str, np.ndarray]) -> tuple[Tensor, Tensor]:
         values = arrays["values"]
         markers = np.zeros_like(values, dtype=np.float32)
@@ -229,6 +238,10 @@ class CopyTask(Task):
         labels[:, -self.n_copy :] = data
         return {"symbols": symbols, "labels": labels}
 
+    def value_ranges(self, seq_len: int) -> dict[str, tuple[float, float]]:
+        self.check_seq_len(seq_len)
+        return {"symbols": (0, self.input_size - 1), "labels": (0, self.output_size - 1)}
+
     def to_tensors(self, arrays: dict[str, np.ndarray]) -> tuple[Tensor, Tensor]:
         return _one_hot(arrays["symbols"], self.input_size), torch.from_numpy(arrays["labels"].astype(np.int64))
 
@@ -267,6 +280,10 @@ class LastStepClassification(Task):
 
     readout = "last"
     metric_name = "accuracy"
+
+    def value_ranges(self, seq_len: int) -> dict[str, tuple[float, float]]:
+        self.check_seq_len(seq_len)
+        return {"symbols": (0, self.input_size - 1), "labels": (0, self.output_size - 1)}
 
     def to_tensors(self, arrays: dict[str, np.ndarray]) -> tuple[Tensor, Tensor]:
         return _one_hot(arrays["symbols"], self.input_size), torch.from_numpy(arrays["labels"].astype(np.int64))

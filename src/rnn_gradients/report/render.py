@@ -28,7 +28,9 @@ file only ever appears complete (written beside it, then renamed).
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import errno
 import importlib.util
 import json
 import os
@@ -119,12 +121,14 @@ def render_report(
     for code in (*([lang] if lang else []), *languages):
         check_language(code)
     if not qmd.is_file():
-        raise FileNotFoundError(f"report source not found: {qmd}")
+        raise FileNotFoundError(errno.ENOENT, "no such report source (report/report.qmd of the checkout)", str(qmd))
     if lang is None:
         lang = str(split_front_matter(qmd.read_text(encoding="utf-8"))[0].get("lang") or PRIMARY)
     pages = language_pages(out_html, lang, languages)
     if not tables_dir.is_dir():
-        raise FileNotFoundError(f"study tables directory not found: {tables_dir}")
+        raise FileNotFoundError(
+            errno.ENOENT, "no such directory of study tables (what `collect` writes: results/tables)", str(tables_dir)
+        )
     if engine == "auto":
         missing = quarto_missing()
         engine = "quarto" if missing is None else "offline"
@@ -312,7 +316,11 @@ def _execute(notebook: Any, qmd: Path, timeout: int, kernel_log: Path) -> None:
     with kernel_log.open("w", encoding="utf-8") as log:
         try:
             client.execute(env=_kernel_environment(), stderr=log)
+        except asyncio.CancelledError:  # Ctrl-C while nbclient waits on the kernel cancels its event loop's task
+            raise KeyboardInterrupt from None
         except (CellControlSignal, CellTimeoutError, DeadKernelError) as err:
+            if getattr(err, "ename", None) == "KeyboardInterrupt":  # Ctrl-C reached the kernel inside a cell
+                raise KeyboardInterrupt from None
             failure = _failed_cell(notebook, err)
             if isinstance(err, DeadKernelError):
                 failure += "\n\nkernel log:\n" + kernel_log.read_text(encoding="utf-8")[-4000:]

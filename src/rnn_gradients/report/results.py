@@ -15,6 +15,7 @@ diverged run's last metric value is no measurement; such a seed counts as one th
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,7 +29,7 @@ from rnn_gradients.engine.strategies import Strategy
 from rnn_gradients.report.palette import Palette
 from rnn_gradients.study.analysis import summarize_accuracy
 from rnn_gradients.study.grid import GRID_KEYS, RUN_KEYS, strategies
-from rnn_gradients.study.tables import NULLABLE_INTEGERS
+from rnn_gradients.study.tables import NULLABLE_INTEGERS, TABLE_COLUMNS
 from rnn_gradients.study.verdicts import verdict_settings
 
 Phase = Literal["init", "during", "trained"]
@@ -79,14 +80,12 @@ class Results:
     def load(cls, tables_dir: str | Path) -> Results:
         """Read the study tables and ``study_config.json`` from ``tables_dir``."""
         tables_dir = Path(tables_dir)
-        config = json.loads((tables_dir / "study_config.json").read_text(encoding="utf-8"))
-        frames = {
-            name: pd.read_csv(
-                tables_dir / file, dtype=dict.fromkeys(TEXT_COLUMNS, str), keep_default_na=False, na_values=[""]
-            )
-            for name, file in _TABLES.items()
-        }
-        return cls.from_tables(config, **frames)
+        config = _read_config(tables_dir / "study_config.json")
+        frames = {name: _read_table(tables_dir / file) for name, file in _TABLES.items()}
+        try:
+            return cls.from_tables(config, **frames)
+        except ValueError as err:  # its messages start with the table's file name: name the whole path
+            raise ValueError(f"{tables_dir}{os.sep}{err}") from None
 
     @classmethod
     def from_tables(
@@ -143,6 +142,12 @@ class Results:
     def gated_cells(self) -> list[str]:
         return [c for c in self.cells if c in GATED_CELLS]
 
+    @property
+    def control_cells(self) -> list[str]:
+        """The cells trained under the control (all of them unless the control names its ``cells``)."""
+        trained = set(self.accuracy.loc[self.accuracy["strategy"] == self.control, "cell"]) if self.control else set()
+        return [c for c in self.cells if c in trained]
+
     def strategies_where(self, fact: str) -> list[str]:
         """The strategies (config order) for which a fact of their bundle holds: "clipped", "normalized",
         "scaled" (the scaled recurrent initialization that provokes exploding gradients), "control"."""
@@ -161,17 +166,19 @@ class Results:
     def comparison(self, section: str) -> Comparison | None:
         """The runs a remedy section compares, or None when the study cannot make that comparison.
 
-        "activations": the vanilla cells under the control (needs the control, ``rnn_relu`` and a saturating cell);
-        "gates": every cell under the control (needs the control and a gated cell); "normalization" and
+        "activations": the vanilla cells trained under the control (needs the control, ``rnn_relu`` and a saturating
+        cell under it); "gates": every cell trained under the control (needs a gated one); "normalization" and
         "clipping": the strategies with that intervention, and the control if there is one, for every cell.
         """
         cells, control = list(self.cells), [self.control] if self.control else []
+        under_control = self.control_cells
         if section == "activations":
-            vanilla = self.vanilla_cells
+            vanilla = [c for c in self.vanilla_cells if c in under_control]
             ready = control and "rnn_relu" in vanilla and len(vanilla) > 1
             return Comparison("cell", vanilla, control) if ready else None
         if section == "gates":
-            return Comparison("cell", cells, control) if control and self.gated_cells else None
+            ready = control and any(c in under_control for c in self.gated_cells)
+            return Comparison("cell", under_control, control) if ready else None
         fact = {"normalization": "normalized", "clipping": "clipped"}[section]
         chosen = self.strategies_where(fact)
         return Comparison("strategy", cells, self.with_control(chosen)) if chosen else None
@@ -223,6 +230,49 @@ class Results:
         return df.sort_values(keys, key=rank, kind="stable").reset_index(drop=True)
 
 
+OPTIONAL_COLUMNS: dict[str, tuple[str, ...]] = {"accuracy.csv": ("error_se", "train_error", "train_error_se")}
+"""Columns a table may lack: tables collected before the train/test gap was measured (the report then leaves
+the gap out: :func:`rnn_gradients.report.theory.gap_rows`)."""
+_REDO = "the tables are damaged or not collect's: delete them and run `snakemake`, which collects them again"
+
+
+def _read_config(path: Path) -> dict[str, Any]:
+    """``study_config.json``; ValueError naming the file when it is missing or not a JSON object."""
+    if not path.is_file():
+        raise ValueError(f"{path}: no such file; {_REDO}")
+    try:
+        config = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise ValueError(f"{path}: not valid JSON ({err}); {_REDO}") from None
+    if not isinstance(config, dict) or not all(isinstance(config.get(key), dict) for key in ("tasks", "strategies")):
+        raise ValueError(f"{path}: not a study config (a JSON object with tasks and strategies); {_REDO}")
+    return config
+
+
+def _read_table(path: Path) -> pd.DataFrame:
+    """One study table, with the columns :data:`TABLE_COLUMNS` gives it (but for :data:`OPTIONAL_COLUMNS`) and no
+    other, and at least one row; ValueError naming the file (and the column) when it is not such a table."""
+    if not path.is_file():
+        raise ValueError(f"{path}: no such file; {_REDO}")
+    try:
+        frame = pd.read_csv(path, dtype=dict.fromkeys(TEXT_COLUMNS, str), keep_default_na=False, na_values=[""])
+    except (ValueError, UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError) as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise ValueError(f"{path}: not a readable CSV table ({first}); {_REDO}") from None
+    expected = TABLE_COLUMNS[path.name]
+    optional = OPTIONAL_COLUMNS.get(path.name, ())
+    missing = [column for column in expected if column not in frame.columns and column not in optional]
+    extra = [column for column in frame.columns if column not in expected]
+    if missing or extra:
+        parts = ([f"lacks the column(s) {', '.join(missing)}"] if missing else []) + (
+            [f"has unexpected column(s) {', '.join(map(str, extra))}"] if extra else []
+        )
+        raise ValueError(f"{path}: {' and '.join(parts)}; {_REDO}")
+    if frame.empty:
+        raise ValueError(f"{path}: holds no rows (only the header), but every run has some; {_REDO}")
+    return frame
+
+
 def _typed(frame: pd.DataFrame, file: str) -> pd.DataFrame:
     """Names as text, :data:`BOOL_COLUMNS` as bool, nullable integers as Int64, every other column numeric."""
     typed = frame.copy()
@@ -232,11 +282,21 @@ def _typed(frame: pd.DataFrame, file: str) -> pd.DataFrame:
             typed[column] = values.astype(str)
         elif column in BOOL_COLUMNS:
             typed[column] = _bool(values, f"{file}: {column}")
-        elif column in NULLABLE_INTEGERS:
-            typed[column] = pd.to_numeric(values).astype("Int64")
         else:
-            typed[column] = pd.to_numeric(values)
+            typed[column] = _numbers(values, file, column)
+            if column in NULLABLE_INTEGERS:
+                typed[column] = typed[column].astype("Int64")
     return typed
+
+
+def _numbers(values: pd.Series, file: str, column: str) -> pd.Series:
+    """A numeric column; ValueError naming the file, the column, the line and the cell that is no number."""
+    numbers = pd.to_numeric(values, errors="coerce")
+    bad = numbers.isna() & values.notna()
+    if bad.any():
+        line = int(np.flatnonzero(bad.to_numpy())[0])
+        raise ValueError(f"{file}: line {line + 2}, column {column}: {values.iloc[line]!r} is not a number; {_REDO}")
+    return numbers
 
 
 def _bool(values: pd.Series, where: str) -> pd.Series:

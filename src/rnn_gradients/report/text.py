@@ -164,6 +164,16 @@ def _solved_counts(results: Results, strategies: Sequence[str], cells: Sequence[
     return combos.groupby("strategy")[["n_solved", "n_seeds"]].sum()
 
 
+def _control_limited(results: Results, key: str, cells: Sequence[str]) -> str:
+    """Why a section that compares cells under the control cannot: the control names the cells it applies to."""
+    return msg(
+        key,
+        control=code(results.control or ""),
+        trained=codes(results.control_cells),
+        cells=codes(cells),
+    )
+
+
 def _no_metric_figure(names: str) -> str:
     return msg("remedy.no_metric", names=names) + " "
 
@@ -178,6 +188,8 @@ def activations_sentence(results: Results) -> str:
         if results.control is None:
             return msg("activations.no_control")
         missing = "activations.no_relu" if "rnn_relu" not in vanilla else "activations.no_saturating"
+        if len(vanilla) > 1 and "rnn_relu" in vanilla:  # the grid could compare them, but its control does not
+            return _control_limited(results, "activations.control_limited", vanilla)
         return msg(missing, cells=codes(vanilla))
     combos = results.at_longest(results.combinations())
     combos = combos[combos["cell"].isin(comparison.cells) & (combos["strategy"] == results.control)]
@@ -248,7 +260,9 @@ def gates_sentence(results: Results) -> str:
     if comparison is None:
         if not results.gated_cells:
             return msg("gates.no_gated", cells=codes(results.cells))
-        return msg("gates.no_control")
+        if results.control is None:
+            return msg("gates.no_control")
+        return _control_limited(results, "gates.control_limited", results.gated_cells)
     combos = results.at_longest(results.combinations())
     combos = combos[combos["strategy"] == results.control]
     gated = combos["cell"].isin(results.gated_cells)
@@ -257,9 +271,10 @@ def gates_sentence(results: Results) -> str:
         for key, mask in (("gates.gated_solved", gated), ("gates.vanilla_solved", ~gated))
         if mask.any()
     ]
-    key = "gates.figure_beside" if results.vanilla_cells else "gates.figure"
+    gated_cells = [c for c in comparison.cells if c in results.gated_cells]
+    key = "gates.figure_beside" if len(gated_cells) < len(comparison.cells) else "gates.figure"
     shown = (
-        msg(key, cells=codes(results.gated_cells), control=code(results.control)) + " "
+        msg(key, cells=codes(gated_cells), control=code(results.control)) + " "
         if not metric_runs(results, comparison).empty
         else _no_metric_figure(codes(comparison.cells))
     )

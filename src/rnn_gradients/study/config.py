@@ -32,7 +32,7 @@ from jsonschema.exceptions import ValidationError
 from rnn_gradients.engine.cells import CELLS
 from rnn_gradients.engine.initialization import INIT_SCHEMES
 from rnn_gradients.engine.normalization import NORMS
-from rnn_gradients.engine.run_spec import DEVICES, OPTIMIZERS
+from rnn_gradients.engine.run_spec import DEVICES, MAX_SEED, OPTIMIZERS
 from rnn_gradients.engine.strategies import Strategy
 from rnn_gradients.engine.tasks import TASKS, get_task
 from rnn_gradients.report.i18n import LANGUAGES
@@ -128,6 +128,7 @@ def load_schema(schema_path: Path) -> dict[str, Any]:
     }
     for name, allowed in names.items():
         schema["$defs"][name]["enum"] = list(allowed)
+    schema["properties"]["seeds"]["items"]["maximum"] = MAX_SEED
     return schema
 
 
@@ -156,6 +157,7 @@ def load_study(
             *_strategy_problems(s),
             *_learning_rate_problems(s),
             *_seq_len_problems(s),
+            *_size_problems(s),
             *_verdict_problems(s),
         ],
         limit_problems,
@@ -324,3 +326,18 @@ def _verdict_problems(study: Mapping[str, Any]) -> list[Problem]:
             )
         )
     return problems
+
+
+def _size_problems(study: Mapping[str, Any]) -> list[Problem]:
+    """A batch larger than the training set: the runs would train on smaller batches (the whole set) than the
+    config and the run specs say."""
+    batch, train_size = study["training"]["batch_size"], study["data"]["train_size"]
+    if batch <= train_size:
+        return []
+    return [
+        (
+            ("training", "batch_size"),
+            f"training.batch_size: {batch:,} sequences, more than data.train_size = {train_size:,} holds; lower "
+            "batch_size or raise train_size",
+        )
+    ]

@@ -13,16 +13,22 @@ directory (the parent of a ``summary.json``) :func:`read_runs` checks:
   as the study asks, not under an older config;
 - ``summary.json`` and ``runtime.json``: strict JSON objects (no duplicate keys, no NaN), exactly the fields of
   :class:`~rnn_gradients.engine.run_files.RunSummary` and ``RunRuntime`` with the types declared there; the run
-  keys inside equal the ones the directory names; the outcome fields agree with each other (``diverged`` and
-  ``diverged_step``; a diverged run is not solved); free text (device, versions) is plain;
+  keys inside equal the ones the directory names; no number is negative (``threads`` at least 1); the outcome
+  fields agree with each other and with the task (the chance levels are the task's, ``solve_threshold`` is
+  ``solved_fraction`` × the chance error, ``value`` is the metric of ``error``, a share of sequences is at most
+  1, ``solved`` is the final test error's verdict, ``steps_to_solve`` an evaluation step of the run,
+  ``diverged`` and ``diverged_step`` agree, a diverged run is not solved); free text (device, versions) is
+  plain;
 - ``steps.csv``, ``evals.csv``, ``probes.csv``: UTF-8, ending with a newline (a cut-off last line is caught),
   the header exactly the package's columns (``StepRecord.COLUMNS``, ``EvalRecord.COLUMNS``, ``PROBE_COLUMNS``),
   every row complete, every cell of the column's type (integers, finite-or-empty numbers, ``True``/``False``);
 - the rows agree with ``summary.json`` as the training loop (:func:`rnn_gradients.engine.training.train_run`)
   writes them: ``steps.csv`` holds steps 0, 1, ... — ``steps_run`` of them, plus the non-finite step of a
   diverged run, which is its last and only non-finite one; ``evals.csv`` starts at step 0 and ends at
-  ``steps_run``; ``probes.csv`` holds probes from step 0 to ``steps_run``, each with t = 1..L (the task's input
-  length).
+  ``steps_run``, its final test columns are the summary's ``value``, ``error`` and ``loss``, and no evaluation
+  whose validation error is above the threshold is flagged solved (the numbers of every file are at least 0,
+  shares of sequences at most 1); ``probes.csv`` holds probes from step 0 to ``steps_run``, each with
+  t = 1..L (the task's input length).
 
 Problems raise one :class:`RunFileError`: one line per damaged run directory (the first problem found in it),
 then what to do. File names, columns and fields all come from :mod:`rnn_gradients.engine.run_files`; nothing
@@ -31,6 +37,7 @@ here lists them again.
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -70,6 +77,13 @@ STEP, FINITE, SOLVED, PROBE_STEP, T = "step", "finite", "solved", "probe_step", 
 MACHINE_TEXT = ("cpu_model", "libraries", "numerics_settings")
 """The runtime.json fields that describe the machine in words (a CPU model has spaces and parentheses)."""
 DESCRIPTION_TEXT = re.compile(r"[A-Za-z0-9_.:+\-()@,=/ ]{0,200}")
+VAL_ERROR = "val_error"
+FINAL_TEST = {"test_metric": "value", "test_error": "error", "test_loss": "loss"}
+"""evals.csv's test columns, measured once at the final evaluation -> the summary.json fields that report them."""
+ACCURACY_FIELDS = ("value", "error", "train_error")
+"""The summary fields that are shares of sequences (at most 1) on a task whose metric is an accuracy."""
+ACCURACY_COLUMNS = ("val_metric", "val_error", "test_metric", "test_error")
+"""The same in evals.csv (every number of a run file is at least 0: rnn_gradients.study.strict_files)."""
 METRIC = "metric"
 """The summary field that must name the task's metric."""
 
@@ -217,7 +231,13 @@ def _read_run(directory: Path, key: RunKey, study: Mapping[str, Any]) -> RunFile
     check_fields(directory / SUMMARY_FILE, summary, field_kinds(RunSummary, SUMMARY_FIELDS), (*RUN_KEYS, METRIC))
     _check_summary(directory / SUMMARY_FILE, summary, key, spec)
     runtime = read_json_object(directory / RUNTIME_FILE)
-    check_fields(directory / RUNTIME_FILE, runtime, field_kinds(RunRuntime, RUNTIME_FIELDS), MACHINE_TEXT)
+    check_fields(
+        directory / RUNTIME_FILE,
+        runtime,
+        field_kinds(RunRuntime, RUNTIME_FIELDS),
+        MACHINE_TEXT,
+        minimums={"threads": 1},
+    )
     for field in MACHINE_TEXT:
         if not DESCRIPTION_TEXT.fullmatch(runtime[field]):
             raise FileProblem(
@@ -234,7 +254,7 @@ def _read_run(directory: Path, key: RunKey, study: Mapping[str, Any]) -> RunFile
     evals = read_csv_strict(directory / EVALS_FILE, record_kinds(EvalRecord), max_rows=max_evals)
     probes = read_csv_strict(directory / PROBES_FILE, probe_kinds(), max_rows=max_probes)
     _check_steps(directory / STEPS_FILE, steps, summary, n_steps)
-    _check_evals(directory / EVALS_FILE, evals, summary)
+    _check_evals(directory / EVALS_FILE, evals, summary, key.task)
     _check_probes(directory / PROBES_FILE, probes, steps_run, length)
     return RunFiles(key, directory, spec, summary, runtime, steps, evals, probes)
 
@@ -280,6 +300,52 @@ def _check_summary(path: Path, summary: dict[str, Any], key: RunKey, spec: Mappi
     # validation error was within the threshold: either may hold without the other, but a diverged run is not solved
     if summary["solved"] and summary["diverged"]:
         raise FileProblem(f"{path}: solved = True and diverged = True contradict each other")
+    _check_outcome(path, summary, key, spec)
+
+
+def _close(found: float | None, expected: float | None) -> bool:
+    """Two numbers of the run files equal (as written, both in full precision), or both missing."""
+    if found is None or expected is None:
+        return found is None and expected is None
+    return math.isclose(found, expected, rel_tol=1e-9, abs_tol=1e-12)
+
+
+def _check_outcome(path: Path, summary: Mapping[str, Any], key: RunKey, spec: Mapping[str, Any]) -> None:
+    """The test outcome agrees with the task and with itself, as :func:`~rnn_gradients.engine.training.train_run`
+    computes it."""
+    task = get_task(key.task)
+    chance_error = task.chance_error(key.seq_len)
+    expected = {
+        "chance": task.chance_metric(key.seq_len),
+        "chance_error": chance_error,
+        "chance_loss": task.chance_loss(key.seq_len),
+        "solve_threshold": spec["solved_fraction"] * chance_error,
+    }
+    for field, value in expected.items():
+        if not _close(summary[field], value):
+            raise FileProblem(
+                f"{path}: {field} is {summary[field]!r}, but task {key.task!r} at T = {key.seq_len} with "
+                f"solved_fraction {spec['solved_fraction']} gives {value!r}"
+            )
+    if task.metric_name == "accuracy":
+        for field in ACCURACY_FIELDS:
+            if summary[field] is not None and summary[field] > 1:
+                raise FileProblem(f"{path}: {field} is {summary[field]!r}, but a share of sequences is at most 1")
+    error, value = summary["error"], summary["value"]
+    if not _close(value, None if error is None else task.metric_of(error)):
+        raise FileProblem(f"{path}: value {value!r} is not the {task.metric_name} of error {error!r}")
+    verdict = not summary["diverged"] and error is not None and error <= summary["solve_threshold"]
+    if summary["solved"] != verdict:
+        raise FileProblem(
+            f"{path}: solved is {summary['solved']}, but the test error {error!r} is "
+            f"{'within' if verdict else 'not within'} solve_threshold {summary['solve_threshold']!r}"
+            + (" (the run diverged)" if summary["diverged"] else "")
+        )
+    at = summary["steps_to_solve"]
+    if at is not None and at > summary["steps_run"]:
+        raise FileProblem(
+            f"{path}: steps_to_solve = {at} is after the run's last step, steps_run = {summary['steps_run']}"
+        )
 
 
 def _check_steps(path: Path, steps: pd.DataFrame, summary: Mapping[str, Any], n_steps: int) -> None:
@@ -303,12 +369,36 @@ def _check_steps(path: Path, steps: pd.DataFrame, summary: Mapping[str, Any], n_
         )
 
 
-def _check_evals(path: Path, evals: pd.DataFrame, summary: Mapping[str, Any]) -> None:
+def _check_evals(path: Path, evals: pd.DataFrame, summary: Mapping[str, Any], task: str) -> None:
     at = evals[STEP].to_numpy()
     if len(at) == 0 or at[0] != 0 or at[-1] != summary["steps_run"] or np.any(np.diff(at) <= 0):
         raise FileProblem(
             f"{path}: evaluations must run from step 0 to steps_run = {summary['steps_run']} in increasing order; "
             f"found {len(at)} evaluation(s){f' from step {at[0]} to {at[-1]}' if len(at) else ''}"
+        )
+    final = evals.iloc[-1]
+    for column, field in FINAL_TEST.items():
+        found = None if math.isnan(final[column]) else float(final[column])
+        if not _close(found, summary[field]):
+            raise FileProblem(
+                f"{path}: line {len(evals) + 1}: the final {column} is {found!r}, but {SUMMARY_FILE} says "
+                f"{field} = {summary[field]!r}"
+            )
+    if get_task(task).metric_name == "accuracy":
+        for column in ACCURACY_COLUMNS:
+            above = (evals[column] > 1).to_numpy()
+            if above.any():
+                index = int(np.flatnonzero(above)[0])
+                raise FileProblem(
+                    f"{path}: line {index + 2}, column {column}: {evals[column].iloc[index].item()!r} is more than 1, "
+                    "but a share of sequences is at most 1"
+                )
+    flagged = evals[SOLVED].to_numpy(dtype=bool) & ~(evals[VAL_ERROR] <= summary["solve_threshold"]).to_numpy()
+    if flagged.any():
+        line = int(np.flatnonzero(flagged)[0]) + 2
+        raise FileProblem(
+            f"{path}: line {line}: solved is True, but {VAL_ERROR} {evals[VAL_ERROR].iloc[line - 2].item()!r} is above "
+            f"solve_threshold {summary['solve_threshold']!r}"
         )
     # steps_to_solve is the first evaluation marked solved (validation error within the threshold), whatever the
     # test set said at the end: validation and test may disagree in either direction, and both are results

@@ -128,9 +128,16 @@ def _json_type_ok(kind: str, value: Any) -> bool:
 _KIND_NAMES = {"bool": "true or false", "int": "an integer", "float": "a finite number or null", "str": "text"}
 
 
-def check_fields(path: Path, data: dict[str, Any], kinds: Mapping[str, str], exact: Sequence[str] = ()) -> None:
-    """Exactly the fields of ``kinds``, each of its kind; text fields plain, except those in ``exact`` (which the
-    caller compares with what they must be)."""
+def check_fields(
+    path: Path,
+    data: dict[str, Any],
+    kinds: Mapping[str, str],
+    exact: Sequence[str] = (),
+    minimums: Mapping[str, int] | None = None,
+) -> None:
+    """Exactly the fields of ``kinds``, each of its kind; every number at least 0 (every number a run writes is a
+    count, a size, a time, a loss, an error, a metric or a norm), or its entry of ``minimums``; text fields plain,
+    except those in ``exact`` (which the caller compares with what they must be)."""
     missing = [field for field in kinds if field not in data]
     extra = [field for field in data if field not in kinds]
     if missing or extra:
@@ -142,6 +149,9 @@ def check_fields(path: Path, data: dict[str, Any], kinds: Mapping[str, str], exa
         if not _json_type_ok(kind, value):
             allowed = _KIND_NAMES.get(kind.rstrip("?"), "a plain value") + (" or null" if kind.endswith("?") else "")
             raise FileProblem(f"{path}: {field} is {value!r}, expected {allowed}")
+        minimum = (minimums or {}).get(field, 0)
+        if kind.rstrip("?") in ("int", "float") and value is not None and value < minimum:
+            raise FileProblem(f"{path}: {field} is {value!r}, below {minimum}: the file is edited or damaged")
         if kind == "str" and field not in exact and not PLAIN_TEXT.fullmatch(value):
             raise FileProblem(f"{path}: {field} = {value!r} is not plain text (letters, digits and _ . : + -)")
 
@@ -226,6 +236,15 @@ def read_csv_strict(path: Path, kinds: Sequence[tuple[str, str]], max_rows: int)
                 value = cells.iloc[index]
                 raise FileProblem(f"{path}: line {index + 2}, column {column}: {value!r} is not True or False")
             frame[column] = (cells == "True").to_numpy()
+        else:  # every number a run file holds is a step, a loss, an error, a metric or a norm: none is negative
+            negative = (frame[column] < 0).to_numpy()
+            if negative.any():
+                index = int(np.flatnonzero(negative)[0])
+                value = frame[column].iloc[index].item()
+                raise FileProblem(
+                    f"{path}: line {index + 2}, column {column}: {value!r} is negative, which no run writes: the file "
+                    "is edited or damaged"
+                )
     return frame
 
 

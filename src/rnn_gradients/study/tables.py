@@ -19,8 +19,8 @@ import pandas as pd
 
 from rnn_gradients.engine.run_files import PROBE_COLUMNS, SUMMARY_FIELDS, StepRecord
 from rnn_gradients.files import atomic_open, atomic_write_text
-from rnn_gradients.study.analysis import decay_rates, summarize_accuracy
-from rnn_gradients.study.grid import RUN_KEYS
+from rnn_gradients.study.analysis import DECAY_COLUMNS, SUMMARY_COLUMNS, decay_rates, summarize_accuracy
+from rnn_gradients.study.grid import GRID_KEYS, RUN_KEYS
 from rnn_gradients.study.grid import strategies as grid_strategies
 from rnn_gradients.study.run_reader import RunFiles, read_runs
 from rnn_gradients.study.verdicts import verdict_settings
@@ -44,6 +44,15 @@ TABLE_FILES: tuple[str, ...] = (
     "decay_rates.csv",
     "study_config.json",
 )
+
+TABLE_COLUMNS: dict[str, tuple[str, ...]] = {
+    "accuracy.csv": (*RUN_KEYS, *RESULT_FIELDS, *RUNTIME_COLUMNS),
+    "accuracy_summary.csv": (*GRID_KEYS, *SUMMARY_COLUMNS),
+    "gradient_norms.csv": (*RUN_KEYS, *STEP_COLUMNS),
+    "gradient_flow.csv": (*RUN_KEYS, *FLOW_COLUMNS),
+    "decay_rates.csv": (*RUN_KEYS, "probe_step", *DECAY_COLUMNS),
+}
+"""The header of every CSV table, as :func:`collect_tables` writes it (the report checks the tables it reads)."""
 
 
 def collect_tables(summaries: Sequence[Path], out_dir: Path, study_config: str) -> None:
