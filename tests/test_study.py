@@ -16,7 +16,15 @@ from rnn_gradients.engine.normalization import NORMS
 from rnn_gradients.engine.run_spec import DEVICES, OPTIMIZERS, RunSpec
 from rnn_gradients.engine.strategies import STRATEGY_KEYS
 from rnn_gradients.engine.tasks import TASKS
-from rnn_gradients.study.config import SCOPE_KEY, StudyConfigError, load_schema, load_study, strategy_cells
+from rnn_gradients.study.config import (
+    LENGTHS_KEY,
+    SCOPE_KEY,
+    StudyConfigError,
+    load_schema,
+    load_study,
+    strategy_cells,
+    strategy_lengths,
+)
 from rnn_gradients.study.grid import RUN_KEYS, RunKey, expand_runs, run_dir, run_spec
 from rnn_gradients.study.limits import stored_bytes_per_sequence, training_memory
 
@@ -40,11 +48,11 @@ def _problems(config: dict) -> list[str]:
     return caught.value.problems
 
 
-def test_default_config_is_valid_and_expands_to_the_full_grid(config):
+def test_default_config_is_valid_and_expands_to_its_grid(config):
     study = load_study(config, SCHEMA)
     runs = expand_runs(study)
-    # (2 + 2 lengths) x 5 cells x 8 strategies x 3 seeds
-    assert len(runs) == 4 * 5 * 8 * 3 == 480
+    # the control at (2 + 2 lengths) x 5 cells, the 7 remedies at the 2 longest lengths x 5 cells; x 3 seeds
+    assert len(runs) == (4 * 5 + 2 * 5 * 7) * 3 == 270
     assert len({run_dir(key) for key in runs}) == len(runs)
     assert runs[0] == RunKey("adding", 10, "rnn_tanh", "none", 0)
     assert runs[-1] == RunKey("temporal_order", 65, "gru", "exploding_clip", 2)
@@ -65,6 +73,7 @@ def test_schema_defaults_fill_an_empty_config_and_leave_the_input_alone(config):
         "spectral_norm": None,
         "chrono": False,
         "cells": None,
+        "lengths": "all",
     }
     before = copy.deepcopy(config)
     load_study(config, SCHEMA)
@@ -86,7 +95,7 @@ def test_every_schema_key_has_a_description_and_a_default():
     walk(schema["$defs"]["strategy"], "strategies.<name>.")
     assert "training.learning_rate.default" in keys
     # a bundle's keys are the interventions of a Strategy, and its scope (the cells it trains)
-    assert sorted(schema["$defs"]["strategy"]["properties"]) == sorted([*STRATEGY_KEYS, SCOPE_KEY])
+    assert sorted(schema["$defs"]["strategy"]["properties"]) == sorted([*STRATEGY_KEYS, SCOPE_KEY, LENGTHS_KEY])
 
 
 def test_the_schema_takes_its_names_from_the_package():
@@ -278,11 +287,11 @@ def test_run_specs_are_deterministic(config):
 
 def test_changing_one_bundle_changes_only_that_strategys_specs(config):
     before = load_study(config, SCHEMA)
-    config["strategies"]["clip_norm"] = {"clip_norm": 0.5}
+    config["strategies"]["clip_norm"] = {"clip_norm": 0.5, "lengths": "longest"}
     after = load_study(config, SCHEMA)
     changed = {key for key in expand_runs(before) if run_spec(before, key) != run_spec(after, key)}
     assert changed == {key for key in expand_runs(before) if key.strategy == "clip_norm"}
-    assert len(changed) == 4 * 5 * 3
+    assert len(changed) == 2 * 5 * 3
 
 
 def test_equivalent_bundles_give_the_same_spec(config):
@@ -310,7 +319,8 @@ def test_a_strategy_for_some_cells_makes_the_grid_partial(config):
     study = load_study(config, SCHEMA)
     runs = expand_runs(study)
     chrono = [key for key in runs if key.strategy == "chrono"]
-    assert len(runs) == 4 * 5 * 8 * 3 + len(chrono)
+    # the default grid: the control at all four lengths, the seven remedies at each task's longest only
+    assert len(runs) == (4 * 5 + 2 * 5 * 7) * 3 + len(chrono)
     assert {key.cell for key in chrono} == {"lstm", "gru"} and len(chrono) == 4 * 2 * 3
     assert run_spec(study, chrono[0])["strategy_params"] == {"chrono": True}  # a scope, not an intervention
     assert strategy_cells(study, "chrono") == ["lstm", "gru"]  # in the order of cells
@@ -327,3 +337,19 @@ def test_a_strategy_scope_must_name_cells_of_the_study_that_it_applies_to(config
     assert _problems(config) == ["strategies.chrono.cells: gru not in cells; the study's cells: rnn_tanh, lstm"]
     config["strategies"]["chrono"] = {"chrono": True, "cells": []}
     assert _problems(config)[0].startswith("strategies.chrono.cells: the list is empty")
+
+
+def test_a_strategy_at_the_longest_length_only_makes_the_grid_partial(config):
+    config["strategies"]["late"] = {"clip_norm": 2.0, "lengths": "longest"}
+    study = load_study(config, SCHEMA)
+    late = [key for key in expand_runs(study) if key.strategy == "late"]
+    assert {(key.task, key.seq_len) for key in late} == {("adding", 60), ("temporal_order", 65)}
+    assert run_spec(study, late[0])["strategy_params"] == {"clip_norm": 2.0}  # a scope, not an intervention
+    assert strategy_lengths(study, "late", "adding") == [60]
+    assert strategy_lengths(study, "none", "adding") == [10, 60]
+
+
+def test_a_lengths_scope_names_its_allowed_values(config):
+    config["strategies"]["late"] = {"clip_norm": 2.0, "lengths": "long"}
+    with pytest.raises(StudyConfigError, match="strategies.late.lengths.*'long'.*all, longest"):
+        load_study(config, SCHEMA)

@@ -14,7 +14,7 @@ from rnn_gradients.engine.strategies import STRATEGY_KEYS
 from rnn_gradients.report.format import MISSING, code, escape, fixed, fraction, num, numbers, percent, signed, spread
 from rnn_gradients.report.i18n import catalogue, current_language, msg
 from rnn_gradients.report.results import Results
-from rnn_gradients.study.config import SCOPE_KEY
+from rnn_gradients.study.config import LENGTHS_KEY, SCOPE_KEY
 from rnn_gradients.study.grid import GRID_KEYS, RUN_KEYS
 
 
@@ -61,17 +61,19 @@ def strategies_table(results: Results) -> pd.DataFrame:
     stay as written in every language."""
     strategy = msg("table.strategy")
     scopes = {name: results.config["strategies"][name].get(SCOPE_KEY) for name in results.strategies}
+    lengths = {name: results.config["strategies"][name].get(LENGTHS_KEY, "all") for name in results.strategies}
     rows = pd.DataFrame(
         [
             {
                 strategy: code(name),
                 **{k: escape(v) for k, v in bundle.params().items()},
                 **({SCOPE_KEY: ", ".join(map(code, scopes[name]))} if scopes[name] else {}),
+                **({LENGTHS_KEY: escape(lengths[name])} if lengths[name] != "all" else {}),
             }
             for name, bundle in results.strategies.items()
         ]
     )
-    columns = [strategy, *[k for k in (*STRATEGY_KEYS, SCOPE_KEY) if k in rows]]
+    columns = [strategy, *[k for k in (*STRATEGY_KEYS, SCOPE_KEY, LENGTHS_KEY) if k in rows]]
     return rows.reindex(columns=columns).fillna("")
 
 

@@ -233,13 +233,24 @@ def _key_problems(config: Any, path: tuple[Any, ...] = ()) -> list[Problem]:
 
 SCOPE_KEY = "cells"
 """The bundle key that restricts a strategy to some cells: the grid's business, not an intervention."""
+LENGTHS_KEY = "lengths"
+"""The bundle key that restricts a strategy to each task's longest T (``longest``) or not (``all``): the grid's
+business too."""
 
 
 def strategy_bundle(study: Mapping[str, Any], name: str) -> dict[str, Any]:
     """A strategy's interventions: its bundle without the ``null`` placeholders the schema's defaults put in
-    (off = absent) and without its ``cells`` scope."""
+    (off = absent) and without its ``cells`` and ``lengths`` scopes."""
     bundle = study["strategies"][name]
-    return {key: value for key, value in bundle.items() if value is not None and key != SCOPE_KEY}
+    return {key: value for key, value in bundle.items() if value is not None and key not in (SCOPE_KEY, LENGTHS_KEY)}
+
+
+def strategy_lengths(study: Mapping[str, Any], name: str, task: str) -> list[int]:
+    """The sequence lengths of ``task`` a strategy trains: all of them, or the longest (its ``lengths`` scope)."""
+    lengths = list(study["tasks"][task])
+    if study["strategies"][name].get(LENGTHS_KEY, "all") == "longest":
+        return [max(lengths)]
+    return lengths
 
 
 def strategy_cells(study: Mapping[str, Any], name: str) -> list[str]:

@@ -18,7 +18,7 @@ from typing import Any, NamedTuple
 from rnn_gradients.engine.run_spec import engine_fingerprint
 from rnn_gradients.engine.strategies import Strategy
 from rnn_gradients.engine.tasks import get_task
-from rnn_gradients.study.config import strategy_bundle, strategy_cells
+from rnn_gradients.study.config import strategy_bundle, strategy_cells, strategy_lengths
 
 
 class RunKey(NamedTuple):
@@ -58,7 +58,8 @@ REPORT_FILE = "results/report/report.html"
 def expand_runs(study: Mapping[str, Any]) -> list[RunKey]:
     """Every run of the study, in config order: tasks, their T, cells, strategies, seeds (innermost).
 
-    The grid is partial where a strategy names the ``cells`` it trains (:func:`strategy_cells`): the other cells do
+    The grid is partial where a strategy names the ``cells`` it trains (:func:`strategy_cells`) or trains only each
+    task's longest T (``lengths: longest``, :func:`strategy_lengths`): the other cells or lengths do
     not run it. Each task has its own ladder of lengths.
     """
     scopes = {name: set(strategy_cells(study, name)) for name in study["strategies"]}
@@ -66,7 +67,7 @@ def expand_runs(study: Mapping[str, Any]) -> list[RunKey]:
         RunKey(task, seq_len, cell, strategy, seed)
         for task, lengths in study["tasks"].items()
         for seq_len, cell, strategy, seed in product(lengths, study["cells"], study["strategies"], study["seeds"])
-        if cell in scopes[strategy]
+        if cell in scopes[strategy] and seq_len in strategy_lengths(study, strategy, task)
     ]
 
 
