@@ -32,7 +32,7 @@ pytestmark = pytest.mark.slow
 
 SCHEMA = ROOT / "workflow" / "schemas" / "config.schema.yaml"
 TARGET = "all"
-AFTER_RUNS = {"collect", "report", "all"}
+AFTER_RUNS = {"collect", "report", "figures", "all"}
 
 
 def planned_jobs(dry_run_output: str) -> list[tuple[str, str]]:
@@ -116,7 +116,7 @@ def test_every_table_covers_the_grid_with_the_documented_columns(study_dir, stud
 def test_the_default_target_renders_the_report_in_both_languages(study_dir):
     result = snakemake(study_dir)
     assert result.returncode == 0, result.stdout[-5000:]
-    assert Counter(rule for rule, _ in planned_jobs(result.stdout)) == {"report": 2, "all": 1}
+    assert Counter(rule for rule, _ in planned_jobs(result.stdout)) == {"report": 2, "figures": 1, "all": 1}
     folder = study_dir / "results" / "report"
     assert sorted(p.name for p in folder.iterdir()) == ["report.es.html", "report.html"]
     english, spanish = ((folder / name).read_text(encoding="utf-8") for name in ("report.html", "report.es.html"))
@@ -131,7 +131,7 @@ def test_the_report_languages_are_a_config_key_that_reruns_only_the_report(study
     dry = snakemake(study_dir, "-n", TARGET, "--config", "report={languages: [es]}")
     assert dry.returncode == 0, dry.stdout[-5000:]
     # the Spanish page no longer links to an English one: it is rendered again, and nothing before it
-    assert Counter(rule for rule, _ in planned_jobs(dry.stdout)) == {"report": 1, "all": 1}
+    assert Counter(rule for rule, _ in planned_jobs(dry.stdout)) == {"report": 1, "figures": 1, "all": 1}
     assert "results/report/report.es.html" in dry.stdout and "output: results/report/report.html" not in dry.stdout
 
 
@@ -153,7 +153,7 @@ def test_a_deleted_summary_reruns_only_its_run_and_what_follows(study_dir, study
     assert dry.returncode == 0, dry.stdout[-5000:]
     jobs = planned_jobs(dry.stdout)
     assert [job for job in jobs if job[0] == "train"] == [("train", wildcards(key))]
-    assert Counter(rule for rule, _ in jobs) == {"train": 1, "collect": 1, "report": 2, "all": 1}
+    assert Counter(rule for rule, _ in jobs) == {"train": 1, "collect": 1, "report": 2, "figures": 1, "all": 1}
 
     result = snakemake(study_dir, TARGET)
     assert result.returncode == 0, result.stdout[-5000:]

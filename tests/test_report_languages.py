@@ -4,6 +4,7 @@ sentences and figures, decimal commas, no English left over, and each page linki
 from __future__ import annotations
 
 import html
+import json
 import re
 import string
 from pathlib import Path
@@ -55,11 +56,22 @@ def pages(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     return rendered
 
 
+def shown_strings(spec: object) -> list[str]:
+    """The texts a Vega-Lite spec shows: its titles and the names of its selectors (not field names or code)."""
+    if isinstance(spec, list):
+        return [text for item in spec for text in shown_strings(item)]
+    if not isinstance(spec, dict):
+        return []
+    texts = [value for key, value in spec.items() if key in ("title", "name") and isinstance(value, str)]
+    return texts + [text for key, value in spec.items() if key != "datasets" for text in shown_strings(value)]
+
+
 def visible_text(page: str) -> str:
-    """The page's prose: the body without code, math, the table of contents and the YAML of the appendix."""
+    """The page's prose: the body without code, math, scripts (the explorer's, whose labels come from the
+    catalogue of the page's language), the table of contents and the YAML of the appendix."""
     body = page[page.index("<body") :]
     body = re.sub(r'<nav id="TOC".*?</nav>', " ", body, flags=re.S)
-    body = re.sub(r"<(code|pre|math)\b.*?</\1>", " ", body, flags=re.S)
+    body = re.sub(r"<(code|pre|math|script|style)\b.*?</\1>", " ", body, flags=re.S)
     return html.unescape(text_of(body))
 
 
@@ -90,6 +102,11 @@ def test_no_english_is_left_on_the_spanish_page(pages: dict[str, str]) -> None:
     for paragraph in re.findall(r"<p>(.*?)</p>", pages["en"], re.S):
         words = text_of(re.sub(r"<(code|math)\b.*?</\1>", " ", paragraph, flags=re.S))
         assert len(words) < 40 or words not in text
+    # ... nor in the explorer's titles, selector names, tooltips and verdicts (its spec, inlined as JSON)
+    spec = json.loads(re.search(r'id="rnn-explorer-spec">(.*?)</script>', pages["es"], re.S).group(1))
+    shown = [*shown_strings(spec), *(run["verdict"] for run in spec["datasets"]["runs"])]
+    assert sorted(piece for piece in english_only("explorer.") if any(piece in text for text in shown)) == []
+    assert "pérdida de entrenamiento" in shown
 
 
 @pytest.mark.slow
@@ -100,7 +117,8 @@ def test_the_spanish_page_writes_decimal_commas_and_links_to_the_english_one(pag
     assert rates and all(re.fullmatch(r"[+−]\d,\d{3}(?: \[[+−]\d,\d{3}; [+−]\d,\d{3}\])?", r) for r in rates)
     assert re.search(r'<a href="report\.html" hreflang="en" lang="en">English</a>', pages["es"])
     assert re.search(r'<a href="report\.es\.html" hreflang="es" lang="es">Español</a>', pages["en"])
-    assert "Motor de renderizado:" in pages["es"] and "Renderer:" not in pages["es"]
+    shown = re.sub(r"<script\b.*?</script>", "", pages["es"], flags=re.S)  # the explorer's JavaScript is no prose
+    assert "Motor de renderizado:" in shown and "Renderer:" not in shown
 
 
 def figure_texts(fig: Figure) -> list[str]:

@@ -18,6 +18,7 @@ from rnn_gradients.study.config import load_study
 from rnn_gradients.study.grid import GRID_KEYS, RUN_KEYS, RunKey, run_dir, run_spec
 from rnn_gradients.study.run_reader import RunFileError
 from rnn_gradients.study.tables import (
+    EVAL_COLUMNS,
     FLOW_COLUMNS,
     PROBE_COLUMNS,
     RESULT_FIELDS,
@@ -215,3 +216,16 @@ def test_a_bad_study_config_is_refused(runs, tmp_path):
         collect_tables(runs, tmp_path / "out", "{tasks: adding}")
     with pytest.raises(ValueError, match="--study-config is not a validated study config"):
         collect_tables(runs, tmp_path / "out", "{}")
+
+
+def test_evaluations_hold_every_runs_validation_curve(runs, tmp_path):
+    out = tmp_path / "tables"
+    collect_tables(runs, out, json.dumps(STUDY))
+    evaluations = _read(out, "evaluations.csv")
+    assert list(evaluations.columns) == [*RUN_KEYS, *EVAL_COLUMNS]
+    assert EVAL_COLUMNS == ("step", "val_loss", "val_metric", "val_error", "solved")
+    for summary in runs:
+        run = summary.parent
+        evals = _read(run, "evals.csv")
+        mine = evaluations[(evaluations["cell"] == run.parts[-3]) & (evaluations["seed"] == run.name[4:])]
+        assert list(mine["step"]) == list(evals["step"]) and list(mine["val_error"]) == list(evals["val_error"])

@@ -4,6 +4,7 @@
 ``python -m rnn_gradients train``     train runs from resolved run specs (one process, one directory each)
 ``python -m rnn_gradients collect``   gather run directories into the study tables
 ``python -m rnn_gradients render``    render the Quarto report (quarto, or the offline renderer)
+``python -m rnn_gradients figures``   write every report figure as SVG and PDF (results/figures/)
 ``python -m rnn_gradients check-config``  validate a study config (what the Snakefile checks), without Snakemake
 ``python -m rnn_gradients compare-verdicts A B``  how many verdicts two studies' tables share, and which differ
 
@@ -162,6 +163,14 @@ def _compare_verdicts(args: argparse.Namespace) -> int:
     return 0
 
 
+def _figures(args: argparse.Namespace) -> int:
+    from rnn_gradients.report.figure_files import write_figures
+
+    written = write_figures(args.tables, args.out_dir, args.languages)
+    print(f"wrote {len(written)} figure files into {args.out_dir}")
+    return 0
+
+
 def _check_config(args: argparse.Namespace) -> int:
     from rnn_gradients.study.config import load_study_files
     from rnn_gradients.study.grid import expand_runs
@@ -265,6 +274,12 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("tables_a", type=Path, help="a study's tables directory (results/tables)")
     compare.add_argument("tables_b", type=Path, help="the other study's tables directory")
     compare.set_defaults(func=_compare_verdicts)
+
+    figures = sub.add_parser("figures", help="write every report figure as SVG and PDF, one set per language")
+    figures.add_argument("--tables", type=Path, required=True, help="directory of the study tables")
+    figures.add_argument("--out-dir", type=Path, required=True, help="folder of the figure files")
+    figures.add_argument("--languages", nargs="+", choices=LANGUAGES, required=True, help="the figures' languages")
+    figures.set_defaults(func=_figures)
 
     check = sub.add_parser("check-config", help="validate study config files as the Snakefile does, and say why not")
     check.add_argument("configfiles", nargs="+", type=Path, help="config file(s), merged in order like --configfile")

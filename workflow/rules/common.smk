@@ -69,14 +69,15 @@ wildcard_constraints:
 
 def final_targets(report=True):
     """Everything the study consists of: every file of every run, the tables and (by default) the report, one
-    page per language of the config's ``report.languages``.
+    page per language of the config's ``report.languages``, and its figures as files (results/figures/).
 
     The report alone would be enough to build everything once, but Snakemake (>= 7.7) does not rebuild a deleted
     intermediate file while the files after it are up to date. Listing the runs and tables as targets makes a
     deleted or incomplete run rerun, and then the tables and the report after it.
     """
     runs = [path for name in RUN_FILES for path in run_files(name)]
-    return [*runs, *table_files(), *([report_file(lang) for lang in REPORT_LANGUAGES] if report else [])]
+    pages = [report_file(lang) for lang in REPORT_LANGUAGES] if report else []
+    return [*runs, *table_files(), *pages, *([FIGURES_DIR] if report else [])]
 
 
 def run_files(name):

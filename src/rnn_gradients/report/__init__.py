@@ -22,6 +22,8 @@ module                      what it owns
 ``tables``                  the report's tables
 ``provenance``              package versions, git state, machine, and the appendix
 ``page``                    what a report cell displays: a figure, a paragraph, a table, or nothing
+``explorer``                the interactive explorer of every run (Vega-Lite, its JavaScript inlined once, offline)
+``figure_files``            every figure as SVG and PDF under ``results/figures/``, named by label and language
 ``render``                  rendering ``report.qmd`` with Quarto, or offline
 ==========================  =========================================================================================
 """

@@ -17,7 +17,7 @@ from typing import Any
 
 import pandas as pd
 
-from rnn_gradients.engine.run_files import PROBE_COLUMNS, SUMMARY_FIELDS, StepRecord
+from rnn_gradients.engine.run_files import PROBE_COLUMNS, SUMMARY_FIELDS, EvalRecord, StepRecord
 from rnn_gradients.files import atomic_open, atomic_write_text
 from rnn_gradients.study.analysis import DECAY_COLUMNS, SUMMARY_COLUMNS, decay_rates, summarize_accuracy
 from rnn_gradients.study.grid import GRID_KEYS, RUN_KEYS
@@ -32,6 +32,9 @@ RUNTIME_COLUMNS: tuple[str, ...] = (
 )  # fmt: skip
 """The ``runtime.json`` fields that ``accuracy.csv`` holds (the only columns that differ between reruns)."""
 STEP_COLUMNS = StepRecord.COLUMNS
+EVAL_COLUMNS: tuple[str, ...] = tuple(c for c in EvalRecord.COLUMNS if not c.startswith("test_"))
+"""``evaluations.csv`` after the run keys: the validation set at every evaluation of ``evals.csv`` (the test set,
+measured once, is in ``accuracy.csv``)."""
 FLOW_COLUMNS: tuple[str, ...] = (*PROBE_COLUMNS[:2], "distance", *PROBE_COLUMNS[2:])
 """``gradient_flow.csv`` after the run keys: ``probes.csv`` with the distance L − t from the last input."""
 # integer columns that may be missing (never solved, never diverged): nullable, so they print as 12, not 12.0
@@ -43,6 +46,7 @@ TABLE_FILES: tuple[str, ...] = (
     "gradient_flow.csv",
     "decay_rates.csv",
     "study_config.json",
+    "evaluations.csv",
 )
 
 TABLE_COLUMNS: dict[str, tuple[str, ...]] = {
@@ -69,7 +73,8 @@ def collect_tables(summaries: Sequence[Path], out_dir: Path, study_config: str) 
         config = json.loads(study_config)
     except json.JSONDecodeError as err:
         raise ValueError(f"--study-config is not valid JSON: {err}") from err
-    runs = [_read_run(files) for files in read_runs([Path(path) for path in summaries], config)]
+    checked = read_runs([Path(path) for path in summaries], config)
+    runs = [_read_run(files) for files in checked]
 
     accuracy = _sorted(pd.DataFrame([row for row, _, _ in runs]), RUN_KEYS)
     repeated = accuracy.duplicated(list(RUN_KEYS), keep=False)
@@ -89,6 +94,7 @@ def collect_tables(summaries: Sequence[Path], out_dir: Path, study_config: str) 
     _write_csv(flow, out_dir / "gradient_flow.csv")
     normalized = [name for name, strategy in grid_strategies(config).items() if strategy.norm != "none"]
     _write_csv(decay_rates(flow, normalized), out_dir / "decay_rates.csv")
+    _write_csv(_evaluations(checked), out_dir / "evaluations.csv")
     atomic_write_text(out_dir / "study_config.json", json.dumps(config, indent=2) + "\n")  # config order kept
     listed = int(accuracy["seed"].isin(config["seeds"]).sum())
     extra = accuracy.loc[~accuracy["seed"].isin(config["seeds"]), list(RUN_KEYS[:-1])].drop_duplicates()
@@ -109,6 +115,12 @@ def _read_run(files: RunFiles) -> tuple[dict[str, Any], pd.DataFrame, pd.DataFra
     # t runs 1..L within a probe; distance L − t counts the steps back from the last input
     probes.insert(2, "distance", probes.groupby("probe_step")["t"].transform("max") - probes["t"])
     return row, _with_keys(steps, keys), _with_keys(probes[list(FLOW_COLUMNS)], keys)
+
+
+def _evaluations(runs: Sequence[RunFiles]) -> pd.DataFrame:
+    """``evaluations.csv``: every run's validation measurements with its run keys, sorted by run and step."""
+    frames = [_with_keys(files.evals[list(EVAL_COLUMNS)], {k: files.summary[k] for k in RUN_KEYS}) for files in runs]
+    return _sorted(pd.concat(frames, ignore_index=True), (*RUN_KEYS, "step"))
 
 
 def _with_keys(frame: pd.DataFrame, keys: dict[str, Any]) -> pd.DataFrame:
