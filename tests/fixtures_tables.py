@@ -157,6 +157,8 @@ def _accuracy_row(
         "threads": 1,
         "device": "cpu",
         "torch_version": "2.13.0",
+        "cpu_model": "AMD EPYC",
+        "cpu_capability": "AVX2",
     }
 
 

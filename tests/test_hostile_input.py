@@ -138,7 +138,7 @@ def test_values_that_used_to_fail_after_data_generation_stop_the_dry_run(tmp_pat
 def test_non_finite_numbers_written_as_yaml_are_refused(tmp_path):
     text = TINY.read_text().replace("learning_rate: {default: 0.01}", "learning_rate: {default: .nan}")
     workdir = new_study(tmp_path, text)
-    refused(snakemake(workdir, "-n"), workdir, "config/config.yaml:16: training.learning_rate.default: nan is not a")
+    refused(snakemake(workdir, "-n"), workdir, "config/config.yaml:17: training.learning_rate.default: nan is not a")
 
 
 # ---- issue 4: --config overrides --------------------------------------------------------------------------------
@@ -596,7 +596,7 @@ NEXT_CONFIGS = {
     ),
     "empty config": (lambda t: "", "config/config.yaml: the config is empty"),
     "config that is a list": (lambda t: "- adding\n", "config/config.yaml: the config is a list, not a mapping"),
-    "config that is not UTF-8": (lambda t: t + "# caf\udce9\n", "config/config.yaml:23: byte 0xe9 is not UTF-8 text"),
+    "config that is not UTF-8": (lambda t: t + "# caf\udce9\n", "config/config.yaml:24: byte 0xe9 is not UTF-8 text"),
 }
 
 

@@ -185,6 +185,8 @@ def _extra_seed_runs(listed: Sequence[RunFiles], study: Mapping[str, Any]) -> li
             if seed not in runs:
                 key = RunKey(*combination, seed)
                 directory = home / Path(run_dir(key)).name
+                if not (directory / SUMMARY_FILE).is_file():
+                    raise _MissingRun(directory)
                 try:
                     runs[seed] = _read_run(directory, key, study)
                 except FileProblem as bad:
@@ -222,8 +224,6 @@ class _MissingRun(FileProblem):
 
 
 def _read_run(directory: Path, key: RunKey, study: Mapping[str, Any]) -> RunFiles:
-    if not directory.is_dir() or not (directory / SUMMARY_FILE).is_file():
-        raise _MissingRun(directory)
     expected_spec = run_spec(study, key)
     spec = read_json_object(directory / CONFIG_FILE)
     _check_spec(directory / CONFIG_FILE, spec, expected_spec)
