@@ -201,6 +201,9 @@ def test_a_new_seed_and_a_new_length_train_only_the_new_runs(study_dir, study):
         assert len([job for job in jobs if job[0] == "generate"]) == len(new_data)
         # every combination's job runs (its seeds changed), but only the new runs are missing ...
         missing = {line for line in dry.stdout.splitlines() if "reason: Missing output files" in line}
+        # (the report and its figure files may be missing too when this test runs alone: the fixture builds tables)
+        after = ("Missing output files: results/figures", "Missing output files: results/report")
+        missing = {line for line in missing if not any(part in line for part in after)}
         assert missing and all("seed7" in line or "/T12/" in line for line in missing)
         result = snakemake(study_dir, TARGET)
         assert result.returncode == 0, result.stdout[-5000:]
@@ -216,7 +219,13 @@ def test_a_new_seed_and_a_new_length_train_only_the_new_runs(study_dir, study):
 def test_a_configfile_replaces_the_default_study(tmp_path):
     workdir = new_study(tmp_path, ROOT / "config" / "config.yaml")
     default = planned_jobs(snakemake(workdir, "-n", "tables").stdout)
-    assert Counter(rule for rule, _ in default) == {"generate": 12, "train": 160, "collect": 1, "tables": 1}
+    # the control at 4 lengths x 5 cells, the 7 remedies at the 2 longest x 5 cells
+    assert Counter(rule for rule, _ in default) == {
+        "generate": 12,
+        "train": 4 * 5 + 2 * 5 * 7,
+        "collect": 1,
+        "tables": 1,
+    }
     tiny = planned_jobs(snakemake(workdir, "-n", "tables", "--configfile", str(TINY)).stdout)
     assert Counter(rule for rule, _ in tiny) == {"generate": 3, "train": 12, "collect": 1, "tables": 1}
 
