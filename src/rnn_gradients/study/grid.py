@@ -19,6 +19,7 @@ from rnn_gradients.engine.run_spec import engine_fingerprint
 from rnn_gradients.engine.strategies import Strategy
 from rnn_gradients.engine.tasks import get_task
 from rnn_gradients.study.config import strategy_bundle, strategy_cells, strategy_lengths
+from rnn_gradients.study.limits import most_seeds
 
 
 class RunKey(NamedTuple):
@@ -142,6 +143,5 @@ def estimated_minutes(study: Mapping[str, Any], combination: Combination) -> int
     training = study["training"]
     length = get_task(combination.task).input_length(combination.seq_len)
     scale = max(1.0, (training["hidden_size"] / 64) ** 2) * max(1.0, training["batch_size"] / 64)
-    n_seeds = max(len(study["seeds"]), study["verdicts"]["max_seeds"])  # an uncertain one trains up to the cap
-    seconds = n_seeds * training["steps"] * length * MS_PER_STEP_AND_TIME_STEP * scale / 1000
+    seconds = most_seeds(study) * training["steps"] * length * MS_PER_STEP_AND_TIME_STEP * scale / 1000
     return 10 + int(seconds / 60 + 0.5)
