@@ -15,7 +15,7 @@ import vl_convert
 from fixtures_tables import make_study_tables, write_study_tables
 
 from rnn_gradients.report import explorer
-from rnn_gradients.report.i18n import language
+from rnn_gradients.report.i18n import language, msg
 from rnn_gradients.report.render import _EXTERNAL
 from rnn_gradients.report.results import Results
 from rnn_gradients.study.grid import RUN_KEYS
@@ -157,3 +157,23 @@ def test_the_default_studys_explorer_fits_the_page_budget(tmp_path: Path) -> Non
     per_run = (len(html.encode()) - len(explorer.javascript_bundle().encode())) / runs
     default_study = 4 * 5 * 8 * 3  # task × T, cells, strategies, seeds of config/config.yaml
     assert runs == 72 and len(explorer.javascript_bundle().encode()) + per_run * default_study <= BUDGET
+
+
+@pytest.mark.parametrize("lang", ["en", "es"])
+def test_a_combination_the_study_did_not_train_at_the_chosen_T_says_where_it_did(tables: Path, lang: str) -> None:
+    results = Results.load(tables)
+    data = explorer.explorer_data(results, explorer.read_evaluations(tables))
+    short, long = sorted({run["T"] for run in data["runs"] if run["task"] == "adding"})
+    # the remedy trained only at the longest T, as the default study trains its remedies
+    data["runs"] = [run for run in data["runs"] if not (run["strategy"] == "clip" and run["T"] == short)]
+    with language(lang):
+        spec = explorer.explorer_spec(results, data)
+        values = {"ex_task": "adding", "ex_T": short, "ex_cell_a": "rnn_tanh", "ex_strategy_a": "clip"}
+        for param in spec["params"]:
+            param["value"] = values.get(param["name"], param["value"])
+        svg = vl_convert.vegalite_to_svg(spec, format_locale=explorer.number_locale())
+        said = msg("explorer.untrained")
+    titles = re.findall(r"<text[^>]*>([^<]*)</text>", svg)
+    assert f"rnn_tanh · clip — {said}{long}" in titles
+    assert "lstm · baseline" in titles  # the other column, trained at this T, has its plain title
+    assert sum(said.strip() in title for title in titles) == 1

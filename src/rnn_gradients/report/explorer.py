@@ -376,10 +376,29 @@ def _eval_chart(side: str, seeds: Sequence[int]) -> dict[str, Any]:
     }
 
 
+def trained_lengths(runs: Sequence[dict[str, Any]]) -> dict[str, str]:
+    """``"task|cell|strategy"`` → the lengths T it was trained at, as the column title lists them ("10, 60")."""
+    lengths: dict[str, set[int]] = {}
+    for run in runs:
+        lengths.setdefault(f"{run['task']}|{run['cell']}|{run['strategy']}", set()).add(int(run["T"]))
+    return {key: ", ".join(str(T) for T in sorted(found)) for key, found in lengths.items()}
+
+
+def _column_title(side: str) -> dict[str, str]:
+    """The column's title: its cell and strategy, and where the selectors name a combination the study did not
+    train at the chosen T (a remedy trained only at the longest T, say), the lengths it was trained at."""
+    name = f"ex_cell_{side} + ' · ' + ex_strategy_{side}"
+    key = f"ex_task + '|' + ex_cell_{side} + '|' + ex_strategy_{side}"
+    lengths = f"ex_lengths[{key}]"
+    trained = f"isValid({lengths}) && indexof(split({lengths}, ', '), '' + ex_T) >= 0"
+    untrained = f"{json.dumps(msg('explorer.untrained'))} + ({lengths} || '−')"
+    return {"expr": f"{trained} ? {name} : {name} + ' — ' + {untrained}"}
+
+
 def _column(side: str, seeds: Sequence[int]) -> dict[str, Any]:
     flow = _flow_chart(side, seeds)
     flow["layer"][1] = _with_current_probe(flow["layer"][1])
-    title = {"expr": f"ex_cell_{side} + ' · ' + ex_strategy_{side}"}
+    title = _column_title(side)
     charts = [flow, _train_chart(side, "loss", seeds), _train_chart(side, "grad", seeds), _eval_chart(side, seeds)]
     return {"title": {"text": title, "anchor": "middle", "fontSize": 14}, "vconcat": charts, "spacing": 24}
 
@@ -414,6 +433,7 @@ def explorer_spec(results: Results, data: dict[str, list[dict[str, Any]]]) -> di
         _select("ex_strategy_a", "explorer.control.strategy_a", strategies, control),
         _select("ex_cell_b", "explorer.control.cell_b", cells, cell_b),
         _select("ex_strategy_b", "explorer.control.strategy_b", strategies, strategy_b),
+        {"name": "ex_lengths", "value": trained_lengths(data["runs"])},
         {
             "name": "ex_probe",
             "value": probes,
