@@ -391,7 +391,7 @@ def _column_title(side: str) -> dict[str, str]:
     key = f"ex_task + '|' + ex_cell_{side} + '|' + ex_strategy_{side}"
     lengths = f"ex_lengths[{key}]"
     trained = f"isValid({lengths}) && indexof(split({lengths}, ', '), '' + ex_T) >= 0"
-    untrained = f"{json.dumps(msg('explorer.untrained'))} + ({lengths} || '−')"
+    untrained = f"{json.dumps(msg('explorer.untrained'))} + ' ' + ({lengths} || '−')"
     return {"expr": f"{trained} ? {name} : {name} + ' — ' + {untrained}"}
 
 
