@@ -376,12 +376,12 @@ def _eval_chart(side: str, seeds: Sequence[int]) -> dict[str, Any]:
     }
 
 
-def trained_lengths(runs: Sequence[dict[str, Any]]) -> dict[str, str]:
-    """``"task|cell|strategy"`` → the lengths T it was trained at, as the column title lists them ("10, 60")."""
+def trained_lengths(runs: Sequence[dict[str, Any]]) -> dict[str, list[int]]:
+    """``"task|cell|strategy"`` → the lengths T it was trained at, ascending."""
     lengths: dict[str, set[int]] = {}
     for run in runs:
         lengths.setdefault(f"{run['task']}|{run['cell']}|{run['strategy']}", set()).add(int(run["T"]))
-    return {key: ", ".join(str(T) for T in sorted(found)) for key, found in lengths.items()}
+    return {key: sorted(found) for key, found in lengths.items()}
 
 
 def _column_title(side: str) -> dict[str, str]:
@@ -390,8 +390,8 @@ def _column_title(side: str) -> dict[str, str]:
     name = f"ex_cell_{side} + ' · ' + ex_strategy_{side}"
     key = f"ex_task + '|' + ex_cell_{side} + '|' + ex_strategy_{side}"
     lengths = f"ex_lengths[{key}]"
-    trained = f"isValid({lengths}) && indexof(split({lengths}, ', '), '' + ex_T) >= 0"
-    untrained = f"{json.dumps(msg('explorer.untrained'))} + ' ' + ({lengths} || '−')"
+    trained = f"isValid({lengths}) && indexof({lengths}, toNumber(ex_T)) >= 0"
+    untrained = f"{json.dumps(msg('explorer.untrained'))} + ' ' + (isValid({lengths}) ? join({lengths}, ', ') : '−')"
     return {"expr": f"{trained} ? {name} : {name} + ' — ' + {untrained}"}
 
 
