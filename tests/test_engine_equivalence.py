@@ -88,6 +88,23 @@ def test_last_step_readout_and_training_mode_buffers_agree(cell: str, norm: str)
 
 @pytest.mark.parametrize("norm", NORMS)
 @pytest.mark.parametrize("cell", CELLS)
+def test_last_state_is_bit_identical_to_the_last_of_all_states(cell: str, norm: str) -> None:
+    """``last_state`` (the backward pass starts from ∂L/∂h_L alone) changes no bit: not of h_L, not of a
+    gradient, not of the batch-norm running statistics, against ``forward(x)[:, -1]`` on the same path."""
+    x, weights = inputs(60)
+    results = []
+    for last in (True, False):
+        net = model(cell, norm, 60, "last")
+        xs = x.clone().requires_grad_()
+        h = net.recurrent.last_state(xs) if last else net.recurrent(xs)[:, -1]
+        loss = (net.head(h) * weights[:, -1]).sum()
+        results.append([h, *torch.autograd.grad(loss, [xs, *net.parameters()]), *net.buffers()])
+    for got, want in zip(*results, strict=True):
+        assert torch.equal(got, want)
+
+
+@pytest.mark.parametrize("norm", NORMS)
+@pytest.mark.parametrize("cell", CELLS)
 def test_evaluation_without_a_graph_equals_the_graph_path(cell: str, norm: str) -> None:
     """``model(x)`` under no_grad (evaluation, population statistics) gives the training path's output."""
     x, _ = inputs(60)

@@ -29,7 +29,6 @@ The gradient probes keep the reference path: they need ∂L/∂h_t for every t a
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -45,26 +44,40 @@ def _activate_(kind: str, a: Tensor) -> Tensor:
     return a.relu_()
 
 
-class _Derivative:
-    """φ'(a_t) from h_t = φ(a_t) for all steps at once, applied per step: ``apply_(grad, t)`` = grad ⊙ φ'(a_t).
+def _activate(kind: str, a: Tensor, out: Tensor) -> Tensor:
+    """φ(a) written to ``out``; the same kernels as :func:`_activate_` (ATen's ReLU is ``clamp_min(·, 0)``)."""
+    if kind == "rnn_tanh":
+        return torch.tanh(a, out=out)
+    if kind == "rnn_sigmoid":
+        return torch.sigmoid(a, out=out)
+    return torch.clamp_min(a, 0.0, out=out)
 
-    tanh: 1 − h², sigmoid: h (1 − h), ReLU: 0 where h ≤ 0 (a mask, so that an Inf or NaN gradient is zeroed where
-    the unit is off, as ``threshold_backward`` does, and a NaN state lets the gradient through).
+
+class _Derivative:
+    """φ'(a_t) from h_t = φ(a_t), applied per step in place: ``apply_(grad, t)`` = grad ⊙ φ'(a_t).
+
+    tanh: 1 − h², sigmoid: h (1 − h), both computed for all steps at once; ReLU: ``threshold_backward`` (the
+    kernel of autograd's ReLU) per step, grad where h > 0 and 0 elsewhere: a selection, not a multiplication by 0,
+    so that an Inf or NaN gradient is zeroed where the unit is off, and a NaN state lets the gradient through.
     """
 
     def __init__(self, kind: str, h: Tensor) -> None:
         self.kind = kind
+        self.h = h
         if kind == "rnn_tanh":
             self.factor = 1.0 - h * h
         elif kind == "rnn_sigmoid":
             self.factor = h * (1.0 - h)
-        else:
-            self.factor = h <= 0
 
     def apply_(self, grad: Tensor, t: int) -> Tensor:
         if self.kind == "rnn_relu":
-            return grad.masked_fill_(self.factor[t], 0.0)
+            return _threshold_backward(grad, self.h[t], 0.0, grad_input=grad)
         return grad.mul_(self.factor[t])
+
+
+_threshold_backward = torch.ops.aten.threshold_backward.grad_input
+# The overloads themselves: calling the packet resolves the overload on every call (2 µs of a 5 µs kernel here).
+_layer_norm_backward = torch.ops.aten.native_layer_norm_backward.default
 
 
 def _states_buffer(u: Tensor, hidden: int) -> Tensor:
@@ -74,21 +87,29 @@ def _states_buffer(u: Tensor, hidden: int) -> Tensor:
     return hs
 
 
-def _recurrent_grad(grad: Tensor) -> Callable[[Tensor, Tensor, int, Tensor | None], Tensor]:
-    """g_{t−1} + δ_t W_hh as ``f(δ_t, W_hh, t, out)``; just δ_t W_hh where g_1..g_{T−1} are all zero.
+class _OutputGrad:
+    """∂L/∂h_t as it arrives from the layer's outputs: for every step (T, B, H), or for the last step alone (B, H)
+    when the model reads out h_T only (most tasks; the layer then returns h_T alone, see ``last``).
 
-    A model read out at the last step only (most tasks) gets ∂L/∂h_t from the next step alone: skipping the
-    addition of zeros saves a third of the backward loop's matmul time. NaN counts as non-zero.
+    ``final`` is g_T; ``recurrent(δ_t, W_hh, t, out)`` is g_{t−1} + δ_t W_hh, just δ_t W_hh where only g_T is
+    non-zero: a model read out at the last step does not add T − 1 blocks of zeros, and no (T, B, H) tensor of
+    zeros is built for it.
     """
-    if grad.shape[0] > 1 and not bool(grad[:-1].any()):
-        return lambda delta, w_hh, t, out: torch.mm(delta, w_hh, out=out)
-    return lambda delta, w_hh, t, out: torch.addmm(grad[t - 1], delta, w_hh, out=out)
+
+    def __init__(self, grad: Tensor) -> None:
+        self.grad = grad
+        self.last_only = grad.dim() == 2
+        self.final = grad if self.last_only else grad[-1]
+
+    def recurrent(self, delta: Tensor, w_hh: Tensor, t: int, out: Tensor | None) -> Tensor:
+        if self.last_only:
+            return torch.mm(delta, w_hh, out=out)
+        return torch.addmm(self.grad[t - 1], delta, w_hh, out=out)
 
 
-def _contiguous_like(t: Tensor) -> Tensor:
-    """An uninitialized row-major tensor of ``t``'s shape: ``empty_like`` would copy the strides of an upstream
-    gradient that arrives transposed (batch-first), and every per-step slice of it would be strided."""
-    return t.new_empty(t.shape)
+def _outputs(hs: Tensor, last: bool) -> Tensor:
+    """What a recurrence returns from its (T+1, B, H) state buffer: h_1..h_T, or h_T alone when ``last``."""
+    return hs[-1] if last else hs[1:]
 
 
 def _flat(t: Tensor) -> Tensor:
@@ -127,10 +148,11 @@ def project(x: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
 
 
 class VanillaRecurrence(torch.autograd.Function):
-    """h_t = φ(u_t + W_hh h_{t−1}), h_0 = 0, for u (T, B, H) time-major; returns h_1..h_T (T, B, H)."""
+    """h_t = φ(u_t + W_hh h_{t−1}), h_0 = 0, for u (T, B, H) time-major; returns h_1..h_T (T, B, H), or h_T
+    (B, H) when ``last`` (as every recurrence here)."""
 
     @staticmethod
-    def forward(ctx: Any, u: Tensor, w_hh: Tensor, kind: str) -> Tensor:
+    def forward(ctx: Any, u: Tensor, w_hh: Tensor, kind: str, last: bool) -> Tensor:
         u = u.contiguous()
         hs = _states_buffer(u, w_hh.shape[0])
         w_t = w_hh.t()
@@ -139,21 +161,21 @@ class VanillaRecurrence(torch.autograd.Function):
         ctx.kind = kind
         ctx.hs = hs
         ctx.save_for_backward(w_hh)
-        return hs[1:]
+        return _outputs(hs, last)
 
     @staticmethod
-    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor, Tensor, None]:
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor, Tensor, None, None]:
         (w_hh,) = ctx.saved_tensors
         hs = ctx.hs
-        steps = grad.shape[0]
+        steps = hs.shape[0] - 1
         derivative = _Derivative(ctx.kind, hs[1:])
-        delta = _contiguous_like(grad)
-        recurrent = _recurrent_grad(grad)
-        derivative.apply_(delta[-1].copy_(grad[-1]), steps - 1)
+        delta = torch.empty_like(hs[1:])
+        output = _OutputGrad(grad)
+        derivative.apply_(delta[-1].copy_(output.final), steps - 1)
         for t in range(steps - 1, 0, -1):
-            derivative.apply_(recurrent(delta[t], w_hh, t, delta[t - 1]), t - 1)
+            derivative.apply_(output.recurrent(delta[t], w_hh, t, delta[t - 1]), t - 1)
         grad_w_hh = _flat(delta).t().mm(_flat(hs[:-1]))
-        return delta, grad_w_hh, None
+        return delta, grad_w_hh, None, None
 
 
 class VanillaLayerNormRecurrence(torch.autograd.Function):
@@ -165,7 +187,9 @@ class VanillaLayerNormRecurrence(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx: Any, u: Tensor, w_hh: Tensor, gain: Tensor, beta: Tensor, kind: str, eps: float) -> Tensor:
+    def forward(
+        ctx: Any, u: Tensor, w_hh: Tensor, gain: Tensor, beta: Tensor, kind: str, eps: float, last: bool
+    ) -> Tensor:
         u = u.contiguous()
         hidden = w_hh.shape[0]
         hs = _states_buffer(u, hidden)
@@ -176,39 +200,37 @@ class VanillaLayerNormRecurrence(torch.autograd.Function):
         for t in range(u.shape[0]):
             a = torch.addmm(u[t], hs[t], w_t, out=pre[t])
             y, mean, rstd = torch.native_layer_norm(a, shape, gain, beta, eps)
-            hs[t + 1].copy_(_activate_(kind, y))
+            _activate(kind, y, hs[t + 1])
             means.append(mean)
             rstds.append(rstd)
         ctx.kind, ctx.hs, ctx.pre = kind, hs, pre
         ctx.means, ctx.rstds = means, rstds
         ctx.save_for_backward(w_hh, gain, beta)
-        return hs[1:]
+        return _outputs(hs, last)
 
     @staticmethod
-    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor, None, None]:
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, ...]:
         w_hh, gain, beta = ctx.saved_tensors
         hs, pre = ctx.hs, ctx.pre
-        steps = grad.shape[0]
+        steps = hs.shape[0] - 1
         shape = (w_hh.shape[0],)
         derivative = _Derivative(ctx.kind, hs[1:])
-        delta = _contiguous_like(grad)  # ∂L/∂(LN output)
-        grad_pre = _contiguous_like(grad)  # ∂L/∂a
+        delta = torch.empty_like(pre)  # ∂L/∂(LN output)
+        grad_pre = torch.empty_like(pre)  # ∂L/∂a
         mask = [True, False, False]
-        recurrent = _recurrent_grad(grad)
-        carry = grad[-1]
+        output = _OutputGrad(grad)
+        carry = output.final
         for t in range(steps - 1, -1, -1):
             d = derivative.apply_(delta[t].copy_(carry), t)
-            grad_pre[t] = torch.ops.aten.native_layer_norm_backward(
-                d, pre[t], shape, ctx.means[t], ctx.rstds[t], gain, beta, mask
-            )[0]
+            grad_pre[t] = _layer_norm_backward(d, pre[t], shape, ctx.means[t], ctx.rstds[t], gain, beta, mask)[0]
             if t > 0:
-                carry = recurrent(grad_pre[t], w_hh, t, None)
+                carry = output.recurrent(grad_pre[t], w_hh, t, None)
         mean, rstd = torch.stack(ctx.means), torch.stack(ctx.rstds)
         normalized = (pre - mean) * rstd
         grad_gain = _flat(delta * normalized).sum(0)
         grad_beta = _flat(delta).sum(0)
         grad_w_hh = _flat(grad_pre).t().mm(_flat(hs[:-1]))
-        return grad_pre, grad_w_hh, grad_gain, grad_beta, None, None
+        return grad_pre, grad_w_hh, grad_gain, grad_beta, None, None, None
 
 
 class VanillaBatchNormRecurrence(torch.autograd.Function):
@@ -232,6 +254,7 @@ class VanillaBatchNormRecurrence(torch.autograd.Function):
         training: bool,
         momentum: float,
         eps: float,
+        last: bool,
     ) -> Tensor:
         u = u.contiguous()
         hs = _states_buffer(u, w_hh.shape[0])
@@ -252,22 +275,22 @@ class VanillaBatchNormRecurrence(torch.autograd.Function):
         # Not saved for backward: training updates them in place, and its backward does not read them.
         ctx.running = (running_mean, running_var)
         ctx.save_for_backward(w_hh, gain)
-        return hs[1:]
+        return _outputs(hs, last)
 
     @staticmethod
     def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, ...]:
         w_hh, gain = ctx.saved_tensors
         running_mean, running_var = ctx.running
         hs, pre = ctx.hs, ctx.pre
-        steps = grad.shape[0]
+        steps = hs.shape[0] - 1
         rows = running_mean.shape[0]
         derivative = _Derivative(ctx.kind, hs[1:])
-        delta = _contiguous_like(grad)  # ∂L/∂u = ∂L/∂(BN output)
-        grad_pre = _contiguous_like(grad)  # ∂L/∂z
+        delta = torch.empty_like(pre)  # ∂L/∂u = ∂L/∂(BN output)
+        grad_pre = torch.empty_like(pre)  # ∂L/∂z
         grad_gain = torch.zeros_like(gain)
         mask = [True, True, False]
-        recurrent = _recurrent_grad(grad)
-        carry = grad[-1]
+        output = _OutputGrad(grad)
+        carry = output.final
         for t in range(steps - 1, -1, -1):
             d = derivative.apply_(delta[t].copy_(carry), t)
             row = min(t, rows - 1)
@@ -287,9 +310,9 @@ class VanillaBatchNormRecurrence(torch.autograd.Function):
             grad_pre[t] = dz
             grad_gain += dgain
             if t > 0:
-                carry = recurrent(dz, w_hh, t, None)
+                carry = output.recurrent(dz, w_hh, t, None)
         grad_w_hh = _flat(grad_pre).t().mm(_flat(hs[:-1]))
-        return delta, grad_w_hh, grad_gain, None, None, None, None, None, None
+        return delta, grad_w_hh, grad_gain, None, None, None, None, None, None, None
 
 
 class GRURecurrence(torch.autograd.Function):
@@ -310,7 +333,7 @@ class GRURecurrence(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx: Any, u: Tensor, w_hh: Tensor, b_hh: Tensor) -> Tensor:
+    def forward(ctx: Any, u: Tensor, w_hh: Tensor, b_hh: Tensor, last: bool) -> Tensor:
         u = u.contiguous()
         steps, batch, _ = u.shape
         hidden = w_hh.shape[0] // 3
@@ -327,32 +350,38 @@ class GRURecurrence(torch.autograd.Function):
             torch.lerp(cand, hs[t], gates[:, hidden:], out=hs[t + 1])
         ctx.hs, ctx.gh, ctx.rz, ctx.n = hs, gh, rz, n
         ctx.save_for_backward(w_hh)
-        return hs[1:]
+        return _outputs(hs, last)
 
     @staticmethod
-    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor, Tensor, Tensor, None]:
         (w_hh,) = ctx.saved_tensors
         hs, gh, rz, n = ctx.hs, ctx.gh, ctx.rz, ctx.n
-        steps, batch, hidden = grad.shape
+        steps, batch, hidden = n.shape
         r, z = rz[..., :hidden], rz[..., hidden:]
         a = (1.0 - z) * (1.0 - n * n)
-        factor = grad.new_empty(steps, batch, 3, hidden)  # ∂L/∂gh_t = dh_t ⊙ factor_t
+        factor = n.new_empty(steps, batch, 3, hidden)  # ∂L/∂gh_t = dh_t ⊙ factor_t
         torch.mul(a * gh[..., 2 * hidden :], r * (1.0 - r), out=factor[:, :, 0])
         torch.mul(hs[:-1] - n, z * (1.0 - z), out=factor[:, :, 1])
         torch.mul(a, r, out=factor[:, :, 2])
-        dh = _contiguous_like(grad)
+        dh = torch.empty_like(n)
         dgh = torch.empty_like(factor)
-        dh[-1].copy_(grad[-1])
+        output = _OutputGrad(grad)
+        dh[-1].copy_(output.final)
         for t in range(steps - 1, -1, -1):
             torch.mul(dh[t].unsqueeze(1), factor[t], out=dgh[t])
-            if t > 0:
-                torch.addcmul(grad[t - 1], dh[t], z[t], out=dh[t - 1]).addmm_(dgh[t].view(batch, -1), w_hh)
+            if t == 0:
+                break
+            if output.last_only:
+                torch.mul(dh[t], z[t], out=dh[t - 1])
+            else:
+                torch.addcmul(grad[t - 1], dh[t], z[t], out=dh[t - 1])
+            dh[t - 1].addmm_(dgh[t].view(batch, -1), w_hh)
         dgh_flat = dgh.view(steps * batch, 3 * hidden)
         grad_w_hh = dgh_flat.t().mm(_flat(hs[:-1]))
         grad_b_hh = dgh_flat.sum(0)
         # ∂L/∂u equals ∂L/∂gh in the r and z blocks; in the n block it is dh ⊙ A: overwrite, dgh is spent.
         torch.mul(dh, a, out=dgh[:, :, 2])
-        return dgh.view(steps, batch, 3 * hidden), grad_w_hh, grad_b_hh
+        return dgh.view(steps, batch, 3 * hidden), grad_w_hh, grad_b_hh, None
 
 
 def vanilla_states_(u: Tensor, w_hh: Tensor, kind: str) -> Tensor:

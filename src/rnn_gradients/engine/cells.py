@@ -329,7 +329,7 @@ class RecurrentLayer(nn.Module):
             return self.forward_with_states(x)[0]
         self._check_input(x)
         if path == "bptt":
-            return self._bptt(x).transpose(0, 1)
+            return self._bptt(x, last=False).transpose(0, 1)
         cell = self.cell
         h0 = x.new_zeros(1, x.shape[0], cell.hidden_size)
         weights = [cell.weight_ih, cell.weight_hh, cell.bias_ih, cell.bias_hh]
@@ -340,8 +340,17 @@ class RecurrentLayer(nn.Module):
             return kernel(x, (h0, h0), weights, *flags)[0]
         return kernel(x, h0, weights, *flags)[0]
 
-    def _bptt(self, x: Tensor) -> Tensor:
-        """The states h_1..h_L time-major (L, B, H) by :mod:`~rnn_gradients.engine.bptt`.
+    def last_state(self, x: Tensor) -> Tensor:
+        """h_L (B, H), the last hidden state of x (B, L, I): ``forward(x)[:, -1]`` with the same values, but on the
+        bptt path the backward pass starts from ∂L/∂h_L alone (no zeros for the other steps)."""
+        if self.path != "bptt":
+            return self(x)[:, -1]
+        self._check_input(x)
+        return self._bptt(x, last=True)
+
+    def _bptt(self, x: Tensor, last: bool) -> Tensor:
+        """The states h_1..h_L time-major (L, B, H), or h_L (B, H) when ``last``, by
+        :mod:`~rnn_gradients.engine.bptt`.
 
         The input part of every step is computed here by ordinary autograd ops over the whole sequence (so its
         gradients are one GEMM over all steps); the recurrence is one node. Without a graph (evaluation) the
@@ -353,24 +362,35 @@ class RecurrentLayer(nn.Module):
         if kind == "gru":
             u = bptt.project(xt, cell.weight_ih, cell.bias_ih)
             if not graph:
-                return bptt.gru_states_(u, cell.weight_hh, cell.bias_hh)
-            return bptt.GRURecurrence.apply(u, cell.weight_hh, cell.bias_hh)
+                states = bptt.gru_states_(u, cell.weight_hh, cell.bias_hh)
+                return states[-1] if last else states
+            return bptt.GRURecurrence.apply(u, cell.weight_hh, cell.bias_hh, last)
         if isinstance(norms.summed, LayerNorm):
             ln = norms.summed
             u = bptt.project(xt, cell.weight_ih, None)
             beta = ln.bias + cell._input_bias()
-            return bptt.VanillaLayerNormRecurrence.apply(u, cell.weight_hh, ln.weight, beta, kind, ln.eps)
+            return bptt.VanillaLayerNormRecurrence.apply(u, cell.weight_hh, ln.weight, beta, kind, ln.eps, last)
         if isinstance(norms.hidden, StepwiseBatchNorm):
             bn = norms.hidden
             bn._check_training_length(x.shape[1])
             u = (norms.input.sequence(bptt.project(x, cell.weight_ih, None)) + cell._input_bias()).transpose(0, 1)
             return bptt.VanillaBatchNormRecurrence.apply(
-                u, cell.weight_hh, bn.weight, bn.running_mean, bn.running_var, kind, bn.training, bn.momentum, bn.eps
+                u,
+                cell.weight_hh,
+                bn.weight,
+                bn.running_mean,
+                bn.running_var,
+                kind,
+                bn.training,
+                bn.momentum,
+                bn.eps,
+                last,
             )
         u = bptt.project(xt, cell.weight_ih, cell._input_bias())
         if not graph:
-            return bptt.vanilla_states_(u, cell.weight_hh, kind)
-        return bptt.VanillaRecurrence.apply(u, cell.weight_hh, kind)
+            states = bptt.vanilla_states_(u, cell.weight_hh, kind)
+            return states[-1] if last else states
+        return bptt.VanillaRecurrence.apply(u, cell.weight_hh, kind, last)
 
     def forward_with_states(self, x: Tensor) -> tuple[Tensor, list[Tensor]]:
         """(outputs (B, L, H), [h_1, ..., h_L]) by the unrolled loop; ``outputs`` stacks those same tensors."""

@@ -80,7 +80,9 @@ class SequenceModel(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         """(B, L, I) -> (B, O) for readout "last", (B, L, O) for "all"."""
-        return self._read_out(self.recurrent(x))
+        if self.readout == "last":
+            return self.head(self.recurrent.last_state(x))
+        return self.head(self.recurrent(x))
 
     def forward_with_states(self, x: Tensor) -> tuple[Tensor, list[Tensor]]:
         """(output as ``forward``, [h_1, ..., h_L]) by the unrolled loop; the output is computed from those h_t."""
