@@ -51,8 +51,9 @@ def _problems(config: dict) -> list[str]:
 def test_default_config_is_valid_and_expands_to_its_grid(config):
     study = load_study(config, SCHEMA)
     runs = expand_runs(study)
-    # the control at (2 + 2 lengths) x 5 cells, the 7 remedies at the 2 longest lengths x 5 cells; x 3 seeds
-    assert len(runs) == (4 * 5 + 2 * 5 * 7) * 3 == 270
+    # the control at (2 + 2 lengths) x 5 cells; at the 2 longest lengths, 5 remedies x the 3 vanilla cells and
+    # the 2 scaled initializations x 5 cells; x 3 seeds
+    assert len(runs) == (4 * 5 + 2 * 3 * 5 + 2 * 5 * 2) * 3 == 210
     assert len({run_dir(key) for key in runs}) == len(runs)
     assert runs[0] == RunKey("adding", 10, "rnn_tanh", "none", 0)
     assert runs[-1] == RunKey("temporal_order", 65, "gru", "exploding_clip", 2)
@@ -179,8 +180,10 @@ BAD_CONFIGS = {
         ["strategies.Clip-Norm: name 'Clip-Norm' must match ^[a-z][a-z0-9_]*$"],
     ),
     "learning rate for a cell that is not configured": (
-        lambda c: c.update(cells=["lstm", "gru"], training={"learning_rate": {"default": 0.01, "rnn_relu": 1e-4}}),
-        ["training.learning_rate.rnn_relu: an override for cell 'rnn_relu', which is not in cells", "lstm, gru"],
+        lambda c: c.update(
+            cells=["rnn_tanh", "lstm"], strategies={"none": {}}, training={"learning_rate": {"gru": 1e-4}}
+        ),
+        ["training.learning_rate.gru: an override for cell 'gru', which is not in cells", "rnn_tanh, lstm"],
     ),
     "repeated seed": (
         lambda c: c.update(seeds=[0, 1, 0]),
@@ -287,11 +290,11 @@ def test_run_specs_are_deterministic(config):
 
 def test_changing_one_bundle_changes_only_that_strategys_specs(config):
     before = load_study(config, SCHEMA)
-    config["strategies"]["clip_norm"] = {"clip_norm": 0.5, "lengths": "longest"}
+    config["strategies"]["clip_norm"]["clip_norm"] = 0.5
     after = load_study(config, SCHEMA)
     changed = {key for key in expand_runs(before) if run_spec(before, key) != run_spec(after, key)}
     assert changed == {key for key in expand_runs(before) if key.strategy == "clip_norm"}
-    assert len(changed) == 2 * 5 * 3
+    assert len(changed) == 2 * 3 * 3  # the longest T of each task x the vanilla cells x the seeds
 
 
 def test_equivalent_bundles_give_the_same_spec(config):
@@ -319,8 +322,8 @@ def test_a_strategy_for_some_cells_makes_the_grid_partial(config):
     study = load_study(config, SCHEMA)
     runs = expand_runs(study)
     chrono = [key for key in runs if key.strategy == "chrono"]
-    # the default grid: the control at all four lengths, the seven remedies at each task's longest only
-    assert len(runs) == (4 * 5 + 2 * 5 * 7) * 3 + len(chrono)
+    # the default grid (test_default_config_is_valid_and_expands_to_its_grid) and chrono's runs
+    assert len(runs) == 210 + len(chrono)
     assert {key.cell for key in chrono} == {"lstm", "gru"} and len(chrono) == 4 * 2 * 3
     assert run_spec(study, chrono[0])["strategy_params"] == {"chrono": True}  # a scope, not an intervention
     assert strategy_cells(study, "chrono") == ["lstm", "gru"]  # in the order of cells
@@ -333,7 +336,7 @@ def test_a_strategy_scope_must_name_cells_of_the_study_that_it_applies_to(config
     assert problem.startswith("strategies.chrono: strategy 'chrono' uses chrono initialization")
     assert "cannot apply to cell 'rnn_tanh'" in problem and "give the strategy a cells: list without" in problem
     config["cells"] = ["rnn_tanh", "lstm"]
-    config["strategies"]["chrono"] = {"chrono": True, "cells": ["gru"]}
+    config["strategies"] = {"none": {}, "chrono": {"chrono": True, "cells": ["gru"]}}
     assert _problems(config) == ["strategies.chrono.cells: gru not in cells; the study's cells: rnn_tanh, lstm"]
     config["strategies"]["chrono"] = {"chrono": True, "cells": []}
     assert _problems(config)[0].startswith("strategies.chrono.cells: the list is empty")
