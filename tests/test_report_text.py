@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from fixtures_tables import make_study_tables
+from fixtures_tables import DEFAULT_STRATEGIES, make_study_tables
 from test_report_results import results_of
 
 from rnn_gradients.report import conclusions as conclusions_module
@@ -107,7 +107,8 @@ def test_a_study_without_a_control_says_so_instead_of_picking_one() -> None:
     assert activations_sentence(no_control).startswith("The study has no control")
     assert gates_sentence(no_control).startswith("The study has no control")
     assert normalization_sentence(no_control).startswith(
-        "@fig-normalization shows <code>ln</code> for every cell; the study has no control to compare with."
+        "@fig-normalization shows <code>ln</code> for <code>rnn&#95;tanh</code>, <code>rnn&#95;relu</code> and "
+        "<code>lstm</code>, the cells they train; the study has no control to compare with."
     )
     lines = conclusions(no_control).splitlines()
     assert lines[1].startswith("- **adding, T = 40** (MSE, chance 0.167). No control;")
@@ -188,6 +189,18 @@ def test_exploding_paragraph_lists_the_diverged_runs(results: Results, bare: Res
     assert "@fig-traces" not in text and "seeds 0 and 1, each at step 0" in text
 
 
+def test_a_remedy_scoped_to_some_cells_is_compared_for_those_cells_only() -> None:
+    # layer_norm trains the vanilla cells only: its sentence and the control's count beside it leave the lstm out
+    scoped = dict(DEFAULT_STRATEGIES, layer_norm={"norm": "layer", "cells": ["rnn_tanh", "rnn_relu"]})
+    results = results_of(make_study_tables(strategies=scoped))
+    assert results.comparison("normalization").cells == ["rnn_tanh", "rnn_relu"]
+    assert results.comparison("clipping").cells == ["rnn_tanh", "rnn_relu", "lstm"]
+    sentence = normalization_sentence(results)
+    assert "for <code>rnn&#95;tanh</code> and <code>rnn&#95;relu</code>, the cells they train." in sentence
+    # T = 40: only the lstm solves, so without it neither strategy solves a run (2 tasks x 2 cells x 2 seeds)
+    assert sentence.endswith("these cells together: <code>baseline</code> 0/8; <code>layer&#95;norm</code> 0/8.")
+
+
 def test_remedy_sentences_count_solved_runs(results: Results) -> None:
     # At T = 40 only lstm solves (2 seeds per task): 4 of 12 runs per strategy over both tasks and three cells.
     assert activations_sentence(results) == (
@@ -197,7 +210,7 @@ def test_remedy_sentences_count_solved_runs(results: Results) -> None:
         "<code>rnn&#95;tanh</code> 0/2, <code>rnn&#95;relu</code> 0/2."
     )
     assert normalization_sentence(results).endswith(
-        "all cells together: <code>baseline</code> 4/12; <code>layer&#95;norm</code> 4/12."
+        "these cells together: <code>baseline</code> 4/12; <code>layer&#95;norm</code> 4/12."
     )
     assert gates_sentence(results).endswith("gated cells solved 4/4 runs and vanilla cells solved 0/8 runs.")
     share = results.gradient_norms.loc[results.gradient_norms["strategy"] == "clip", "clipped"].mean()

@@ -168,7 +168,8 @@ class Results:
 
         "activations": the vanilla cells trained under the control (needs the control, ``rnn_relu`` and a saturating
         cell under it); "gates": every cell trained under the control (needs a gated one); "normalization" and
-        "clipping": the strategies with that intervention, and the control if there is one, for every cell.
+        "clipping": the strategies with that intervention, and the control if there is one, for the cells those
+        strategies train (every cell, unless their bundles scope them to some: ``cells:``).
         """
         cells, control = list(self.cells), [self.control] if self.control else []
         under_control = self.control_cells
@@ -181,7 +182,9 @@ class Results:
             return Comparison("cell", under_control, control) if ready else None
         fact = {"normalization": "normalized", "clipping": "clipped"}[section]
         chosen = self.strategies_where(fact)
-        return Comparison("strategy", cells, self.with_control(chosen)) if chosen else None
+        trained = set(self.accuracy.loc[self.accuracy["strategy"].isin(chosen), "cell"])
+        remedied = [c for c in cells if c in trained]
+        return Comparison("strategy", remedied, self.with_control(chosen)) if chosen else None
 
     @property
     def palette(self) -> Palette:

@@ -207,15 +207,24 @@ def activations_sentence(results: Results) -> str:
 
 
 def _strategy_comparison(results: Results, section: str, comparison: Comparison) -> str:
-    """The sentence of a section that compares strategies (normalization, clipping) for every cell."""
+    """The sentence of a section that compares strategies (normalization, clipping) for the cells they train."""
     chosen = [s for s in comparison.strategies if s != results.control]
     if metric_runs(results, comparison).empty:
         shown = _no_metric_figure(codes(chosen))
     elif results.control:
-        shown = msg("remedy.figure", label=f"@fig-{section}", names=codes(chosen), control=code(results.control))
+        shown = msg(
+            "remedy.figure",
+            label=f"@fig-{section}",
+            names=codes(chosen),
+            control=code(results.control),
+            cells=codes(comparison.cells),
+        )
         shown += " "
     else:
-        shown = msg("remedy.figure_no_control", label=f"@fig-{section}", names=codes(chosen)) + " "
+        shown = msg(
+            "remedy.figure_no_control", label=f"@fig-{section}", names=codes(chosen), cells=codes(comparison.cells)
+        )
+        shown += " "
     counts = _solved_counts(results, comparison.strategies, comparison.cells)
     solved = "; ".join(
         f"{code(s)} {fraction(counts.loc[s, 'n_solved'], counts.loc[s, 'n_seeds'])}"
