@@ -219,10 +219,11 @@ def test_a_new_seed_and_a_new_length_train_only_the_new_runs(study_dir, study):
 def test_a_configfile_replaces_the_default_study(tmp_path):
     workdir = new_study(tmp_path, ROOT / "config" / "config.yaml")
     default = planned_jobs(snakemake(workdir, "-n", "tables").stdout)
-    # the control at 4 lengths x 5 cells, the 7 remedies at the 2 longest x 5 cells
+    # the control at 4 lengths x 5 cells; at the 2 longest, the two scaled initializations x 5 cells
+    # and the five remedies x the 3 vanilla cells
     assert Counter(rule for rule, _ in default) == {
         "generate": 12,
-        "train": 4 * 5 + 2 * 5 * 7,
+        "train": 4 * 5 + 2 * 5 * 2 + 2 * 3 * 5,
         "collect": 1,
         "tables": 1,
     }
