@@ -311,6 +311,11 @@ def test_conclusions_claim_majorities_and_name_the_rescue(results: Results) -> N
         "- **Seeds.** A statement below asserts only verdicts that the seeds settle: a combination (k/n: seeds solved "
         "of seeds trained) is solved or failed when the 75 % Wilson interval"
     )
+    # two seeds, capped at two, at 75 %: a coin-flip combination is settled whenever they agree, 2 x 1/4
+    assert lines[0].endswith(
+        "settled, one way or the other, with probability 50 % by this rule (its first 2 seeds alone: 50 %), so "
+        "another set of seeds can read such a combination otherwise."
+    )
     assert lines[1] == (
         "- **adding, T = 40** (MSE, chance 0.167). Under the control <code>baseline</code>: solved by "
         "<code>lstm</code> (2/2); failed by <code>rnn&#95;tanh</code> (0/2) and <code>rnn&#95;relu</code> (0/2). "

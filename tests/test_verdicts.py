@@ -6,7 +6,13 @@ import math
 
 import pytest
 
-from rnn_gradients.study.verdicts import seed_order, sequential_seeds, verdict, wilson_interval
+from rnn_gradients.study.verdicts import (
+    seed_order,
+    sequential_seeds,
+    settle_probability,
+    verdict,
+    wilson_interval,
+)
 
 
 def test_wilson_interval_matches_its_closed_form() -> None:
@@ -114,3 +120,28 @@ def test_compare_verdicts_counts_contradictions_apart_from_one_sided_verdicts() 
     lines = comparison.lines()
     assert lines[0].startswith("4 combinations in both studies; asserted (solved or failed) in both: 2 (50%)")
     assert "  contradicting: adding/60/rnn_relu/none: solved (3/3) vs failed (3/3)" in lines
+
+
+@pytest.mark.parametrize(("listed", "max_seeds", "confidence"), [(3, 8, 0.9), (3, 8, 0.95), (2, 6, 0.75), (4, 4, 0.9)])
+@pytest.mark.parametrize("rate", [0.5, 0.3, 0.9])
+def test_settle_probability_is_the_rules_own_over_every_outcome(listed, max_seeds, confidence, rate) -> None:
+    """Enumerate every sequence of seed outcomes, follow the sequential rule on each, and add up the
+    probability of those it settles: the closed walk must give the same number."""
+    expected = 0.0
+    for code in range(2**max_seeds):
+        outcomes = [(code >> i) & 1 == 1 for i in range(max_seeds)]
+        plan = sequential_seeds(list(range(listed)), max_seeds, confidence, outcomes.__getitem__)
+        if plan.verdict != "uncertain":
+            n, k = len(plan.seeds), plan.n_solved
+            expected += rate**k * (1 - rate) ** (n - k) / 2 ** (max_seeds - n)  # the unread seeds: any outcome
+    assert settle_probability(listed, max_seeds, confidence, rate) == pytest.approx(expected, abs=1e-12)
+
+
+def test_a_coin_flip_combination_is_settled_three_times_in_ten_by_the_default_rule() -> None:
+    # 3/3 or 0/3: 2 x 1/8; the rest from 6/7, 1/7, 7/8 and 1/8 after a split start
+    assert settle_probability(3, 3, 0.9) == pytest.approx(0.25)
+    assert settle_probability(3, 8, 0.9) == pytest.approx(0.296875)
+    # a stricter rule needs four unanimous seeds and settles a coin flip half as often
+    assert settle_probability(3, 8, 0.95) == pytest.approx(0.15625)
+    with pytest.raises(ValueError, match="rate must be in"):
+        settle_probability(3, 8, 0.9, rate=1.5)

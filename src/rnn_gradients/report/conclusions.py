@@ -19,6 +19,7 @@ from rnn_gradients.report.results import Results
 from rnn_gradients.report.tables import metric_name
 from rnn_gradients.report.text import divergence_by_clipping, listing
 from rnn_gradients.report.theory import theory_line
+from rnn_gradients.study.verdicts import settle_probability
 
 VERDICTS = ("solved", "failed", "uncertain")
 
@@ -33,7 +34,15 @@ def seeds_line(results: Results) -> str:
     low, high = results.n_seeds
     if high == 1:
         return msg("conclusions.one_seed")
-    seeds = msg("conclusions.seeds", confidence=percent(results.confidence))
+    listed = len(results.config["seeds"])
+    max_seeds = results.config["verdicts"]["max_seeds"]
+    seeds = msg(
+        "conclusions.seeds",
+        confidence=percent(results.confidence),
+        settle=percent(settle_probability(listed, max_seeds, results.confidence)),
+        listed=listed,
+        first=percent(settle_probability(listed, listed, results.confidence)),
+    )
     return seeds + (" " + msg("conclusions.some_single") if low == 1 else "")
 
 

@@ -102,3 +102,35 @@ def verdict_settings(study: Mapping[str, Any]) -> tuple[int, float]:
     """(max_seeds, confidence) of a validated study config's ``verdicts`` section."""
     section = study["verdicts"]
     return int(section["max_seeds"]), float(section["confidence"])
+
+
+def settle_probability(n_listed: int, max_seeds: int, confidence: float, rate: float = 0.5) -> float:
+    """The probability that the sequential rule settles (solved or failed) a combination whose seeds each solve
+    the task independently with probability ``rate``: the rule's false-assertion rate at ``rate`` = ½.
+
+    A walk over (n, k): every path of outcomes starts with the ``n_listed`` seeds, then adds one seed at a time
+    while the verdict is uncertain and fewer than ``max_seeds`` have run; a path is absorbed where the verdict is
+    settled. At c = 0.9 with three listed seeds and a cap of eight, a coin-flip combination is settled with
+    probability 0.30: 3/3 or 0/3 alone has 2 · ½³ = 0.25, and the later 6/7, 7/8, 1/7 and 1/8 add the rest.
+    No rule built on so few seeds can do much better: n unanimous seeds of a coin flip have probability 2 · ½ⁿ.
+    """
+    if not 0 <= rate <= 1:
+        raise ValueError(f"settle_probability: rate must be in [0, 1], got {rate}")
+    n_listed = max(1, n_listed)
+    cap = max(n_listed, max_seeds)
+    paths = {k: math.comb(n_listed, k) * rate**k * (1 - rate) ** (n_listed - k) for k in range(n_listed + 1)}
+    settled = 0.0
+    for n in range(n_listed, cap + 1):
+        undecided: dict[int, float] = {}
+        for k, p in paths.items():
+            if verdict(k, n, confidence) != "uncertain":
+                settled += p
+            else:
+                undecided[k] = p
+        if n == cap:
+            break
+        paths = {}
+        for k, p in undecided.items():
+            paths[k + 1] = paths.get(k + 1, 0.0) + p * rate
+            paths[k] = paths.get(k, 0.0) + p * (1 - rate)
+    return settled
