@@ -31,6 +31,7 @@ from dataclasses import replace
 import torch
 
 from rnn_gradients.engine.cells import CELLS, RecurrentLayer
+from rnn_gradients.engine.machine import keep_freed_memory
 from rnn_gradients.engine.normalization import NORMS
 from rnn_gradients.engine.run_spec import RunSpec
 from rnn_gradients.engine.strategies import Strategy
@@ -149,6 +150,7 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(1)
     torch.set_flush_denormal(True)
+    keep_freed_memory()  # as every training process does
     print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, minimum over {args.repeats} repetitions")
     started = time.perf_counter()
     if args.sweep:

@@ -9,6 +9,7 @@ same machine and settings every table is bit-reproducible, on another only the v
 
 from __future__ import annotations
 
+import ctypes
 import os
 import platform
 import re
@@ -51,3 +52,31 @@ def numerics_settings() -> str:
 def cpu_capability() -> str:
     """The instruction set ATen's CPU kernels were dispatched to (e.g. AVX2, AVX512)."""
     return str(torch.backends.cpu.get_cpu_capability())
+
+
+# glibc's mallopt parameters (malloc.h).
+_M_TRIM_THRESHOLD, _M_TOP_PAD, _M_MMAP_THRESHOLD = -1, -2, -3
+_MMAP_THRESHOLD_MAX = 32 * 1024 * 1024  # glibc's ceiling on 64-bit systems
+
+
+@cache
+def keep_freed_memory() -> bool:
+    """Let glibc keep freed memory for reuse instead of handing it back to the kernel; True where it took.
+
+    Every training step allocates and frees a few (T, B, H) buffers of about 1 MB. By default glibc serves such
+    blocks by ``mmap`` and unmaps them when freed, so each step touches fresh pages and pays a page fault per
+    4 KB — in the normalized cells' loops, which fill these buffers a row at a time, that was 15-45 % of a step
+    (``benchmarks/bench_levers.py``, lever 4). Raising the mmap threshold to glibc's maximum (32 MB) and never
+    trimming the heap keeps them in the process; the peak memory is unchanged (the blocks are reused, not
+    added), the arithmetic too (torch aligns every tensor to 64 bytes either way). Elsewhere (macOS, musl) it
+    does nothing and returns False.
+    """
+    if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
+        return False
+    try:
+        mallopt = ctypes.CDLL(None).mallopt
+    except (OSError, AttributeError):
+        return False
+    mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
+    settings = ((_M_MMAP_THRESHOLD, _MMAP_THRESHOLD_MAX), (_M_TRIM_THRESHOLD, 2**31 - 1), (_M_TOP_PAD, 64 << 20))
+    return all(mallopt(option, value) == 1 for option, value in settings)

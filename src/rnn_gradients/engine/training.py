@@ -35,11 +35,19 @@ from pathlib import Path
 
 import torch
 
+from rnn_gradients.engine import optimizers
 from rnn_gradients.engine.datasets import load_dataset
 from rnn_gradients.engine.initialization import init_chrono, init_default, init_recurrent
-from rnn_gradients.engine.machine import cpu_capability, cpu_model, library_versions, numerics_settings
+from rnn_gradients.engine.machine import (
+    cpu_capability,
+    cpu_model,
+    keep_freed_memory,
+    library_versions,
+    numerics_settings,
+)
 from rnn_gradients.engine.model import PARAMETER_GROUPS, SequenceModel
 from rnn_gradients.engine.normalization import population_statistics
+from rnn_gradients.engine.optimizers import Optimizer
 from rnn_gradients.engine.probes import ProbeResult, probe
 from rnn_gradients.engine.run_files import (
     NOT_MEASURED,
@@ -87,12 +95,9 @@ def build_model(spec: RunSpec, task: Task, strategy: Strategy) -> SequenceModel:
     return model
 
 
-def make_optimizer(spec: RunSpec, params: list[torch.nn.Parameter]) -> torch.optim.Optimizer:
-    if spec.optimizer == "adam":
-        return torch.optim.Adam(params, lr=spec.learning_rate)
-    if spec.optimizer == "rmsprop":
-        return torch.optim.RMSprop(params, lr=spec.learning_rate)
-    return torch.optim.SGD(params, lr=spec.learning_rate, momentum=0.9)
+def make_optimizer(spec: RunSpec, params: list[torch.nn.Parameter]) -> Optimizer:
+    """The run's optimizer (:mod:`~rnn_gradients.engine.optimizers`: torch.optim's update rules, bit for bit)."""
+    return optimizers.make_optimizer(spec.optimizer, params, spec.learning_rate)
 
 
 class GradientMeter:
@@ -155,7 +160,7 @@ def evaluate(
 def optimization_step(
     step: int,
     model: SequenceModel,
-    optimizer: torch.optim.Optimizer,
+    optimizer: Optimizer,
     meter: GradientMeter,
     strategy: Strategy,
     task: Task,
@@ -234,6 +239,7 @@ def train_run(spec: RunSpec, data_path: Path, out_dir: Path, threads: int = 1) -
     # Vanishing gradients pass through the subnormal range; flushing it to zero guards against the slow path some
     # CPUs take there. On this project's machine it made no difference either way (benchmarks/README.md).
     torch.set_flush_denormal(True)
+    keep_freed_memory()  # no page faults on the step's fresh buffers (machine.keep_freed_memory)
     device = resolve_device(spec.device)
     strategy = Strategy.from_dict(spec.strategy, spec.strategy_params)
     task = get_task(spec.task)
