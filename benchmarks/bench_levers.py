@@ -5,11 +5,14 @@
 1. processes: the seeds of a combination trained in one process (``python -m rnn_gradients train`` with three
    specs) against one process per seed, through the real command line.
 2. imports: what starting a training process costs before the first step (``python -c``: nothing, torch, the
-   training path).
+   training path, and the first optimizer: ``torch.optim.Adam``, whose first construction imports
+   ``torch._dynamo``, against the engine's own Adam, :mod:`rnn_gradients.engine.optimizers`).
 3. evaluation: one validation pass (500 sequences) against the former per-eval test pass (1,000), per cell.
-4. allocator: glibc's malloc tuned against not tuned (``MALLOC_MMAP_THRESHOLD_``, ``MALLOC_TRIM_THRESHOLD_``,
-   ``MALLOC_TOP_PAD_``), one training step per cell, in separate processes.
-5. stacked seeds: three tanh RNNs as one batched model (``baddbmm``) against three separate fused models.
+4. allocator: glibc keeping freed memory (:func:`rnn_gradients.engine.machine.keep_freed_memory`, what every
+   training process does) against its default, one training step per cell × normalization, in separate
+   processes.
+5. stacked seeds: three tanh RNNs as one batched model (hand-written BPTT over a leading model dimension,
+   ``baddbmm`` / ``bmm`` per step) against three models on the engine's own path, per optimization step.
 6. hidden size: one training step at H = 32 against H = 64, per cell.
 7. denormals: one training step with subnormal floats flushed to zero (``torch.set_flush_denormal(True)``, what
    the engine does) against the CPU's default gradual underflow, per cell at T = 60 and T = 200. A gradient
@@ -36,6 +39,7 @@ from pathlib import Path
 
 import torch
 
+from rnn_gradients.engine import bptt
 from rnn_gradients.engine.cells import CELLS
 from rnn_gradients.engine.datasets import make_dataset, save_dataset
 from rnn_gradients.engine.run_spec import RunSpec, engine_fingerprint
@@ -44,10 +48,10 @@ from rnn_gradients.engine.tasks import get_task
 from rnn_gradients.engine.training import GradientMeter, build_model, evaluate, make_optimizer, optimization_step
 
 T = 60
-MALLOC_TUNING = {
-    "MALLOC_MMAP_THRESHOLD_": str(32 << 20),
-    "MALLOC_TRIM_THRESHOLD_": str(256 << 20),
-    "MALLOC_TOP_PAD_": str(64 << 20),
+NORM_STRATEGIES = {
+    "none": ("none", {}),
+    "layer": ("layer_norm", {"norm": "layer"}),
+    "batch": ("batch_norm", {"norm": "batch"}),
 }
 
 
@@ -68,9 +72,10 @@ def wall(command: list[str], env: dict[str, str] | None = None) -> float:
     return time.perf_counter() - start
 
 
-def spec(cell: str, seed: int = 0, hidden: int = 64, steps: int = 200) -> RunSpec:
+def spec(cell: str, seed: int = 0, hidden: int = 64, steps: int = 200, norm: str = "none") -> RunSpec:
+    strategy, params = NORM_STRATEGIES[norm]
     return RunSpec(
-        task="adding", seq_len=T, cell=cell, strategy="none", strategy_params={}, seed=seed, train_size=2000,
+        task="adding", seq_len=T, cell=cell, strategy=strategy, strategy_params=params, seed=seed, train_size=2000,
         val_size=500, test_size=1000, hidden_size=hidden, steps=steps, eval_every=100, probe_every=100,
         early_stop=False, device="cpu", engine=engine_fingerprint(),
     )  # fmt: skip
@@ -99,18 +104,23 @@ def lever_processes(tmp: Path) -> None:
 
 
 def lever_imports() -> None:
+    param = "import torch; p = [torch.nn.Parameter(torch.ones(1))]; "
     cases = {"python -c pass": "pass", "import torch": "import torch",
-             "import the training path": "import rnn_gradients.engine.training"}  # fmt: skip
+             "import the training path": "import rnn_gradients.engine.training",
+             "torch + a first torch.optim.Adam": param + "torch.optim.Adam(p, lr=1e-3)",
+             "torch + the engine's first Adam":
+                 param + "from rnn_gradients.engine.optimizers import Adam; Adam(p, 1e-3)",
+             }  # fmt: skip
     seconds = {name: min(wall([sys.executable, "-c", code]) for _ in range(5)) for name, code in cases.items()}
     print("2. imports: " + ", ".join(f"{name} {s:.2f} s" for name, s in seconds.items()))
 
 
-def _step_fn(cell: str, hidden: int, seq_len: int = T) -> Callable[[], object]:
+def _step_fn(cell: str, hidden: int, seq_len: int = T, norm: str = "none") -> Callable[[], object]:
     torch.set_num_threads(1)
     torch.set_flush_denormal(True)
     task = get_task("adding")
-    strategy = Strategy.from_dict("none", {})
-    run = spec(cell, hidden=hidden)
+    run = spec(cell, hidden=hidden, norm=norm)
+    strategy = Strategy.from_dict(run.strategy, run.strategy_params)
     model = build_model(run, task, strategy)
     optimizer = make_optimizer(run, list(model.parameters()))
     meter = GradientMeter(model)
@@ -135,51 +145,89 @@ def lever_evaluation() -> None:
 
 
 def lever_allocator() -> None:
+    configs = [(cell, norm) for cell in CELLS for norm in NORM_STRATEGIES]
     code = (
         "import sys; sys.path.insert(0, 'benchmarks'); from bench_levers import _step_fn, best_ms; "
-        "from rnn_gradients.engine.cells import CELLS; "
-        "print(' '.join(str(best_ms(_step_fn(c, 64))) for c in CELLS))"
+        "from rnn_gradients.engine.machine import keep_freed_memory; "
+        "keep = sys.argv[1] == 'keep' and keep_freed_memory(); "
+        f"print(' '.join(str(best_ms(_step_fn(c, 64, norm=n), repeats=10)) for c, n in {configs!r}))"
     )
-    plain_env = {k: v for k, v in os.environ.items() if not k.startswith("MALLOC_")}
-    tuned_env = {**plain_env, **MALLOC_TUNING}
-    plain, tuned = [], []
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MALLOC_")}
+    plain, kept = [], []
     for _ in range(2):  # interleaved, so a change in the machine's load hits both
-        for env, sink in ((plain_env, plain), (tuned_env, tuned)):
-            out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+        for mode, sink in (("default", plain), ("keep", kept)):
+            out = subprocess.run(
+                [sys.executable, "-c", code, mode], env=env, capture_output=True, text=True, check=True
+            )
             sink.append([float(v) for v in out.stdout.split()])
-    ratios = [min(p[i] for p in plain) / min(t[i] for t in tuned) for i in range(len(CELLS))]
+    ratios = [min(p[i] for p in plain) / min(k[i] for k in kept) for i in range(len(configs))]
     print(
-        "4. allocator, step time untuned / tuned: "
-        + ", ".join(f"{c} {r:.2f}" for c, r in zip(CELLS, ratios, strict=True))
+        "4. allocator, step time with glibc's default / keeping freed memory: "
+        + ", ".join(f"{c} {n} {r:.2f}" for (c, n), r in zip(configs, ratios, strict=True))
     )
 
 
-def lever_stacked_seeds() -> None:
+class StackedVanilla(torch.autograd.Function):
+    """h_t = φ(u_t + h_{t−1} W_hhᵀ) for S models at once: u (T, S, B, H), W_hh (S, H, H); returns h_T (S, B, H).
+
+    The engine's :class:`~rnn_gradients.engine.bptt.VanillaRecurrence` with a leading model dimension: per step
+    one ``baddbmm`` forward and one ``bmm`` backward for all S models, dW_hh per model as one GEMM over all steps.
+    """
+
+    @staticmethod
+    def forward(ctx, kind, u, w_hh):
+        hs = u.new_empty(u.shape[0] + 1, *u.shape[1:])
+        hs[0].zero_()
+        hs[1:].copy_(u)
+        rows, w_t = hs.unbind(0), w_hh.transpose(1, 2)
+        for t in range(u.shape[0]):
+            bptt._activate_(kind, rows[t + 1].baddbmm_(rows[t], w_t))
+        ctx.kind, ctx.hs = kind, hs
+        ctx.save_for_backward(w_hh)
+        return hs[-1]
+
+    @staticmethod
+    def backward(ctx, grad):
+        (w_hh,) = ctx.saved_tensors
+        hs = ctx.hs
+        derivative = bptt._Derivative(ctx.kind, hs[1:])
+        delta = torch.empty_like(hs[1:])
+        rows = delta.unbind(0)
+        derivative.apply_(rows[-1].copy_(grad), len(rows) - 1)
+        for t in range(len(rows) - 1, 0, -1):
+            derivative.apply_(torch.bmm(rows[t], w_hh, out=rows[t - 1]), t - 1)
+        hidden = w_hh.shape[-1]
+        grad_w = torch.stack(
+            [delta[:, s].reshape(-1, hidden).t().mm(hs[:-1, s].reshape(-1, hidden)) for s in range(w_hh.shape[0])]
+        )
+        return None, delta, grad_w
+
+
+def lever_stacked_seeds(models: int = 3) -> None:
     torch.set_num_threads(1)
-    steps = [_step_fn("rnn_tanh", 64) for _ in range(3)]
+    steps = [_step_fn("rnn_tanh", 64) for _ in range(models)]
     separate = best_ms(lambda: [step() for step in steps])
     g = torch.Generator().manual_seed(0)
-    w_ih = torch.nn.Parameter(torch.randn(3, 2, 64, generator=g) * 0.1)
-    w_hh = torch.nn.Parameter(torch.randn(3, 64, 64, generator=g) * 0.1)
-    bias = torch.nn.Parameter(torch.zeros(3, 1, 64))
-    head = torch.nn.Parameter(torch.randn(3, 64, 1, generator=g) * 0.1)
-    optimizer = torch.optim.Adam([w_ih, w_hh, bias, head], lr=1e-3)
+    w_ih = torch.nn.Parameter(torch.randn(models, 2, 64, generator=g) * 0.1)
+    w_hh = torch.nn.Parameter(torch.randn(models, 64, 64, generator=g) * 0.1)
+    bias = torch.nn.Parameter(torch.zeros(models, 1, 64))
+    head = torch.nn.Parameter(torch.randn(models, 64, 1, generator=g) * 0.1)
+    optimizer = make_optimizer(spec("rnn_tanh"), [w_ih, w_hh, bias, head])
     x, y = get_task("adding").to_tensors(make_dataset("adding", T, 0, 64, 1, 1).train)
-    inputs = x.transpose(0, 1).unsqueeze(1)  # (T, 1, B, I): the same batch for the three models
+    inputs = x.transpose(0, 1).unsqueeze(1)  # (T, 1, B, I): the same batch for every model
 
     def stacked() -> None:
         optimizer.zero_grad()
-        u = inputs @ w_ih + bias  # (T, 3, B, H)
-        h = u.new_zeros(3, x.shape[0], 64)
-        for t in range(T):
-            h = torch.tanh(torch.baddbmm(u[t], h, w_hh))
+        u = inputs @ w_ih + bias  # (T, S, B, H)
+        h = StackedVanilla.apply("rnn_tanh", u, w_hh)
         loss = ((h @ head).squeeze(-1) - y.squeeze(-1)).square().mean(dim=1).sum()
         loss.backward()
         optimizer.step()
 
     together = best_ms(stacked)
-    print(f"5. stacked seeds (tanh, H=64, B=64, T={T}): 3 separate fused models {separate:.1f} ms, one stacked model "
-          f"{together:.1f} ms: ratio {separate / together:.2f}")  # fmt: skip
+    print(f"5. stacked seeds (tanh, H=64, B=64, T={T}, hand-written BPTT both ways): {models} models on the "
+          f"engine's path {separate:.1f} ms, one stacked model {together:.1f} ms: "
+          f"ratio {separate / together:.2f}")  # fmt: skip
 
 
 def lever_hidden_size() -> None:

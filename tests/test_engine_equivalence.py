@@ -73,7 +73,7 @@ def test_fast_path_equals_reference_autograd_in_float32_and_float64(cell: str, n
 
 
 @pytest.mark.parametrize("norm", NORMS)
-@pytest.mark.parametrize("cell", ["rnn_tanh", "rnn_sigmoid", "rnn_relu", "gru"])
+@pytest.mark.parametrize("cell", CELLS)
 def test_last_step_readout_and_training_mode_buffers_agree(cell: str, norm: str) -> None:
     """Readout "last" (the gradient enters at one step only) and, under batch norm, the running statistics."""
     x, weights = inputs(60)
@@ -230,7 +230,12 @@ def datasets(tmp_path_factory):
 
 @pytest.mark.parametrize(
     ("cell", "strategy", "params"),
-    [("rnn_tanh", "none", {}), ("rnn_relu", "bn", {"norm": "batch"}), ("gru", "clip", {"clip_norm": 0.5})],
+    [
+        ("rnn_tanh", "none", {}),
+        ("rnn_relu", "bn", {"norm": "batch"}),
+        ("gru", "clip", {"clip_norm": 0.5}),
+        ("gru", "bn", {"norm": "batch"}),
+    ],
 )
 def test_a_run_is_bit_identical_alone_with_its_seeds_and_beside_other_runs(tmp_path, datasets, cell, strategy, params):
     spec = run_spec(cell=cell, strategy=strategy, strategy_params=params)

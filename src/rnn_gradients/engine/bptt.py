@@ -227,13 +227,13 @@ class VanillaLayerNormRecurrence(torch.autograd.Function):
         deltas, grad_pres, pres = delta.unbind(0), grad_pre.unbind(0), pre.unbind(0)
         mask = [True, False, False]
         output = _OutputGrad(grad)
-        carry = output.final
+        deltas[-1].copy_(output.final)
         for t in range(steps - 1, -1, -1):
-            d = derivative.apply_(deltas[t].copy_(carry), t)
+            d = derivative.apply_(deltas[t], t)  # ∂L/∂h_t ⊙ φ', written over ∂L/∂h_t
             da = _layer_norm_backward(d, pres[t], shape, ctx.means[t], ctx.rstds[t], gain, beta, mask)[0]
             grad_pres[t].copy_(da)
             if t > 0:
-                carry = output.recurrent(da, w_hh, t, None)
+                output.recurrent(da, w_hh, t, deltas[t - 1])
         mean, rstd = torch.stack(ctx.means), torch.stack(ctx.rstds)
         normalized = (pre - mean) * rstd
         grad_gain = _flat(delta * normalized).sum(0)
@@ -303,9 +303,9 @@ class VanillaBatchNormRecurrence(torch.autograd.Function):
         means, variances = running_mean.unbind(0), running_var.unbind(0)
         mask = [True, True, False]
         output = _OutputGrad(grad)
-        carry = output.final
+        deltas[-1].copy_(output.final)
         for t in range(steps - 1, -1, -1):
-            d = derivative.apply_(deltas[t].copy_(carry), t)
+            d = derivative.apply_(deltas[t], t)
             row = min(t, rows - 1)
             save_mean, save_invstd = ctx.saved[t]
             dz, dgain, _ = _batch_norm_backward(
@@ -323,7 +323,7 @@ class VanillaBatchNormRecurrence(torch.autograd.Function):
             grad_pres[t].copy_(dz)
             grad_gain += dgain
             if t > 0:
-                carry = output.recurrent(dz, w_hh, t, None)
+                output.recurrent(dz, w_hh, t, deltas[t - 1])
         grad_w_hh = _flat(grad_pre).t().mm(_flat(hs[:-1]))
         return delta, grad_w_hh, grad_gain, None, None, None, None, None, None, None
 
@@ -375,12 +375,7 @@ class GRURecurrence(torch.autograd.Function):
         (w_hh,) = ctx.saved_tensors
         hs, gh, rz, n = ctx.hs, ctx.gh, ctx.rz, ctx.n
         steps, batch, hidden = n.shape
-        r, z = rz[..., :hidden], rz[..., hidden:]
-        a = (1.0 - z) * (1.0 - n * n)
-        factor = n.new_empty(steps, batch, 3, hidden)  # ∂L/∂gh_t = dh_t ⊙ factor_t
-        torch.mul(a * gh[..., 2 * hidden :], r * (1.0 - r), out=factor[:, :, 0])
-        torch.mul(hs[:-1] - n, z * (1.0 - z), out=factor[:, :, 1])
-        torch.mul(a, r, out=factor[:, :, 2])
+        a, factor, z = gru_factors(hs, gh, rz, n)
         dh = torch.empty_like(n)
         dgh = torch.empty_like(factor)
         output = _OutputGrad(grad)
@@ -402,6 +397,19 @@ class GRURecurrence(torch.autograd.Function):
         # ∂L/∂u equals ∂L/∂gh in the r and z blocks; in the n block it is dh ⊙ A: overwrite, dgh is spent.
         torch.mul(dh, a, out=dgh[:, :, 2])
         return dgh.view(steps, batch, 3 * hidden), grad_w_hh, grad_b_hh, None
+
+
+def gru_factors(hs: Tensor, gh: Tensor, rz: Tensor, n: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """The GRU's backward factors of every step, known after the forward (:class:`GRURecurrence`):
+    (A = (1 − z)(1 − n²), the factor F (T, B, 3, H) with ∂L/∂gh_t = dh_t ⊙ F_t, the update gate z)."""
+    steps, batch, hidden = n.shape
+    r, z = rz[..., :hidden], rz[..., hidden:]
+    a = (1.0 - z) * (1.0 - n * n)
+    factor = n.new_empty(steps, batch, 3, hidden)
+    torch.mul(a * gh[..., 2 * hidden :], r * (1.0 - r), out=factor[:, :, 0])
+    torch.mul(hs[:-1] - n, z * (1.0 - z), out=factor[:, :, 1])
+    torch.mul(a, r, out=factor[:, :, 2])
+    return a, factor, z
 
 
 def vanilla_states_(u: Tensor, w_hh: Tensor, kind: str) -> Tensor:
