@@ -38,7 +38,7 @@ import torch
 import torch.nn.functional as F
 from torch import _VF, Tensor, nn
 
-from rnn_gradients.engine import bptt, gated_bptt
+from rnn_gradients.engine import bptt, gru_norm_bptt
 from rnn_gradients.engine.normalization import CellNorms, LayerNorm, StepwiseBatchNorm, validate_norm
 
 CELLS = ("rnn_tanh", "rnn_sigmoid", "rnn_relu", "lstm", "gru")
@@ -48,7 +48,8 @@ FUSED_CELLS = ("rnn_tanh", "rnn_relu", "lstm", "gru")
 BPTT_PATHS = (
     *((cell, norm) for cell in VANILLA_CELLS for norm in ("none", "layer", "batch")),
     ("gru", "none"),
-    *((cell, norm) for cell in GATED_CELLS for norm in ("layer", "batch")),
+    ("gru", "layer"),
+    ("gru", "batch"),
 )
 """(cell, norm) pairs that ``RecurrentLayer.forward`` runs by hand-written BPTT (:mod:`rnn_gradients.engine.bptt`)."""
 PATHS = ("bptt", "fused", "unrolled")
@@ -363,8 +364,8 @@ class RecurrentLayer(nn.Module):
         cell, norms, kind = self.cell, self.norm, self.cell_type
         xt = x.transpose(0, 1)
         graph = torch.is_grad_enabled() and any(p.requires_grad for p in (x, *self.parameters()))
-        if kind in GATED_CELLS and norms.hidden is not None:
-            return self._gated_norm_bptt(x, last, keep=graph)
+        if kind == "gru" and norms.hidden is not None:
+            return self._gru_norm_bptt(x, last, keep=graph)
         if kind == "gru":
             u = bptt.project(xt, cell.weight_ih, cell.bias_ih)
             if not graph:
@@ -398,21 +399,16 @@ class RecurrentLayer(nn.Module):
             return states[-1] if last else states
         return bptt.VanillaRecurrence.apply(u, cell.weight_hh, kind, last)
 
-    def _gated_norm_bptt(self, x: Tensor, last: bool, keep: bool) -> Tensor:
-        """The LSTM or GRU under layer or batch norm by :mod:`~rnn_gradients.engine.gated_bptt`; the input part
-        N_x(W_ih x_t) + b of every step by autograd over the whole sequence (W_ih x_t by ``bptt.project``)."""
+    def _gru_norm_bptt(self, x: Tensor, last: bool, keep: bool) -> Tensor:
+        """The GRU under layer or batch norm by :mod:`~rnn_gradients.engine.gru_norm_bptt`; the input part
+        N_x(W_ih x_t) + b_ih of every step by autograd over the whole sequence (W_ih x_t by ``bptt.project``)."""
         cell, norms = self.cell, self.norm
-        for module in (norms.input, norms.hidden, norms.cell_state):
+        for module in (norms.input, norms.hidden):
             if isinstance(module, StepwiseBatchNorm):
                 module._check_training_length(x.shape[1])
         u = (norms.input.sequence(bptt.project(x, cell.weight_ih, None)) + cell._input_bias()).transpose(0, 1)
         hidden = norms.hidden
-        if self.cell_type == "lstm":
-            state = norms.cell_state
-            return gated_bptt.LSTMNormRecurrence.apply(
-                u, cell.weight_hh, hidden.weight, hidden.bias, state.weight, state.bias, (hidden, state), last, keep
-            )
-        return gated_bptt.GRUNormRecurrence.apply(
+        return gru_norm_bptt.GRUNormRecurrence.apply(
             u, cell.weight_hh, cell.bias_hh, hidden.weight, hidden.bias, hidden, last, keep
         )
 

@@ -65,10 +65,11 @@ def keep_freed_memory() -> bool:
 
     Every training step allocates and frees a few (T, B, H) buffers of about 1 MB. By default glibc serves such
     blocks by ``mmap`` and unmaps them when freed, so each step touches fresh pages and pays a page fault per
-    4 KB — in the normalized cells' loops, which fill these buffers a row at a time, that was 15-45 % of a step
-    (``benchmarks/bench_levers.py``, lever 4). Raising the mmap threshold to glibc's maximum (32 MB) and never
-    trimming the heap keeps them in the process; the peak memory is unchanged (the blocks are reused, not
-    added), the arithmetic too (torch aligns every tensor to 64 bytes either way). Elsewhere (macOS, musl) it
+    4 KB. Raising the mmap threshold to glibc's maximum (32 MB) and never trimming the heap keeps them in the
+    process: a step of the vanilla cells with a normalization, whose loops fill more such buffers a row at a
+    time, became 1.2-1.5× faster, the rest 1.0-1.1× (``benchmarks/bench_levers.py``, lever 4). The peak memory
+    is unchanged (the blocks are reused, not added), the arithmetic too (torch aligns every tensor to 64 bytes
+    either way). Elsewhere (macOS, musl) it
     does nothing and returns False.
     """
     if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":

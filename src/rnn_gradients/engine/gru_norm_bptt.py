@@ -1,30 +1,23 @@
-"""Backpropagation through time by hand for the gated cells under layer or recurrent batch normalization.
+"""Backpropagation through time by hand for the GRU under layer or recurrent batch normalization.
 
 As :mod:`rnn_gradients.engine.bptt` does for the vanilla cells and the plain GRU: the recurrence of a whole
 sequence is one :class:`torch.autograd.Function`, its forward fills preallocated (T, B, ·) buffers without a graph,
-its backward is one reverse-time loop, and every gradient that is a sum over steps (∂L/∂W_hh, the normalizations'
-gains and shifts) is one GEMM or one reduction after the loop. The input part u_t (W_ih x_t through the input
-normalization, plus the biases) is computed outside, over the whole sequence, by ordinary autograd ops.
+its backward is one reverse-time loop, and every gradient that is a sum over steps (∂L/∂W_hh, ∂L/∂b_hh, the
+normalization's gain and shift) is one GEMM or one reduction after the loop. The input part u_t = N_x(W_ih x_t) +
+b_ih is computed outside, over the whole sequence, by ordinary autograd ops. Per step, with N_h the normalization
+of the recurrent term (:mod:`rnn_gradients.engine.normalization` for where it sits):
 
-Per step, with N_h the normalization of the recurrent term and N_c the LSTM's normalization of its cell state
-(:mod:`rnn_gradients.engine.normalization` for where they sit):
+    z_t = h_{t−1} W_hhᵀ,   gh_t = N_h(z_t) + b_hh,   then the gates of :class:`~rnn_gradients.engine.bptt.GRURecurrence`
 
-    LSTM:  a_t = u_t + N_h(h_{t−1} W_hhᵀ) = (a_i, a_f, a_g, a_o),   i, f, o = σ(a_i, a_f, a_o),  g = tanh(a_g)
-           c_t = f ⊙ c_{t−1} + i ⊙ g,   k_t = tanh(N_c(c_t)),   h_t = o ⊙ k_t
-    GRU:   gh_t = N_h(h_{t−1} W_hhᵀ) + b_hh,   then the gates of :class:`~rnn_gradients.engine.bptt.GRURecurrence`
+Backward: the plain GRU's loop (∂L/∂gh_t = dh_t ⊙ F_t with the bulk factor F of
+:func:`~rnn_gradients.engine.bptt.gru_factors`), with ∂L/∂z_t = N_hᵀ(∂L/∂gh_t) by the kernel autograd itself
+runs (``native_layer_norm_backward``, ``native_batch_norm_backward``) before the GEMM
+dh_{t−1} = g_{t−1} + dh_t ⊙ z_t + (∂L/∂z_t) W_hh. ``tests/test_engine_equivalence.py`` checks it against autograd
+through the reference cell (``RecurrentLayer.reference``).
 
-Backward of the LSTM, with dh_t = ∂L/∂h_t (from the output and from step t + 1) and dc the carry ∂L/∂c_t from
-step t + 1 (dc_{t+1} ⊙ f_{t+1}):
-
-    ∂L/∂a_o = dh ⊙ k ⊙ o(1 − o),    dc_t = carry + N_cᵀ(dh ⊙ o ⊙ (1 − k²)),
-    (∂L/∂a_i, ∂L/∂a_f, ∂L/∂a_g) = dc_t ⊙ (g ⊙ i(1 − i), c_{t−1} ⊙ f(1 − f), i ⊙ (1 − g²)),
-    ∂L/∂z_t = N_hᵀ(∂L/∂a_t),   dh_{t−1} = g_{t−1} + (∂L/∂z_t) W_hh
-
-where every factor after a ⊙ is known after the forward and is computed for all steps at once, so that a step of
-the loop is a few multiplications, the two normalizations' backward kernels (the ones autograd itself runs:
-``native_layer_norm_backward``, ``native_batch_norm_backward``) and one GEMM. The GRU's loop is the plain GRU's
-with N_hᵀ before the GEMM. ``tests/test_engine_equivalence.py`` checks both against autograd through the
-reference cells (``RecurrentLayer.reference``).
+The LSTM under a normalization keeps the unrolled autograd loop: a hand-written version along the same lines
+(two normalizations per step) was 1.1–1.2× faster at T = 60 but 0.8–0.9× at T = 1000, where its bulk buffers
+(T·B·4H floats each) no longer stay in cache (``benchmarks/README.md``), so it was not kept.
 """
 
 from __future__ import annotations
@@ -122,111 +115,6 @@ def _per_step(like: Tensor, steps: int, shape: tuple[int, ...], keep: bool) -> t
         return buffer, buffer.unbind(0)
     row = like.new_empty(*shape)
     return row, (row,) * steps
-
-
-class LSTMNormRecurrence(torch.autograd.Function):
-    """The LSTM recurrence with N_h and N_c (module docstring) for u (T, B, 4H), h_0 = c_0 = 0.
-
-    Arguments after u and W_hh: the gain and shift (None for batch norm's N_h) of N_h, then of N_c, the two
-    normalization modules (for their kind, ε and running statistics), ``last``, and ``keep``: False when no
-    backward will follow (evaluation), so that only h_1..h_T is kept, not every step's gates and cell states.
-    """
-
-    @staticmethod
-    def forward(
-        ctx: Any,
-        u: Tensor,
-        w_hh: Tensor,
-        hidden_weight: Tensor,
-        hidden_bias: Tensor | None,
-        cell_weight: Tensor,
-        cell_bias: Tensor | None,
-        modules: tuple[Normalizer, Normalizer],
-        last: bool,
-        keep: bool,
-    ) -> Tensor:
-        if keep:
-            u = u.contiguous()
-        steps, batch, features = u.shape
-        hidden = features // 4
-        norm_h = StepNorm(modules[0], hidden_weight, hidden_bias)
-        norm_c = StepNorm(modules[1], cell_weight, cell_bias)
-        hs = _states_buffer(u, hidden)
-        states, us = hs.unbind(0), u.unbind(0)
-        z, zs = _per_step(u, steps, (batch, features), keep)  # h_{t−1} W_hhᵀ, the input of N_h
-        act, acts = _per_step(u, steps, (batch, features), keep)  # (i, f, g, o) after their nonlinearities
-        k, ks = _per_step(u, steps, (batch, hidden), keep)  # tanh(N_c(c_t))
-        if keep:
-            cs = _states_buffer(u, hidden)  # c_0 = 0 in row 0
-            cells = cs.unbind(0)
-        else:
-            cs = u.new_zeros(2, batch, hidden)
-            cells = tuple(cs[t % 2] for t in range(steps + 1))
-        i_g, f_g, g_g, o_g = zip(*(a.view(batch, 4, hidden).unbind(1) for a in acts), strict=True)
-        g_pre = u.new_empty(batch, hidden)
-        w_t = w_hh.t()
-        for t in range(steps):
-            a = torch.add(us[t], norm_h.forward(torch.mm(states[t], w_t, out=zs[t]), t), out=acts[t])
-            torch.tanh(g_g[t], out=g_pre)
-            a.sigmoid_()
-            g_g[t].copy_(g_pre)
-            torch.mul(f_g[t], cells[t], out=cells[t + 1]).addcmul_(i_g[t], g_g[t])
-            torch.tanh(norm_c.forward(cells[t + 1], t), out=ks[t])
-            torch.mul(o_g[t], ks[t], out=states[t + 1])
-        if keep:
-            ctx.hs, ctx.cs, ctx.z, ctx.act, ctx.k = hs, cs, z, act, k
-            ctx.norms = (norm_h, norm_c)
-            ctx.save_for_backward(w_hh)
-        return _outputs(hs, last)
-
-    @staticmethod
-    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, ...]:
-        (w_hh,) = ctx.saved_tensors
-        hs, cs, z, act, k = ctx.hs, ctx.cs, ctx.z, ctx.act, ctx.k
-        norm_h, norm_c = ctx.norms
-        steps, batch, features = act.shape
-        hidden = features // 4
-        i, f, g, o = act.view(steps, batch, 4, hidden).unbind(2)
-        # The factors of the module docstring, for all steps at once.
-        out_factor = k * o * (1.0 - o)  # ∂L/∂a_o = dh ⊙ out_factor
-        cell_factor = o * (1.0 - k * k)  # ∂L/∂N_c(c) = dh ⊙ cell_factor
-        gate_factor = act.new_empty(steps, batch, 3, hidden)  # (∂L/∂a_i, ∂L/∂a_f, ∂L/∂a_g) = dc ⊙ gate_factor
-        torch.mul(g, i * (1.0 - i), out=gate_factor[:, :, 0])
-        torch.mul(cs[:-1], f * (1.0 - f), out=gate_factor[:, :, 1])
-        torch.mul(i, 1.0 - g * g, out=gate_factor[:, :, 2])
-        da = torch.empty_like(act)  # ∂L/∂a = ∂L/∂u
-        dz = torch.empty_like(act)  # ∂L/∂z, z = h W_hhᵀ
-        dm = torch.empty_like(k)  # ∂L/∂N_c(c)
-        dh = torch.empty_like(k)
-        dc = torch.empty_like(k)
-        da_gates = da.view(steps, batch, 4, hidden)
-        da_ifg, da_o = da_gates[:, :, :3].unbind(0), da_gates[:, :, 3].unbind(0)
-        das, dzs, dms, dhs, dcs = da.unbind(0), dz.unbind(0), dm.unbind(0), dh.unbind(0), dc.unbind(0)
-        zs, cells = z.unbind(0), cs.unbind(0)
-        out_factors, cell_factors, gate_factors, forget = (
-            out_factor.unbind(0),
-            cell_factor.unbind(0),
-            gate_factor.unbind(0),
-            f.unbind(0),
-        )
-        output = _OutputGrad(grad)
-        dhs[-1].copy_(output.final)
-        carry = None  # ∂L/∂c_t from step t + 1
-        for t in range(steps - 1, -1, -1):
-            torch.mul(dhs[t], cell_factors[t], out=dms[t])
-            dn = norm_c.backward(dms[t], cells[t + 1], t)
-            dc_t = dn if carry is None else torch.add(carry, dn, out=dcs[t])
-            torch.mul(dc_t.unsqueeze(1), gate_factors[t], out=da_ifg[t])
-            torch.mul(dhs[t], out_factors[t], out=da_o[t])
-            dzs[t].copy_(norm_h.backward(das[t], zs[t], t))
-            if t == 0:
-                break
-            carry = torch.mul(dc_t, forget[t], out=dcs[t - 1])
-            output.recurrent(dzs[t], w_hh, t, dhs[t - 1])
-        grad_w_hh = _flat(dz).t().mm(_flat(hs[:-1]))
-        hidden_grads = norm_h.parameter_grads(da, z)
-        cell_grads = norm_c.parameter_grads(dm, cs[1:])
-        return da, grad_w_hh, *hidden_grads, *cell_grads, None, None, None
 
 
 class GRUNormRecurrence(torch.autograd.Function):
