@@ -51,7 +51,8 @@ BPTT_PATHS = (
     ("gru", "layer"),
     ("gru", "batch"),
 )
-"""(cell, norm) pairs that ``RecurrentLayer.forward`` runs by hand-written BPTT (:mod:`rnn_gradients.engine.bptt`)."""
+"""(cell, norm) pairs that ``RecurrentLayer.forward`` runs by hand-written BPTT (:mod:`rnn_gradients.engine.bptt`,
+:mod:`rnn_gradients.engine.gru_norm_bptt`); the LSTM keeps torch's fused kernel, or the unrolled loop with a norm."""
 PATHS = ("bptt", "fused", "unrolled")
 
 State = Tensor | tuple[Tensor, Tensor]
