@@ -63,8 +63,9 @@ def measure(name: str) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         data = Path(tmp) / "data.npz"
         peak_mb([sys.executable, "-m", "rnn_gradients", "generate", "--task", task, "--seq-len", str(seq_len),
-                 "--seed", "0", "--train-size", str(train), "--test-size", str(test), "--out", str(data)])  # fmt: skip
-        measured = peak_mb([sys.executable, "-m", "rnn_gradients", "train", "--spec", json.dumps(spec),
+                 "--seed", "0", "--train-size", str(train), "--val-size", str(spec["val_size"]),
+                 "--test-size", str(test), "--out", str(data)])  # fmt: skip
+        measured = peak_mb([sys.executable, "-m", "rnn_gradients", "train", "--specs", json.dumps(spec),
                             "--data", str(data), "--out-dir", str(Path(tmp) / "run")])  # fmt: skip
     estimate = sum(training_memory(study, task, seq_len).values()) / MB
     print(f"{name:22s} measured {measured:7.0f} MB   estimate {estimate:7.0f} MB   ratio {estimate / measured:.2f}")

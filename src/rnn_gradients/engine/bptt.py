@@ -235,8 +235,8 @@ class VanillaLayerNormRecurrence(torch.autograd.Function):
             if t > 0:
                 output.recurrent(da, w_hh, t, deltas[t - 1])
         mean, rstd = torch.stack(ctx.means), torch.stack(ctx.rstds)
-        normalized = (pre - mean) * rstd
-        grad_gain = _flat(delta * normalized).sum(0)
+        # ∂L/∂g = Σ δ ⊙ â, â = (a − μ)·rstd: one (T, B, H) temporary, overwritten in place (the same products).
+        grad_gain = _flat(pre.sub(mean).mul_(rstd).mul_(delta)).sum(0)
         grad_beta = _flat(delta).sum(0)
         grad_w_hh = _flat(grad_pre).t().mm(_flat(hs[:-1]))
         return grad_pre, grad_w_hh, grad_gain, grad_beta, None, None, None

@@ -102,9 +102,9 @@ class StepNorm:
             return self.grad_weight, self.grad_bias
         mean = torch.stack([m for m, _ in self.saved])
         rstd = torch.stack([r for _, r in self.saved])
-        normalized = (inputs - mean) * rstd
         grad_bias = None if self.bias is None else _flat(grads).sum(0)
-        return _flat(grads * normalized).sum(0), grad_bias
+        # ∂L/∂gain = Σ ∂L/∂N(z) ⊙ ẑ, ẑ = (z − μ)·rstd: one (T, B, F) temporary, overwritten in place.
+        return _flat(inputs.sub(mean).mul_(rstd).mul_(grads)).sum(0), grad_bias
 
 
 def _per_step(like: Tensor, steps: int, shape: tuple[int, ...], keep: bool) -> tuple[Tensor, tuple[Tensor, ...]]:

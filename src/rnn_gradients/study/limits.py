@@ -57,8 +57,12 @@ from rnn_gradients.study.config_files import where
 MB = 2**20
 BASE_MB = 400
 """Interpreter, torch, numpy and pandas imported: 314 MB measured for a tiny training run, rounded up."""
-ACTIVATION_FLOATS_PER_GATE = 10
-"""Floats per batch sequence, time step, hidden unit and gate that one training step or probe keeps."""
+ACTIVATION_FLOATS_PER_GATE = 13
+"""Floats per batch sequence, time step, hidden unit and gate that one training step or probe keeps: 10-11 at
+the peak measured by ``benchmarks/bench_memory.py`` (the tanh RNN and the GRU under batch or layer norm at
+T = 400, H = 256, B = 256, whose hand-written BPTT keeps the states, the normalization's inputs and the bulk
+backward factors of every step; the peak resident set of one case varied by 10 % from run to run), with a
+margin."""
 
 
 def eval_floats(cell: str, norm: str) -> int:
