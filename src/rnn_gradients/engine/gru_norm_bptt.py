@@ -120,8 +120,9 @@ def _per_step(like: Tensor, steps: int, shape: tuple[int, ...], keep: bool) -> t
 class GRUNormRecurrence(torch.autograd.Function):
     """The GRU recurrence with N_h (module docstring) for u (T, B, 3H) = N_x(W_ih x_t) + b_ih, h_0 = 0.
 
-    Arguments after u, W_hh and b_hh: the gain and shift (None for batch norm) of N_h, its module, ``last`` and
-    ``keep`` (as :class:`LSTMNormRecurrence`).
+    Arguments after u, W_hh and b_hh: the gain and shift (None for batch norm) of N_h, its module, ``last``, and
+    ``keep``: False when no backward will follow (evaluation), so that only h_1..h_T is kept, not every step's
+    gates and normalization inputs.
     """
 
     @staticmethod
