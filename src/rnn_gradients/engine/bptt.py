@@ -31,6 +31,7 @@ The gradient probes keep the reference path: they need ∂L/∂h_t for every t a
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -101,7 +102,6 @@ class _OutputGrad:
     """
 
     def __init__(self, grad: Tensor) -> None:
-        self.grad = grad
         self.last_only = grad.dim() == 2
         self.rows = () if self.last_only else grad.unbind(0)
         self.final = grad if self.last_only else self.rows[-1]
@@ -376,21 +376,7 @@ class GRURecurrence(torch.autograd.Function):
         hs, gh, rz, n = ctx.hs, ctx.gh, ctx.rz, ctx.n
         steps, batch, hidden = n.shape
         a, factor, z = gru_factors(hs, gh, rz, n)
-        dh = torch.empty_like(n)
-        dgh = torch.empty_like(factor)
-        output = _OutputGrad(grad)
-        dh[-1].copy_(output.final)
-        dhs, dh_gates, factors = dh.unbind(0), dh.unsqueeze(2).unbind(0), factor.unbind(0)
-        dghs, dgh_flat_rows, zs = dgh.unbind(0), dgh.view(steps, batch, -1).unbind(0), z.unbind(0)
-        for t in range(steps - 1, -1, -1):
-            torch.mul(dh_gates[t], factors[t], out=dghs[t])
-            if t == 0:
-                break
-            if output.last_only:
-                torch.mul(dhs[t], zs[t], out=dhs[t - 1])
-            else:
-                torch.addcmul(output.rows[t - 1], dhs[t], zs[t], out=dhs[t - 1])
-            dhs[t - 1].addmm_(dgh_flat_rows[t], w_hh)
+        dh, dgh = gru_backward_loop(_OutputGrad(grad), factor, z, w_hh)
         dgh_flat = dgh.view(steps * batch, 3 * hidden)
         grad_w_hh = dgh_flat.t().mm(_flat(hs[:-1]))
         grad_b_hh = dgh_flat.sum(0)
@@ -410,6 +396,38 @@ def gru_factors(hs: Tensor, gh: Tensor, rz: Tensor, n: Tensor) -> tuple[Tensor, 
     torch.mul(hs[:-1] - n, z * (1.0 - z), out=factor[:, :, 1])
     torch.mul(a, r, out=factor[:, :, 2])
     return a, factor, z
+
+
+def gru_backward_loop(
+    output: _OutputGrad,
+    factor: Tensor,
+    z: Tensor,
+    w_hh: Tensor,
+    recurrent: Callable[[Tensor, int], Tensor] | None = None,
+) -> tuple[Tensor, Tensor]:
+    """The GRU's reverse-time loop: (dh = ∂L/∂h_t (T, B, H), dgh = ∂L/∂gh_t = dh_t ⊙ F_t (T, B, 3, H)).
+
+    dh_{t−1} = g_{t−1} + dh_t ⊙ z_t + d_t W_hh, with F and z from :func:`gru_factors` and d_t = ∂L/∂gh_t as a
+    (B, 3H) row — or ``recurrent(∂L/∂gh_t, t)``, called at every step, where a normalization sits between
+    W_hh h_{t−1} and gh_t (:mod:`~rnn_gradients.engine.gru_norm_bptt`).
+    """
+    steps, batch, hidden = z.shape
+    dh = z.new_empty(steps, batch, hidden)
+    dgh = torch.empty_like(factor)
+    dh[-1].copy_(output.final)
+    dhs, dh_gates, factors = dh.unbind(0), dh.unsqueeze(2).unbind(0), factor.unbind(0)
+    dghs, dgh_rows, zs = dgh.unbind(0), dgh.view(steps, batch, -1).unbind(0), z.unbind(0)
+    for t in range(steps - 1, -1, -1):
+        torch.mul(dh_gates[t], factors[t], out=dghs[t])
+        through = dgh_rows[t] if recurrent is None else recurrent(dgh_rows[t], t)
+        if t == 0:
+            break
+        if output.last_only:
+            torch.mul(dhs[t], zs[t], out=dhs[t - 1])
+        else:
+            torch.addcmul(output.rows[t - 1], dhs[t], zs[t], out=dhs[t - 1])
+        dhs[t - 1].addmm_(through, w_hh)
+    return dh, dgh
 
 
 def vanilla_states_(u: Tensor, w_hh: Tensor, kind: str) -> Tensor:

@@ -27,11 +27,17 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from rnn_gradients.engine.bptt import _flat, _OutputGrad, _outputs, _states_buffer, gru_factors
+from rnn_gradients.engine.bptt import (
+    _batch_norm_backward,
+    _flat,
+    _layer_norm_backward,
+    _OutputGrad,
+    _outputs,
+    _states_buffer,
+    gru_backward_loop,
+    gru_factors,
+)
 from rnn_gradients.engine.normalization import LayerNorm, Normalizer, StepwiseBatchNorm
-
-_layer_norm_backward = torch.ops.aten.native_layer_norm_backward.default
-_batch_norm_backward = torch.ops.aten.native_batch_norm_backward.default
 
 
 class StepNorm:
@@ -167,24 +173,13 @@ class GRUNormRecurrence(torch.autograd.Function):
         hs, z, gh, rz, n, norm_h = ctx.hs, ctx.z, ctx.gh, ctx.rz, ctx.n, ctx.norm_h
         steps, batch, hidden = n.shape
         a, factor, zg = gru_factors(hs, gh, rz, n)
-        dh = torch.empty_like(n)
-        dgh = torch.empty_like(factor)  # ∂L/∂gh = ∂L/∂N_h(z)
-        dz = torch.empty_like(z)
-        output = _OutputGrad(grad)
-        dh[-1].copy_(output.final)
-        dhs, dh_gates, factors = dh.unbind(0), dh.unsqueeze(2).unbind(0), factor.unbind(0)
-        dghs, dgh_flat, zgs = dgh.unbind(0), dgh.view(steps, batch, -1).unbind(0), zg.unbind(0)
+        dz = torch.empty_like(z)  # ∂L/∂z = N_hᵀ(∂L/∂gh)
         dzs, zs = dz.unbind(0), z.unbind(0)
-        for t in range(steps - 1, -1, -1):
-            torch.mul(dh_gates[t], factors[t], out=dghs[t])
-            dzs[t].copy_(norm_h.backward(dgh_flat[t], zs[t], t))
-            if t == 0:
-                break
-            if output.last_only:
-                torch.mul(dhs[t], zgs[t], out=dhs[t - 1])
-            else:
-                torch.addcmul(output.rows[t - 1], dhs[t], zgs[t], out=dhs[t - 1])
-            dhs[t - 1].addmm_(dzs[t], w_hh)
+
+        def through_norm(dgh_t: Tensor, t: int) -> Tensor:
+            return dzs[t].copy_(norm_h.backward(dgh_t, zs[t], t))
+
+        dh, dgh = gru_backward_loop(_OutputGrad(grad), factor, zg, w_hh, through_norm)
         dgh_all = dgh.view(steps, batch, 3 * hidden)
         grad_w_hh = _flat(dz).t().mm(_flat(hs[:-1]))
         grad_b_hh = _flat(dgh_all).sum(0)
