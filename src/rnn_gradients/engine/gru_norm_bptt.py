@@ -36,6 +36,7 @@ from rnn_gradients.engine.bptt import (
     _states_buffer,
     gru_backward_loop,
     gru_factors,
+    tanh_from_twice,
 )
 from rnn_gradients.engine.normalization import LayerNorm, Normalizer, StepwiseBatchNorm
 
@@ -150,7 +151,8 @@ class GRUNormRecurrence(torch.autograd.Function):
         two = 2 * hidden
         norm_h = StepNorm(module, hidden_weight, hidden_bias)
         hs = _states_buffer(u, hidden)
-        states, u_rz, u_n = hs.unbind(0), u[..., :two].unbind(0), u[..., two:].unbind(0)
+        # 2·u_n: the candidate's tanh comes from its doubled input (bptt.tanh_from_twice).
+        states, u_rz, u_n = hs.unbind(0), u[..., :two].unbind(0), torch.mul(u[..., two:], 2.0).unbind(0)
         z, zs = _per_step(u, steps, (batch, features), keep)
         gh, ghs = _per_step(u, steps, (batch, features), keep)
         rz, rzs = _per_step(u, steps, (batch, two), keep)
@@ -159,7 +161,7 @@ class GRUNormRecurrence(torch.autograd.Function):
         for t in range(steps):
             g = torch.add(norm_h.forward(torch.mm(states[t], w_t, out=zs[t]), t), b_hh, out=ghs[t])
             gates = torch.add(u_rz[t], g[:, :two], out=rzs[t]).sigmoid_()
-            cand = torch.addcmul(u_n[t], gates[:, :hidden], g[:, two:], out=ns[t]).tanh_()
+            cand = tanh_from_twice(torch.addcmul(u_n[t], gates[:, :hidden], g[:, two:], value=2.0, out=ns[t]), ns[t])
             torch.lerp(cand, states[t], gates[:, hidden:], out=states[t + 1])
         if keep:
             ctx.hs, ctx.z, ctx.gh, ctx.rz, ctx.n = hs, z, gh, rz, n
