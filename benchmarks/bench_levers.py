@@ -178,10 +178,11 @@ class StackedVanilla(torch.autograd.Function):
     def forward(ctx, kind, u, w_hh):
         hs = u.new_empty(u.shape[0] + 1, *u.shape[1:])
         hs[0].zero_()
-        hs[1:].copy_(u)
+        scale = bptt.input_scale(kind)  # the activation's input arrives scaled, as in VanillaRecurrence
+        torch.mul(u, scale, out=hs[1:])
         rows, w_t = hs.unbind(0), w_hh.transpose(1, 2)
         for t in range(u.shape[0]):
-            bptt._activate_(kind, rows[t + 1].baddbmm_(rows[t], w_t))
+            bptt._activate_(kind, rows[t + 1].baddbmm_(rows[t], w_t, alpha=scale))
         ctx.kind, ctx.hs = kind, hs
         ctx.save_for_backward(w_hh)
         return hs[-1]
