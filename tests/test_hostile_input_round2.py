@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import select
 import shutil
 import signal
 import subprocess
@@ -412,6 +413,32 @@ def test_ctrl_c_while_torch_is_imported_is_one_line(dataset_path, tmp_path):
     result = interrupted(args, lambda process: loaded(process.pid, "libtorch"))
     assert_interrupted(result, "train")
     assert not out.exists()
+
+
+@pytest.mark.parametrize("delay", [0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.8])
+def test_ctrl_c_at_any_moment_of_training_is_one_line_or_comes_after_the_end(dataset_path, tmp_path, delay):
+    """Ctrl-C from the moment torch starts loading through the run (numpy's and torch's imports, training):
+    status 130 and the one line, never a traceback of a half-imported numpy, a Ctrl-C lost inside torch's import,
+    or "killed by SIGINT"; status 0 only where the command had already printed its result."""
+    out = tmp_path / "runs" / "seed0"
+    args = ["train", "--specs", small_spec(), "--data", str(dataset_path), "--out-dir", str(out)]
+    process = subprocess.Popen([sys.executable, "-m", "rnn_gradients", *args], env=ENV, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True, start_new_session=True)  # fmt: skip
+    try:
+        wait_for(lambda: loaded(process.pid, "libtorch") or process.poll() is not None)
+        time.sleep(delay)
+        finished = bool(select.select([process.stdout], [], [], 0)[0])  # its result line is already out
+        os.killpg(process.pid, signal.SIGINT)
+        stdout, stderr = process.communicate(timeout=120)
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+    result = subprocess.CompletedProcess(args, process.returncode, stdout, stderr)
+    if finished:  # done before the Ctrl-C, or interrupted on its way out
+        assert result.returncode in (0, 130) and out.exists() and "Traceback" not in stderr, stderr
+    else:
+        assert_interrupted(result, "train")
+        assert not out.exists()
 
 
 def test_ctrl_c_while_rendering_is_one_line_and_no_report(built, tmp_path):

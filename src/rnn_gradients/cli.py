@@ -21,10 +21,13 @@ from __future__ import annotations
 
 import argparse
 import errno
+import importlib
 import json
 import re
+import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +36,12 @@ from rnn_gradients.report.i18n import LANGUAGES
 
 EXIT_ERROR = 2
 SCHEMA = Path("workflow") / "schemas" / "config.schema.yaml"
+
+TORCH = ("numpy", "torch")
+TABLES = (*TORCH, "pandas")
+FIGURES = (*TABLES, "matplotlib", "seaborn")
+"""The extension libraries a subcommand imports (its ``libraries``), imported first with Ctrl-C held back
+(:func:`_interrupts_deferred`)."""
 
 
 def _generate(args: argparse.Namespace) -> int:
@@ -226,7 +235,7 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--val-size", type=_positive_int, required=True)
     gen.add_argument("--test-size", type=_positive_int, required=True)
     gen.add_argument("--out", type=Path, required=True, help="output .npz file")
-    gen.set_defaults(func=_generate)
+    gen.set_defaults(func=_generate, libraries=TORCH)
 
     train = sub.add_parser("train", help="train runs, each into its own run directory (one process for all)")
     train.add_argument(
@@ -244,13 +253,13 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--confidence", type=float, default=0.9, help="the verdict's interval confidence")
     train.add_argument("--data-pattern", help="an extra seed's dataset file, with {seed}")
     train.add_argument("--out-pattern", help="an extra seed's run directory, with {seed}")
-    train.set_defaults(func=_train)
+    train.set_defaults(func=_train, libraries=TORCH)
 
     collect = sub.add_parser("collect", help="gather run directories into the study tables")
     collect.add_argument("--out-dir", type=Path, required=True)
     collect.add_argument("--study-config", required=True, help="the validated study config as JSON")
     collect.add_argument("summaries", nargs="+", type=Path, help="summary.json of every run")
-    collect.set_defaults(func=_collect)
+    collect.set_defaults(func=_collect, libraries=TABLES)
 
     render = sub.add_parser("render", help="render the report to one self-contained HTML file")
     render.add_argument("--qmd", type=Path, required=True)
@@ -266,26 +275,26 @@ def build_parser() -> argparse.ArgumentParser:
         help="the languages whose pages are rendered beside this one (report.html, report.es.html, ...): the page "
         "links to them",
     )
-    render.set_defaults(func=_render)
+    render.set_defaults(func=_render, libraries=TABLES)
 
     compare = sub.add_parser(
         "compare-verdicts", help="compare two studies' verdicts (e.g. the same grid trained with other seeds)"
     )
     compare.add_argument("tables_a", type=Path, help="a study's tables directory (results/tables)")
     compare.add_argument("tables_b", type=Path, help="the other study's tables directory")
-    compare.set_defaults(func=_compare_verdicts)
+    compare.set_defaults(func=_compare_verdicts, libraries=TABLES)
 
     figures = sub.add_parser("figures", help="write every report figure as SVG and PDF, one set per language")
     figures.add_argument("--tables", type=Path, required=True, help="directory of the study tables")
     figures.add_argument("--out-dir", type=Path, required=True, help="folder of the figure files")
     figures.add_argument("--languages", nargs="+", choices=LANGUAGES, required=True, help="the figures' languages")
-    figures.set_defaults(func=_figures)
+    figures.set_defaults(func=_figures, libraries=FIGURES)
 
     check = sub.add_parser("check-config", help="validate study config files as the Snakefile does, and say why not")
     check.add_argument("configfiles", nargs="+", type=Path, help="config file(s), merged in order like --configfile")
     check.add_argument("--config", nargs="*", default=[], metavar="KEY=VALUE", help="overrides, as snakemake's")
     check.add_argument("--schema", type=Path, help=f"the config schema (default: {SCHEMA})")
-    check.set_defaults(func=_check_config)
+    check.set_defaults(func=_check_config, libraries=TORCH)
     return parser
 
 
@@ -373,7 +382,31 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_INTERRUPTED
 
 
+@contextmanager
+def _interrupts_deferred() -> Iterator[None]:
+    """Hold back Ctrl-C (SIGINT blocked in this thread) inside the block; one that came meanwhile is raised as
+    KeyboardInterrupt as the block ends.
+
+    A KeyboardInterrupt raised inside the import of an extension module leaves it half-initialized: the next import
+    of numpy then fails with a traceback ("cannot load module more than once per process"), and where torch's C++
+    code was importing it catches the error and carries on, so the Ctrl-C is lost and the command runs to its end.
+    The threads started inside the block (torch's) inherit the block, so later signals go to this thread, as
+    Python's handler needs. Where the platform has no signal masks, nothing is held back.
+    """
+    if not hasattr(signal, "pthread_sigmask"):
+        yield
+        return
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+
+
 def _run(args: argparse.Namespace) -> int:
+    with _interrupts_deferred():
+        for library in args.libraries:
+            importlib.import_module(library)
     import yaml
 
     from rnn_gradients.report.render import RenderError
