@@ -382,11 +382,19 @@ def loaded(pid: int, library: str) -> bool:
         return False
 
 
+def start_in_a_terminal(args: list[str]) -> subprocess.Popen:
+    """``python -m rnn_gradients ARGS`` in its own process group with Ctrl-C's default disposition, as a command
+    typed at a terminal starts: where pytest itself runs in a background job of a shell without job control,
+    SIGINT is ignored and every child would inherit that (and rightly ignore Ctrl-C)."""
+    return subprocess.Popen([sys.executable, "-m", "rnn_gradients", *args], env=ENV, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # fmt: skip
+
+
 def interrupted(args: list[str], ready: Callable[[subprocess.Popen], bool]) -> subprocess.CompletedProcess:
     """Start ``python -m rnn_gradients ARGS`` in its own process group, press Ctrl-C (SIGINT to the group, as a
     terminal does) once ``ready``, and wait for it to end."""
-    process = subprocess.Popen([sys.executable, "-m", "rnn_gradients", *args], env=ENV, stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, text=True, start_new_session=True)  # fmt: skip
+    process = start_in_a_terminal(args)
     try:
         wait_for(lambda: ready(process) or process.poll() is not None)
         os.killpg(process.pid, signal.SIGINT)
@@ -422,8 +430,7 @@ def test_ctrl_c_at_any_moment_of_training_is_one_line_or_comes_after_the_end(dat
     or "killed by SIGINT"; status 0 only where the command had already printed its result."""
     out = tmp_path / "runs" / "seed0"
     args = ["train", "--specs", small_spec(), "--data", str(dataset_path), "--out-dir", str(out)]
-    process = subprocess.Popen([sys.executable, "-m", "rnn_gradients", *args], env=ENV, stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, text=True, start_new_session=True)  # fmt: skip
+    process = start_in_a_terminal(args)
     try:
         wait_for(lambda: loaded(process.pid, "libtorch") or process.poll() is not None)
         time.sleep(delay)
