@@ -388,10 +388,10 @@ def _interrupts_deferred() -> Iterator[None]:
     KeyboardInterrupt as the block ends.
 
     A KeyboardInterrupt raised inside the import of an extension module leaves it half-initialized: the next import
-    of numpy then fails with a traceback ("cannot load module more than once per process"), and where torch's C++
-    code was importing it catches the error and carries on, so the Ctrl-C is lost and the command runs to its end.
-    The threads started inside the block (torch's) inherit the block, so later signals go to this thread, as
-    Python's handler needs. Where the platform has no signal masks, nothing is held back.
+    of numpy then fails with a traceback ("cannot load module more than once per process", or a numpy without
+    its functions), where the command should have ended with its one line and status 130. The threads started inside
+    the block (torch's) inherit the block, so later signals go to this thread, as Python's handler needs. Where the
+    platform has no signal masks, nothing is held back.
     """
     if not hasattr(signal, "pthread_sigmask"):
         yield
