@@ -34,6 +34,7 @@ The gradient probes keep the reference path: they need ∂L/∂h_t for every t a
 from __future__ import annotations
 
 from collections.abc import Callable
+from types import ModuleType
 from typing import Any
 
 import torch
@@ -113,6 +114,16 @@ _layer_norm_backward = torch.ops.aten.native_layer_norm_backward.default
 _batch_norm_backward = torch.ops.aten.native_batch_norm_backward.default
 
 
+COMPILED_KINDS = {"rnn_tanh": 0, "rnn_sigmoid": 1, "rnn_relu": 2}
+"""A vanilla cell -> its kind code in the compiled loops (``csrc/recurrence.cpp``)."""
+
+
+def _compiled(kernels: ModuleType | None, *tensors: Tensor) -> bool:
+    """Whether to run the compiled loops of ``kernels`` (:mod:`~rnn_gradients.engine.extension`) on ``tensors``:
+    they take float32 CPU tensors only; everything else (float64 in the tests, CUDA) takes the Python loop."""
+    return kernels is not None and all(t.dtype == torch.float32 and t.device.type == "cpu" for t in tensors)
+
+
 def _states_buffer(u: Tensor, hidden: int) -> Tensor:
     """The (T+1, B, H) state buffer with h_0 = 0 in row 0."""
     hs = u.new_empty(u.shape[0] + 1, u.shape[1], hidden)
@@ -185,7 +196,7 @@ class VanillaRecurrence(torch.autograd.Function):
     (B, H) when ``last`` (as every recurrence here)."""
 
     @staticmethod
-    def forward(ctx: Any, u: Tensor, w_hh: Tensor, kind: str, last: bool) -> Tensor:
+    def forward(ctx: Any, u: Tensor, w_hh: Tensor, kind: str, last: bool, kernels: ModuleType | None) -> Tensor:
         hs = _states_buffer(u, w_hh.shape[0])
         scale = input_scale(kind)
         # s·a_t = s·u_t + s·h_{t−1} W_hhᵀ accumulates in place: one bulk copy, not one per step.
@@ -193,29 +204,35 @@ class VanillaRecurrence(torch.autograd.Function):
             torch.mul(u, scale, out=hs[1:])
         else:
             hs[1:].copy_(u)
-        rows = hs.unbind(0)
         w_t = w_hh.t()
-        for t in range(u.shape[0]):
-            _activate_(kind, rows[t + 1].addmm_(rows[t], w_t, alpha=scale))
-        ctx.kind = kind
-        ctx.hs = hs
+        if _compiled(kernels, hs):
+            kernels.vanilla_forward(hs, w_t, COMPILED_KINDS[kind], scale)
+        else:
+            rows = hs.unbind(0)
+            for t in range(u.shape[0]):
+                _activate_(kind, rows[t + 1].addmm_(rows[t], w_t, alpha=scale))
+        ctx.kind, ctx.hs, ctx.kernels = kind, hs, kernels
         ctx.save_for_backward(w_hh)
         return _outputs(hs, last)
 
     @staticmethod
-    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor, Tensor, None, None]:
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor, Tensor, None, None, None]:
         (w_hh,) = ctx.saved_tensors
         hs = ctx.hs
         steps = hs.shape[0] - 1
-        derivative = _Derivative(ctx.kind, hs[1:])
         delta = torch.empty_like(hs[1:])
-        rows = delta.unbind(0)
         output = _OutputGrad(grad)
-        derivative.apply_(rows[-1].copy_(output.final), steps - 1)
-        for t in range(steps - 1, 0, -1):
-            derivative.apply_(output.recurrent(rows[t], w_hh, t, rows[t - 1]), t - 1)
+        if _compiled(ctx.kernels, hs, grad):
+            outputs = None if output.last_only else grad
+            ctx.kernels.vanilla_backward(delta, hs, w_hh, COMPILED_KINDS[ctx.kind], output.final, outputs)
+        else:
+            derivative = _Derivative(ctx.kind, hs[1:])
+            rows = delta.unbind(0)
+            derivative.apply_(rows[-1].copy_(output.final), steps - 1)
+            for t in range(steps - 1, 0, -1):
+                derivative.apply_(output.recurrent(rows[t], w_hh, t, rows[t - 1]), t - 1)
         grad_w_hh = _flat(delta).t().mm(_flat(hs[:-1]))
-        return delta, grad_w_hh, None, None
+        return delta, grad_w_hh, None, None, None
 
 
 class VanillaLayerNormRecurrence(torch.autograd.Function):
@@ -228,53 +245,70 @@ class VanillaLayerNormRecurrence(torch.autograd.Function):
 
     @staticmethod
     def forward(
-        ctx: Any, u: Tensor, w_hh: Tensor, gain: Tensor, beta: Tensor, kind: str, eps: float, last: bool
+        ctx: Any,
+        u: Tensor,
+        w_hh: Tensor,
+        gain: Tensor,
+        beta: Tensor,
+        kind: str,
+        eps: float,
+        last: bool,
+        kernels: ModuleType | None,
     ) -> Tensor:
         hidden = w_hh.shape[0]
         hs = _states_buffer(u, hidden)
         pre = u.clone(memory_format=torch.contiguous_format)  # a_t accumulates in place over u_t
-        states, pres = hs.unbind(0), pre.unbind(0)
-        means, rstds = [], []
         w_t = w_hh.t()
-        shape = (hidden,)
         scale = input_scale(kind)  # s·LN(a; g, β) = LN(a; s·g, s·β): the activation's input comes scaled for free
         gain_s, beta_s = (gain * scale, beta * scale) if scale != 1 else (gain, beta)
-        for t in range(u.shape[0]):
-            a = pres[t].addmm_(states[t], w_t)
-            y, mean, rstd = torch.native_layer_norm(a, shape, gain_s, beta_s, eps)
-            _activate(kind, y, states[t + 1])
-            means.append(mean)
-            rstds.append(rstd)
-        ctx.kind, ctx.hs, ctx.pre = kind, hs, pre
-        ctx.means, ctx.rstds = means, rstds
-        ctx.save_for_backward(w_hh, gain, beta)
+        if _compiled(kernels, hs):
+            mean, rstd = kernels.layer_norm_forward(hs, pre, w_t, gain_s, beta_s, COMPILED_KINDS[kind], eps)
+        else:
+            states, pres = hs.unbind(0), pre.unbind(0)
+            means, rstds = [], []
+            for t in range(u.shape[0]):
+                a = pres[t].addmm_(states[t], w_t)
+                y, mean, rstd = torch.native_layer_norm(a, (hidden,), gain_s, beta_s, eps)
+                _activate(kind, y, states[t + 1])
+                means.append(mean)
+                rstds.append(rstd)
+            mean, rstd = torch.stack(means), torch.stack(rstds)
+        ctx.kind, ctx.hs, ctx.pre, ctx.kernels = kind, hs, pre, kernels
+        ctx.save_for_backward(w_hh, gain, beta, mean, rstd)
         return _outputs(hs, last)
 
     @staticmethod
     def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, ...]:
-        w_hh, gain, beta = ctx.saved_tensors
+        w_hh, gain, beta, mean, rstd = ctx.saved_tensors
         hs, pre = ctx.hs, ctx.pre
         steps = hs.shape[0] - 1
-        shape = (w_hh.shape[0],)
-        derivative = _Derivative(ctx.kind, hs[1:])
         delta = torch.empty_like(pre)  # ∂L/∂(LN output)
         grad_pre = torch.empty_like(pre)  # ∂L/∂a
-        deltas, grad_pres, pres = delta.unbind(0), grad_pre.unbind(0), pre.unbind(0)
-        mask = [True, False, False]
         output = _OutputGrad(grad)
-        deltas[-1].copy_(output.final)
-        for t in range(steps - 1, -1, -1):
-            d = derivative.apply_(deltas[t], t)  # ∂L/∂h_t ⊙ φ', written over ∂L/∂h_t
-            da = _layer_norm_backward(d, pres[t], shape, ctx.means[t], ctx.rstds[t], gain, beta, mask)[0]
-            grad_pres[t].copy_(da)
-            if t > 0:
-                output.recurrent(da, w_hh, t, deltas[t - 1])
-        mean, rstd = torch.stack(ctx.means), torch.stack(ctx.rstds)
+        if _compiled(ctx.kernels, hs, grad):
+            outputs = None if output.last_only else grad
+            code = COMPILED_KINDS[ctx.kind]
+            ctx.kernels.layer_norm_backward(
+                delta, grad_pre, hs, pre, mean, rstd, w_hh, gain, beta, code, output.final, outputs
+            )
+        else:
+            shape = (w_hh.shape[0],)
+            derivative = _Derivative(ctx.kind, hs[1:])
+            deltas, grad_pres, pres = delta.unbind(0), grad_pre.unbind(0), pre.unbind(0)
+            means, rstds = mean.unbind(0), rstd.unbind(0)
+            mask = [True, False, False]
+            deltas[-1].copy_(output.final)
+            for t in range(steps - 1, -1, -1):
+                d = derivative.apply_(deltas[t], t)  # ∂L/∂h_t ⊙ φ', written over ∂L/∂h_t
+                da = _layer_norm_backward(d, pres[t], shape, means[t], rstds[t], gain, beta, mask)[0]
+                grad_pres[t].copy_(da)
+                if t > 0:
+                    output.recurrent(da, w_hh, t, deltas[t - 1])
         # ∂L/∂g = Σ δ ⊙ â, â = (a − μ)·rstd: one (T, B, H) temporary, overwritten in place (the same products).
         grad_gain = _flat(pre.sub(mean).mul_(rstd).mul_(delta)).sum(0)
         grad_beta = _flat(delta).sum(0)
         grad_w_hh = _flat(grad_pre).t().mm(_flat(hs[:-1]))
-        return grad_pre, grad_w_hh, grad_gain, grad_beta, None, None, None
+        return grad_pre, grad_w_hh, grad_gain, grad_beta, None, None, None, None
 
 
 class VanillaBatchNormRecurrence(torch.autograd.Function):
@@ -299,6 +333,7 @@ class VanillaBatchNormRecurrence(torch.autograd.Function):
         momentum: float,
         eps: float,
         last: bool,
+        kernels: ModuleType | None,
     ) -> Tensor:
         scale = input_scale(kind)  # the activation's input s·(u_t + BN_t(z; γ)) = s·u_t + BN_t(z; s·γ)
         if scale != 1:  # time-major in memory, as contiguous() makes it (mul alone keeps u's batch-major layout)
@@ -308,64 +343,92 @@ class VanillaBatchNormRecurrence(torch.autograd.Function):
         gain_s = gain * scale if scale != 1 else gain
         hs = _states_buffer(u, w_hh.shape[0])
         pre = torch.empty_like(u)
-        states, pres, us = hs.unbind(0), pre.unbind(0), u.unbind(0)
-        means, variances = running_mean.unbind(0), running_var.unbind(0)  # views: updated in place
-        rows = running_mean.shape[0]
-        saved: list[tuple[Tensor, Tensor]] = []
         w_t = w_hh.t()
-        for t in range(u.shape[0]):
-            z = torch.mm(states[t], w_t, out=pres[t])
-            row = min(t, rows - 1)
-            y, save_mean, save_invstd = torch.native_batch_norm(
-                z, gain_s, None, means[row], variances[row], training, momentum, eps
+        if _compiled(kernels, hs):
+            code = COMPILED_KINDS[kind]
+            save_mean, save_invstd = kernels.batch_norm_forward(
+                hs, pre, u, w_t, gain_s, running_mean, running_var, code, training, momentum, eps
             )
-            _activate_(kind, torch.add(y, us[t], out=states[t + 1]))
-            saved.append((save_mean, save_invstd))
-        ctx.kind, ctx.hs, ctx.pre, ctx.saved = kind, hs, pre, saved
+        else:
+            states, pres, us = hs.unbind(0), pre.unbind(0), u.unbind(0)
+            means, variances = running_mean.unbind(0), running_var.unbind(0)  # views: updated in place
+            rows = running_mean.shape[0]
+            save_means, save_invstds = [], []
+            for t in range(u.shape[0]):
+                z = torch.mm(states[t], w_t, out=pres[t])
+                row = min(t, rows - 1)
+                y, step_mean, step_invstd = torch.native_batch_norm(
+                    z, gain_s, None, means[row], variances[row], training, momentum, eps
+                )
+                _activate_(kind, torch.add(y, us[t], out=states[t + 1]))
+                save_means.append(step_mean)
+                save_invstds.append(step_invstd)
+            save_mean, save_invstd = torch.stack(save_means), torch.stack(save_invstds)
+        ctx.kind, ctx.hs, ctx.pre, ctx.kernels = kind, hs, pre, kernels
         ctx.training, ctx.eps = training, eps
         # Not saved for backward: training updates them in place, and its backward does not read them.
         ctx.running = (running_mean, running_var)
-        ctx.save_for_backward(w_hh, gain)
+        ctx.save_for_backward(w_hh, gain, save_mean, save_invstd)
         return _outputs(hs, last)
 
     @staticmethod
     def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, ...]:
-        w_hh, gain = ctx.saved_tensors
+        w_hh, gain, save_mean, save_invstd = ctx.saved_tensors
         running_mean, running_var = ctx.running
         hs, pre = ctx.hs, ctx.pre
         steps = hs.shape[0] - 1
-        rows = running_mean.shape[0]
-        derivative = _Derivative(ctx.kind, hs[1:])
         delta = torch.empty_like(pre)  # ∂L/∂u = ∂L/∂(BN output)
         grad_pre = torch.empty_like(pre)  # ∂L/∂z
         grad_gain = torch.zeros_like(gain)
-        deltas, grad_pres, pres = delta.unbind(0), grad_pre.unbind(0), pre.unbind(0)
-        means, variances = running_mean.unbind(0), running_var.unbind(0)
-        mask = [True, True, False]
         output = _OutputGrad(grad)
-        deltas[-1].copy_(output.final)
-        for t in range(steps - 1, -1, -1):
-            d = derivative.apply_(deltas[t], t)
-            row = min(t, rows - 1)
-            save_mean, save_invstd = ctx.saved[t]
-            dz, dgain, _ = _batch_norm_backward(
-                d,
-                pres[t],
-                gain,
-                means[row],
-                variances[row],
+        if _compiled(ctx.kernels, hs, grad):
+            ctx.kernels.batch_norm_backward(
+                delta,
+                grad_pre,
+                grad_gain,
+                hs,
+                pre,
                 save_mean,
                 save_invstd,
+                w_hh,
+                gain,
+                running_mean,
+                running_var,
+                COMPILED_KINDS[ctx.kind],
                 ctx.training,
                 ctx.eps,
-                mask,
+                output.final,
+                None if output.last_only else grad,
             )
-            grad_pres[t].copy_(dz)
-            grad_gain += dgain
-            if t > 0:
-                output.recurrent(dz, w_hh, t, deltas[t - 1])
+        else:
+            rows = running_mean.shape[0]
+            derivative = _Derivative(ctx.kind, hs[1:])
+            deltas, grad_pres, pres = delta.unbind(0), grad_pre.unbind(0), pre.unbind(0)
+            means, variances = running_mean.unbind(0), running_var.unbind(0)
+            save_means, save_invstds = save_mean.unbind(0), save_invstd.unbind(0)
+            mask = [True, True, False]
+            deltas[-1].copy_(output.final)
+            for t in range(steps - 1, -1, -1):
+                d = derivative.apply_(deltas[t], t)
+                row = min(t, rows - 1)
+                dz, dgain, _ = _batch_norm_backward(
+                    d,
+                    pres[t],
+                    gain,
+                    means[row],
+                    variances[row],
+                    save_means[t],
+                    save_invstds[t],
+                    ctx.training,
+                    ctx.eps,
+                    mask,
+                )
+                grad_pres[t].copy_(dz)
+                grad_gain += dgain
+                if t > 0:
+                    output.recurrent(dz, w_hh, t, deltas[t - 1])
         grad_w_hh = _flat(grad_pre).t().mm(_flat(hs[:-1]))
-        return delta, grad_w_hh, grad_gain, None, None, None, None, None, None, None
+        return delta, grad_w_hh, grad_gain, None, None, None, None, None, None, None, None
 
 
 class GRURecurrence(torch.autograd.Function):
@@ -470,7 +533,7 @@ def gru_backward_loop(
     return dh, dgh
 
 
-def vanilla_states_(u: Tensor, w_hh: Tensor, kind: str) -> Tensor:
+def vanilla_states_(u: Tensor, w_hh: Tensor, kind: str, kernels: ModuleType | None = None) -> Tensor:
     """Without a graph: h_t = φ(u_t + W_hh h_{t−1}) written over u (T, B, H) itself, which it returns.
 
     One float per sequence, step and unit, as torch's fused kernel; for evaluation, where nothing is saved.
@@ -479,6 +542,9 @@ def vanilla_states_(u: Tensor, w_hh: Tensor, kind: str) -> Tensor:
     scale = input_scale(kind)
     if scale != 1:
         u.mul_(scale)
+    if _compiled(kernels, u):
+        kernels.vanilla_states(u, w_t, COMPILED_KINDS[kind], scale)
+        return u
     _activate_(kind, u[0])  # h_0 = 0: a_1 = u_1
     for t in range(1, u.shape[0]):
         _activate_(kind, u[t].addmm_(u[t - 1], w_t, alpha=scale))

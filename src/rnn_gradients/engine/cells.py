@@ -38,7 +38,7 @@ import torch
 import torch.nn.functional as F
 from torch import _VF, Tensor, nn
 
-from rnn_gradients.engine import bptt, gru_norm_bptt
+from rnn_gradients.engine import bptt, extension, gru_norm_bptt
 from rnn_gradients.engine.normalization import CellNorms, LayerNorm, StepwiseBatchNorm, validate_norm
 
 CELLS = ("rnn_tanh", "rnn_sigmoid", "rnn_relu", "lstm", "gru")
@@ -377,7 +377,9 @@ class RecurrentLayer(nn.Module):
             ln = norms.summed
             u = bptt.project(xt, cell.weight_ih, None)
             beta = ln.bias + cell._input_bias()
-            return bptt.VanillaLayerNormRecurrence.apply(u, cell.weight_hh, ln.weight, beta, kind, ln.eps, last)
+            return bptt.VanillaLayerNormRecurrence.apply(
+                u, cell.weight_hh, ln.weight, beta, kind, ln.eps, last, extension.kernels()
+            )
         if isinstance(norms.hidden, StepwiseBatchNorm):
             bn = norms.hidden
             bn._check_training_length(x.shape[1])
@@ -393,12 +395,13 @@ class RecurrentLayer(nn.Module):
                 bn.momentum,
                 bn.eps,
                 last,
+                extension.kernels(),
             )
         u = bptt.project(xt, cell.weight_ih, cell._input_bias())
         if not graph:
-            states = bptt.vanilla_states_(u, cell.weight_hh, kind)
+            states = bptt.vanilla_states_(u, cell.weight_hh, kind, extension.kernels())
             return states[-1] if last else states
-        return bptt.VanillaRecurrence.apply(u, cell.weight_hh, kind, last)
+        return bptt.VanillaRecurrence.apply(u, cell.weight_hh, kind, last, extension.kernels())
 
     def _gru_norm_bptt(self, x: Tensor, last: bool, keep: bool) -> Tensor:
         """The GRU under layer or batch norm by :mod:`~rnn_gradients.engine.gru_norm_bptt`; the input part

@@ -35,7 +35,7 @@ from pathlib import Path
 
 import torch
 
-from rnn_gradients.engine import optimizers
+from rnn_gradients.engine import extension, optimizers
 from rnn_gradients.engine.datasets import load_dataset
 from rnn_gradients.engine.initialization import init_chrono, init_default, init_recurrent
 from rnn_gradients.engine.machine import (
@@ -328,6 +328,7 @@ def train_run(spec: RunSpec, data_path: Path, out_dir: Path, threads: int = 1) -
         cpu_capability=cpu_capability(),
         libraries=library_versions(),
         numerics_settings=numerics_settings(),
+        recurrence_kernels=extension.status(),
     )
     write_run_directory(out_dir, spec, steps, evals, probes, summary, runtime)
     return summary

@@ -1,0 +1,280 @@
+// The vanilla recurrences' time loops of rnn_gradients.engine.bptt in C++, bit for bit the same arithmetic.
+//
+// Each loop calls the same ATen GEMMs as the Python loop (addmm_, mm_out, addmm_out), and does each step's
+// elementwise work (the activation, or the gradient times the activation's derivative) in one pass over the step's
+// (B, H) block instead of one torch call per op. Every element goes through the operations of the ATen kernels the
+// Python path calls, in their order and with their rounding:
+//
+//   sigmoid      at::vec::Vectorized: (1 + exp(-a)).reciprocal(), exp by Sleef; the scalar tail 1 / (1 + std::exp(-a))
+//   tanh         2 sigmoid(2a) - 1 from the doubled pre-activation (bptt.tanh_from_twice): round(2s - 1)
+//   ReLU         clamp_min(a, 0): at::vec::clamp_min, the scalar tail NaN-preserving max
+//   tanh'        grad * (1 - h*h), each product and difference rounded (as h*h, 1.0 - ·, mul_)
+//   sigmoid'     grad * (h * (1 - h))
+//   ReLU'        threshold_backward: h <= 0 ? 0 : grad (a NaN state lets the gradient through)
+//
+// ATen's elementwise loops (cpu_kernel_vec) take two vectors at a time and the remainder with the scalar
+// function; so do these, so that a block whose size is not a multiple of 2 vectors rounds its tail the same way.
+// The file is compiled for the instruction set torch's own kernels run with (CPU_CAPABILITY, set by
+// rnn_gradients.engine.extension), and the extension is used only after a check on this machine that it gives the
+// Python path's results bit for bit; contraction of a*b + c into an FMA is off (-ffp-contract=off).
+
+#include <torch/extension.h>
+
+#include <ATen/cpu/vec/vec.h>
+
+#include <cmath>
+#include <optional>
+#include <vector>
+
+namespace {
+
+using Vec = at::vec::Vectorized<float>;
+constexpr int64_t kChunk = 2 * Vec::size();
+
+enum Kind : int64_t { kTanh = 0, kSigmoid = 1, kRelu = 2 };
+
+inline Vec sigmoid(const Vec& a) { return (Vec(1.f) + a.neg().exp()).reciprocal(); }
+inline float sigmoid(float a) { return 1.f / (1.f + std::exp(-a)); }
+
+inline Vec activate(int64_t kind, const Vec& a) {
+  switch (kind) {
+    case kTanh: return at::vec::fmadd(sigmoid(a), Vec(2.f), Vec(-1.f));
+    case kSigmoid: return sigmoid(a);
+    default: return at::vec::clamp_min(a, Vec(0.f));
+  }
+}
+
+inline float activate(int64_t kind, float a) {
+  switch (kind) {
+    case kTanh: return 2.f * sigmoid(a) - 1.f;
+    case kSigmoid: return sigmoid(a);
+    default: return std::isnan(a) ? a : (a < 0.f ? 0.f : a);
+  }
+}
+
+// grad * phi'(a) from h = phi(a).
+inline Vec backward(int64_t kind, const Vec& grad, const Vec& h) {
+  switch (kind) {
+    case kTanh: return grad * (Vec(1.f) - h * h);
+    case kSigmoid: return grad * (h * (Vec(1.f) - h));
+    default: return Vec::blendv(grad, Vec(0.f), h <= Vec(0.f));
+  }
+}
+
+inline float backward(int64_t kind, float grad, float h) {
+  switch (kind) {
+    case kTanh: return grad * (1.f - h * h);
+    case kSigmoid: return grad * (h * (1.f - h));
+    default: return h <= 0.f ? 0.f : grad;
+  }
+}
+
+// out[i] = phi(in[i]); in and out may be the same block.
+void activate_block(int64_t kind, const float* in, float* out, int64_t n) {
+  int64_t i = 0;
+  for (; i + kChunk <= n; i += kChunk) {
+    const Vec a0 = Vec::loadu(in + i), a1 = Vec::loadu(in + i + Vec::size());
+    activate(kind, a0).store(out + i);
+    activate(kind, a1).store(out + i + Vec::size());
+  }
+  for (; i < n; ++i) out[i] = activate(kind, in[i]);
+}
+
+// grad[i] *= phi'(a_i), in place.
+void backward_block(int64_t kind, float* grad, const float* h, int64_t n) {
+  int64_t i = 0;
+  for (; i + kChunk <= n; i += kChunk) {
+    const Vec g0 = Vec::loadu(grad + i), g1 = Vec::loadu(grad + i + Vec::size());
+    const Vec h0 = Vec::loadu(h + i), h1 = Vec::loadu(h + i + Vec::size());
+    backward(kind, g0, h0).store(grad + i);
+    backward(kind, g1, h1).store(grad + i + Vec::size());
+  }
+  for (; i < n; ++i) grad[i] = backward(kind, grad[i], h[i]);
+}
+
+void check_block(const at::Tensor& t, const char* name) {
+  TORCH_CHECK(t.device().is_cpu() && t.scalar_type() == at::kFloat && t.is_contiguous(), name,
+              " must be a contiguous float32 CPU tensor");
+}
+
+// The gradient arriving at step t-1's states through the recurrence: g_{t-1} + d W_hh, or d W_hh alone.
+void recurrent_grad(at::Tensor& out, const std::vector<at::Tensor>& grads, int64_t t, const at::Tensor& d,
+                    const at::Tensor& w_hh) {
+  if (!grads.empty()) {
+    at::addmm_out(out, grads[t - 1], d, w_hh);
+  } else {
+    at::mm_out(out, d, w_hh);
+  }
+}
+
+std::vector<at::Tensor> optional_rows(const std::optional<at::Tensor>& outputs) {
+  return outputs.has_value() ? outputs->unbind(0) : std::vector<at::Tensor>{};
+}
+
+// Forward: hs (T+1, B, H) holds h_0 = 0 in row 0 and s*u_t in row t (s = 2 for tanh, else 1); row t+1 becomes
+// h_{t+1} = phi(s*u_t + s*h_t W_hh^T) in place (w_t = W_hh^T).
+void vanilla_forward(at::Tensor hs, const at::Tensor& w_t, int64_t kind, double scale) {
+  check_block(hs, "hs");
+  std::vector<at::Tensor> rows = hs.unbind(0);
+  const int64_t n = rows[0].numel();
+  for (size_t t = 0; t + 1 < rows.size(); ++t) {
+    float* a = rows[t + 1].addmm_(rows[t], w_t, 1.0, scale).data_ptr<float>();
+    activate_block(kind, a, a, n);
+  }
+}
+
+// Forward without a state buffer (evaluation): u (T, B, H) holds s*u_t and becomes h_1..h_T in place.
+void vanilla_states(at::Tensor u, const at::Tensor& w_t, int64_t kind, double scale) {
+  check_block(u, "u");
+  std::vector<at::Tensor> rows = u.unbind(0);
+  const int64_t n = rows[0].numel();
+  activate_block(kind, rows[0].data_ptr<float>(), rows[0].data_ptr<float>(), n);
+  for (size_t t = 1; t < rows.size(); ++t) {
+    float* a = rows[t].addmm_(rows[t - 1], w_t, 1.0, scale).data_ptr<float>();
+    activate_block(kind, a, a, n);
+  }
+}
+
+// Backward: delta (T, B, H) becomes dL/da_t for every step, from hs (the forward's states) and the gradients
+// arriving from the outputs: final = g_T, and outputs (T, B, H) = g_1..g_T or none (a model read out at h_T).
+//   delta_T = g_T * phi'(a_T);   delta_{t-1} = (g_{t-1} + delta_t W_hh) * phi'(a_{t-1})
+void vanilla_backward(at::Tensor delta, const at::Tensor& hs, const at::Tensor& w_hh, int64_t kind,
+                      const at::Tensor& final, const std::optional<at::Tensor>& outputs) {
+  check_block(delta, "delta");
+  check_block(hs, "hs");
+  std::vector<at::Tensor> rows = delta.unbind(0);
+  const std::vector<at::Tensor> states = hs.unbind(0), grads = optional_rows(outputs);
+  const int64_t steps = static_cast<int64_t>(rows.size()), n = rows[0].numel();
+  rows[steps - 1].copy_(final);
+  backward_block(kind, rows[steps - 1].data_ptr<float>(), states[steps].data_ptr<float>(), n);
+  for (int64_t t = steps - 1; t > 0; --t) {
+    recurrent_grad(rows[t - 1], grads, t, rows[t], w_hh);
+    backward_block(kind, rows[t - 1].data_ptr<float>(), states[t].data_ptr<float>(), n);
+  }
+}
+
+// add_activate: out[i] = phi(y[i] + u[i]) (batch norm: the normalized recurrent term plus the input part).
+void add_activate_block(int64_t kind, const float* y, const float* u, float* out, int64_t n) {
+  int64_t i = 0;
+  for (; i + kChunk <= n; i += kChunk) {
+    const Vec a0 = Vec::loadu(y + i) + Vec::loadu(u + i);
+    const Vec a1 = Vec::loadu(y + i + Vec::size()) + Vec::loadu(u + i + Vec::size());
+    activate(kind, a0).store(out + i);
+    activate(kind, a1).store(out + i + Vec::size());
+  }
+  for (; i < n; ++i) out[i] = activate(kind, y[i] + u[i]);
+}
+
+// Layer norm, forward: pre (T, B, H) holds u_t and becomes a_t = u_t + h_{t-1} W_hh^T; hs row t+1 becomes
+// h_t = phi(LN(a_t; gain, beta)) (gain and beta arrive scaled for tanh). Returns (mean, rstd), (T, B, 1) each.
+std::tuple<at::Tensor, at::Tensor> layer_norm_forward(at::Tensor hs, at::Tensor pre, const at::Tensor& w_t,
+                                                      const at::Tensor& gain, const at::Tensor& beta, int64_t kind,
+                                                      double eps) {
+  check_block(hs, "hs");
+  check_block(pre, "pre");
+  std::vector<at::Tensor> states = hs.unbind(0), pres = pre.unbind(0);
+  const int64_t steps = static_cast<int64_t>(pres.size()), n = pres[0].numel();
+  const std::vector<int64_t> shape{w_t.size(1)};
+  std::vector<at::Tensor> means, rstds;
+  means.reserve(steps);
+  rstds.reserve(steps);
+  for (int64_t t = 0; t < steps; ++t) {
+    const at::Tensor a = pres[t].addmm_(states[t], w_t);
+    auto [y, mean, rstd] = at::native_layer_norm(a, shape, gain, beta, eps);
+    activate_block(kind, y.data_ptr<float>(), states[t + 1].data_ptr<float>(), n);
+    means.push_back(mean);
+    rstds.push_back(rstd);
+  }
+  return {at::stack(means), at::stack(rstds)};
+}
+
+// Layer norm, backward: delta (T, B, H) becomes dL/d(LN output), grad_pre (T, B, H) dL/da_t.
+void layer_norm_backward(at::Tensor delta, at::Tensor grad_pre, const at::Tensor& hs, const at::Tensor& pre,
+                         const at::Tensor& mean, const at::Tensor& rstd, const at::Tensor& w_hh,
+                         const at::Tensor& gain, const at::Tensor& beta, int64_t kind, const at::Tensor& final,
+                         const std::optional<at::Tensor>& outputs) {
+  check_block(delta, "delta");
+  check_block(hs, "hs");
+  std::vector<at::Tensor> deltas = delta.unbind(0), grad_pres = grad_pre.unbind(0);
+  const std::vector<at::Tensor> states = hs.unbind(0), pres = pre.unbind(0), means = mean.unbind(0),
+                                rstds = rstd.unbind(0), grads = optional_rows(outputs);
+  const int64_t steps = static_cast<int64_t>(deltas.size()), n = deltas[0].numel();
+  const std::vector<int64_t> shape{w_hh.size(0)};
+  deltas[steps - 1].copy_(final);
+  for (int64_t t = steps - 1; t >= 0; --t) {
+    backward_block(kind, deltas[t].data_ptr<float>(), states[t + 1].data_ptr<float>(), n);
+    const at::Tensor da =
+        std::get<0>(at::native_layer_norm_backward(deltas[t], pres[t], shape, means[t], rstds[t], gain, beta,
+                                                   {true, false, false}));
+    grad_pres[t].copy_(da);
+    if (t > 0) recurrent_grad(deltas[t - 1], grads, t, da, w_hh);
+  }
+}
+
+// Batch norm, forward: pre row t becomes z_t = h_{t-1} W_hh^T, hs row t+1 h_t = phi(u_t + BN_t(z_t; gain)), BN_t
+// with step t's batch statistics (training; the running row min(t, rows-1) updated in place) or that row's.
+// Returns (save_mean, save_invstd) of every step, stacked.
+std::tuple<at::Tensor, at::Tensor> batch_norm_forward(at::Tensor hs, at::Tensor pre, const at::Tensor& u,
+                                                      const at::Tensor& w_t, const at::Tensor& gain,
+                                                      const at::Tensor& running_mean, const at::Tensor& running_var,
+                                                      int64_t kind, bool training, double momentum, double eps) {
+  check_block(hs, "hs");
+  check_block(pre, "pre");
+  check_block(u, "u");
+  std::vector<at::Tensor> states = hs.unbind(0), pres = pre.unbind(0);
+  const std::vector<at::Tensor> us = u.unbind(0), means = running_mean.unbind(0), variances = running_var.unbind(0);
+  const int64_t steps = static_cast<int64_t>(pres.size()), n = pres[0].numel();
+  const int64_t rows = static_cast<int64_t>(means.size());
+  std::vector<at::Tensor> save_means, save_invstds;
+  save_means.reserve(steps);
+  save_invstds.reserve(steps);
+  for (int64_t t = 0; t < steps; ++t) {
+    const at::Tensor z = at::mm_out(pres[t], states[t], w_t);
+    const int64_t row = std::min(t, rows - 1);
+    auto [y, save_mean, save_invstd] =
+        at::native_batch_norm(z, gain, std::nullopt, means[row], variances[row], training, momentum, eps);
+    add_activate_block(kind, y.data_ptr<float>(), us[t].data_ptr<float>(), states[t + 1].data_ptr<float>(), n);
+    save_means.push_back(save_mean);
+    save_invstds.push_back(save_invstd);
+  }
+  return {at::stack(save_means), at::stack(save_invstds)};
+}
+
+// Batch norm, backward: delta becomes dL/du_t (= dL/d(BN output)), grad_pre dL/dz_t; adds dL/dgain to grad_gain.
+void batch_norm_backward(at::Tensor delta, at::Tensor grad_pre, at::Tensor grad_gain, const at::Tensor& hs,
+                         const at::Tensor& pre, const at::Tensor& save_mean, const at::Tensor& save_invstd,
+                         const at::Tensor& w_hh, const at::Tensor& gain, const at::Tensor& running_mean,
+                         const at::Tensor& running_var, int64_t kind, bool training, double eps,
+                         const at::Tensor& final, const std::optional<at::Tensor>& outputs) {
+  check_block(delta, "delta");
+  check_block(hs, "hs");
+  std::vector<at::Tensor> deltas = delta.unbind(0), grad_pres = grad_pre.unbind(0);
+  const std::vector<at::Tensor> states = hs.unbind(0), pres = pre.unbind(0), saved_means = save_mean.unbind(0),
+                                saved_invstds = save_invstd.unbind(0), means = running_mean.unbind(0),
+                                variances = running_var.unbind(0), grads = optional_rows(outputs);
+  const int64_t steps = static_cast<int64_t>(deltas.size()), n = deltas[0].numel();
+  const int64_t rows = static_cast<int64_t>(means.size());
+  deltas[steps - 1].copy_(final);
+  for (int64_t t = steps - 1; t >= 0; --t) {
+    backward_block(kind, deltas[t].data_ptr<float>(), states[t + 1].data_ptr<float>(), n);
+    const int64_t row = std::min(t, rows - 1);
+    auto [dz, dgain, dbeta] =
+        at::native_batch_norm_backward(deltas[t], pres[t], gain, means[row], variances[row], saved_means[t],
+                                       saved_invstds[t], training, eps, {true, true, false});
+    grad_pres[t].copy_(dz);
+    grad_gain.add_(dgain);
+    if (t > 0) recurrent_grad(deltas[t - 1], grads, t, dz, w_hh);
+  }
+}
+
+}  // namespace
+
+PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
+  m.def("vanilla_forward", &vanilla_forward, "the vanilla recurrence's forward over a state buffer, in place");
+  m.def("vanilla_states", &vanilla_states, "the vanilla recurrence in place over its input parts (no graph)");
+  m.def("vanilla_backward", &vanilla_backward, "dL/da_t of every step of the vanilla recurrence");
+  m.def("layer_norm_forward", &layer_norm_forward, "the vanilla recurrence under layer norm, forward");
+  m.def("layer_norm_backward", &layer_norm_backward, "the vanilla recurrence under layer norm, backward");
+  m.def("batch_norm_forward", &batch_norm_forward, "the vanilla recurrence under batch norm, forward");
+  m.def("batch_norm_backward", &batch_norm_backward, "the vanilla recurrence under batch norm, backward");
+}

@@ -1,0 +1,216 @@
+"""The compiled recurrence loops (``csrc/recurrence.cpp``): built on first use, used only where they are exact.
+
+The vanilla recurrences of :mod:`~rnn_gradients.engine.bptt` spend most of a step outside their GEMMs, on one torch
+call per elementwise op and time step. ``csrc/recurrence.cpp`` runs the same time loops in C++: the same ATen GEMM
+calls, and each step's elementwise work in one pass over its (B, H) block with the arithmetic of the ATen kernels
+the Python loop calls, so its results are the Python path's bit for bit. It is an accelerator, never a second
+numerics: :func:`kernels` returns it only when
+
+- it is not switched off (``RNN_GRADIENTS_EXTENSION=0``),
+- torch's CPU kernels run with an instruction set it can be compiled for (``torch.backends.cpu``: AVX512, AVX2 or
+  DEFAULT), so that it uses the same vector width and the same Sleef functions as they do,
+- it compiles (``torch.utils.cpp_extension``: a C++17 compiler and ninja; about 30 s, once per machine, torch and
+  source version, cached under ``$XDG_CACHE_HOME/rnn_gradients``, ``~/.cache`` by default, or
+  ``RNN_GRADIENTS_EXTENSION_DIR``), and
+- it passes :func:`_agrees_with_python` on this machine: forward states and gradients bit-identical to the Python
+  loop for every vanilla cell, with NaN, ±Inf and blocks whose size is no multiple of the vector width.
+
+Otherwise the engine runs the plain-torch loops, which give the same results more slowly, and :func:`status`
+says why. Runs are therefore the same runs with or without it.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import importlib.machinery
+import importlib.util
+import itertools
+import os
+import sys
+import warnings
+from functools import cache
+from pathlib import Path
+from types import ModuleType
+
+import torch
+
+SOURCE = Path(__file__).with_name("csrc") / "recurrence.cpp"
+
+# The compiler flags of ATen's own kernels for each instruction set (the vector width and Sleef variant follow).
+_CAPABILITY_FLAGS = {
+    "AVX512": ["-mavx512f", "-mavx512bw", "-mavx512vl", "-mavx512dq", "-mfma"],
+    "AVX2": ["-mavx2", "-mfma", "-mf16c"],
+    "DEFAULT": [],
+}
+_COMMON_FLAGS = ["-O3", "-ffp-contract=off"]
+
+_status = "not loaded yet"
+
+
+def status() -> str:
+    """How the vanilla recurrences run, as ``runtime.json`` records it: ``compiled (<capability>)``, or ``plain torch
+    (<why>)`` (the warning at the fallback says more)."""
+    kernels()
+    return _status
+
+
+def enabled() -> bool:
+    """Whether the compiled loops are wanted at all (``RNN_GRADIENTS_EXTENSION`` is not ``0``)."""
+    return os.environ.get("RNN_GRADIENTS_EXTENSION", "1") != "0"
+
+
+@cache
+def kernels() -> ModuleType | None:
+    """The compiled module, built on first use, or None where it is switched off, cannot be built or is not exact."""
+    global _status
+    if not enabled():
+        _status = "plain torch (RNN_GRADIENTS_EXTENSION=0)"
+        return None
+    capability = torch.backends.cpu.get_cpu_capability()
+    if capability not in _CAPABILITY_FLAGS:
+        _status = f"plain torch (no build for CPU capability {capability})"
+        return None
+    try:
+        module = _load(capability)
+    except Exception as error:  # no compiler, no ninja, a build error: the plain loops still run
+        _status = "plain torch (build failed)"
+        warnings.warn(f"recurrence.cpp did not build, the plain-torch loops run: {error}", RuntimeWarning, stacklevel=2)
+        return None
+    with torch.enable_grad():  # the first call may come from an evaluation, under no_grad
+        exact = _agrees_with_python(module)
+    if not exact:
+        _status = "plain torch (not bit-identical here)"
+        warnings.warn(
+            "recurrence.cpp does not reproduce the plain-torch loops bit for bit on this machine; they run instead",
+            RuntimeWarning,
+            stacklevel=2,
+        )
+        return None
+    _status = f"compiled ({capability})"
+    return module
+
+
+def _flags(capability: str) -> list[str]:
+    return [*_COMMON_FLAGS, *_CAPABILITY_FLAGS[capability], f"-DCPU_CAPABILITY={capability}"] + (
+        [f"-DCPU_CAPABILITY_{capability}"] if capability != "DEFAULT" else []
+    )
+
+
+def _cache_root() -> Path:
+    explicit = os.environ.get("RNN_GRADIENTS_EXTENSION_DIR")
+    if explicit:
+        return Path(explicit)
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "rnn_gradients" / "extensions"
+
+
+def _load(capability: str) -> ModuleType:
+    """Import the built module, building it first where it is missing (one builder at a time per cache)."""
+    flags = _flags(capability)
+    key = hashlib.sha256(
+        b"\0".join([SOURCE.read_bytes(), " ".join(flags).encode(), torch.__version__.encode(), sys.version.encode()])
+    ).hexdigest()[:12]
+    name = f"recurrence_{capability.lower()}_{key}"
+    directory = _cache_root() / name
+    library, failure = directory / f"{name}.so", directory / "build-failed.txt"
+    if not library.exists():
+        directory.mkdir(parents=True, exist_ok=True)
+        # flock, not torch's lock file: the kernel releases it when a builder dies, so a killed build never
+        # leaves the next process waiting forever; holding it, any lock file torch left behind is stale.
+        with open(directory.parent / f"{name}.lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            if failure.exists():  # tried once: a failed build is not retried by every training process
+                raise RuntimeError(f"an earlier build failed; its log: {failure}")
+            if not library.exists():
+                (directory / "lock").unlink(missing_ok=True)
+                from torch.utils.cpp_extension import load  # imported only to build: it costs ~0.3 s
+
+                try:
+                    load(name, [str(SOURCE)], extra_cflags=flags, build_directory=str(directory), verbose=False)
+                except Exception as error:
+                    failure.write_text(f"{type(error).__name__}: {error}\n")
+                    raise RuntimeError(f"the build failed; its log: {failure}") from error
+    spec = importlib.util.spec_from_file_location(name, library)
+    if spec is None or spec.loader is None:
+        raise ImportError(f"cannot import {library}")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _agrees_with_python(module: ModuleType) -> bool:
+    """Whether ``module``'s loops give the Python loops' results bit for bit, here.
+
+    Every vanilla cell under no normalization, layer norm and batch norm (training and evaluation), at (B, H) =
+    (64, 64) (whole vectors), (3, 7) (scalar tails only) and (5, 13) (both), from inputs with NaN, ±Inf and large
+    values, for a model read out at every step and at the last one: the outputs, every gradient, the batch-norm
+    running statistics after the step and the no-graph forward of evaluation.
+    """
+    from rnn_gradients.engine import bptt
+
+    generator = torch.Generator().manual_seed(0)
+    for batch, hidden in ((64, 64), (3, 7), (5, 13)):
+        finite = torch.randn(6, batch, hidden, generator=generator) * 3
+        special = finite.clone()  # (batch norm spreads a NaN over the batch: hence the finite inputs too)
+        special[1, 0, :3] = torch.tensor([float("nan"), float("inf"), -float("inf")])
+        special[2, -1, -1] = 90.0
+        w_hh = torch.randn(hidden, hidden, generator=generator) / hidden**0.5
+        gain, beta = 1 + torch.rand(hidden, generator=generator), torch.randn(hidden, generator=generator)
+        grads = torch.randn(6, batch, hidden, generator=generator)
+        cases = itertools.product((finite, special), bptt.COMPILED_KINDS, NORM_CASES, (True, False))
+        for u, kind, norm, last in cases:
+            grad = grads[-1] if last else grads
+            python, compiled = (
+                _recurrence(norm, u, w_hh, gain, beta, kind, last, grad, kernels) for kernels in (None, module)
+            )
+            if not all(map(same_bits, python, compiled)):
+                return False
+    return True
+
+
+NORM_CASES = ("none", "layer", "batch-train", "batch-eval")
+"""The recurrences :func:`_recurrence` runs: plain, layer norm, batch norm in training and in evaluation mode."""
+
+
+def _recurrence(
+    norm: str,
+    u: torch.Tensor,
+    w_hh: torch.Tensor,
+    gain: torch.Tensor,
+    beta: torch.Tensor,
+    kind: str,
+    last: bool,
+    grad: torch.Tensor,
+    kernels: ModuleType | None,
+) -> list[torch.Tensor]:
+    """The outputs, gradients and updated buffers of one recurrence of :mod:`~rnn_gradients.engine.bptt`, run by
+    ``kernels`` or (None) by the Python loops."""
+    from rnn_gradients.engine import bptt
+
+    u, w_hh, gain, beta = (t.clone().requires_grad_() for t in (u, w_hh, gain, beta))
+    buffers: list[torch.Tensor] = []
+    if norm == "none":
+        inputs = [u, w_hh]
+        outputs = bptt.VanillaRecurrence.apply(u, w_hh, kind, last, kernels)
+        with torch.no_grad():
+            buffers.append(bptt.vanilla_states_(u.detach().clone(), w_hh.detach(), kind, kernels))
+    elif norm == "layer":
+        inputs = [u, w_hh, gain, beta]
+        outputs = bptt.VanillaLayerNormRecurrence.apply(u, w_hh, gain, beta, kind, 1e-5, last, kernels)
+    else:
+        inputs = [u, w_hh, gain]
+        training = norm == "batch-train"
+        buffers = [torch.rand(4, u.shape[2], generator=torch.Generator().manual_seed(1)) for _ in range(2)]
+        outputs = bptt.VanillaBatchNormRecurrence.apply(
+            u, w_hh, gain, *buffers, kind, training, 0.1, 1e-5, last, kernels
+        )
+    return [outputs.detach(), *torch.autograd.grad(outputs, inputs, grad), *buffers]
+
+
+def same_bits(a: torch.Tensor, b: torch.Tensor) -> bool:
+    """Whether two float32 tensors are equal bit for bit, any NaN equal to any NaN."""
+    if a.shape != b.shape or a.dtype != b.dtype:
+        return False
+    same = a.view(torch.int32) == b.view(torch.int32)
+    return bool((same | (a.isnan() & b.isnan())).all())

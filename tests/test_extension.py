@@ -1,0 +1,139 @@
+"""The compiled recurrence loops (``engine/csrc/recurrence.cpp``) against the plain-torch loops: bit for bit.
+
+The extension is an accelerator, never a second numerics: every vanilla cell under every normalization gives the
+same outputs, gradients and batch-norm statistics through it as through the Python loops of
+:mod:`rnn_gradients.engine.bptt` (which ``tests/test_engine_equivalence.py`` checks against autograd), and a whole
+run writes the same files with it and without it (``RNN_GRADIENTS_EXTENSION=0``). Where it cannot be built the
+engine falls back to the plain loops; under CI (``CI=true``) it must build, since CI is where a fresh machine proves
+that the README's install gives it.
+"""
+
+from __future__ import annotations
+
+import os
+import types
+
+import pytest
+import torch
+from test_engine_equivalence import datasets, results, run_spec  # noqa: F401 (datasets is a fixture)
+
+from rnn_gradients.engine import bptt, extension
+from rnn_gradients.engine.normalization import NORMS
+from rnn_gradients.engine.training import train_run
+
+KERNELS = extension.kernels()
+needs_kernels = pytest.mark.skipif(KERNELS is None, reason=f"the extension is not in use: {extension.status()}")
+
+
+def test_the_extension_builds_and_is_used_under_ci() -> None:
+    if os.environ.get("CI") != "true" and KERNELS is None:
+        pytest.skip(f"not under CI, and {extension.status()}")
+    assert KERNELS is not None, extension.status()
+    assert extension.status() == f"compiled ({torch.backends.cpu.get_cpu_capability()})"
+
+
+def special_inputs(length: int, batch: int, hidden: int, seed: int) -> torch.Tensor:
+    """(T, B, H) input parts with NaN, ±Inf and a saturating value in them (where the steps allow)."""
+    u = torch.randn(length, batch, hidden, generator=torch.Generator().manual_seed(seed)) * 3
+    u[0, 0, : min(3, hidden)] = torch.tensor([float("nan"), float("inf"), -float("inf")])[: min(3, hidden)]
+    u[-1, -1, -1] = 90.0
+    return u
+
+
+@needs_kernels
+@pytest.mark.parametrize("norm", extension.NORM_CASES)
+@pytest.mark.parametrize("kind", list(bptt.COMPILED_KINDS))
+@pytest.mark.parametrize(
+    ("length", "batch", "hidden"), [(1, 64, 64), (5, 3, 7), (60, 64, 64), (200, 16, 33), (17, 5, 13)]
+)
+@pytest.mark.parametrize("inputs", ["finite", "special"])
+@pytest.mark.parametrize("last", [True, False])
+def test_compiled_loops_equal_the_python_loops_bit_for_bit(
+    norm: str, kind: str, length: int, batch: int, hidden: int, inputs: str, last: bool
+) -> None:
+    """Outputs, ∂L/∂u, ∂L/∂W_hh (and the normalization's gain and shift), the running statistics batch norm
+    updates and the no-graph evaluation forward: the same bits (NaN where the Python loop has NaN), at T = 1, short
+    and long T, blocks of whole vectors and of scalar tails, from finite inputs and from NaN and ±Inf."""
+    generator = torch.Generator().manual_seed(length * 1000 + hidden)
+    u = special_inputs(length, batch, hidden, length)
+    if inputs == "finite":
+        u = torch.randn(length, batch, hidden, generator=generator) * 3
+    w_hh = torch.randn(hidden, hidden, generator=generator) * (0.9 / hidden**0.5)
+    gain, beta = 1 + torch.rand(hidden, generator=generator), torch.randn(hidden, generator=generator)
+    grads = torch.randn(length, batch, hidden, generator=generator)
+    grad = grads[-1] if last else grads
+    python = extension._recurrence(norm, u, w_hh, gain, beta, kind, last, grad, None)
+    compiled = extension._recurrence(norm, u, w_hh, gain, beta, kind, last, grad, KERNELS)
+    assert len(python) == len(compiled)
+    for index, (want, got) in enumerate(zip(python, compiled, strict=True)):
+        assert extension.same_bits(got, want), f"tensor {index} differs"
+    if inputs == "finite" and norm != "batch-eval":
+        assert all(bool(t.isfinite().all()) for t in python)  # the comparison is not one of NaNs
+
+
+@needs_kernels
+def test_the_load_check_rejects_a_module_that_rounds_one_element_differently() -> None:
+    """:func:`extension._agrees_with_python` is what keeps a miscompiled or mismatched build out of the runs."""
+
+    def vanilla_forward(hs: torch.Tensor, *args: object) -> None:
+        KERNELS.vanilla_forward(hs, *args)
+        hs[-1, 0, 0] = torch.nextafter(hs[-1, 0, 0], torch.tensor(2.0))
+
+    wrong = types.SimpleNamespace(**{name: getattr(KERNELS, name) for name in dir(KERNELS) if not name.startswith("_")})
+    wrong.vanilla_forward = vanilla_forward
+    assert extension._agrees_with_python(KERNELS)
+    assert not extension._agrees_with_python(wrong)
+
+
+def test_same_bits_tells_apart_what_equality_hides() -> None:
+    zero = torch.tensor([0.0])
+    assert extension.same_bits(torch.tensor([float("nan"), 1.0]), torch.tensor([float("nan"), 1.0]))
+    assert not extension.same_bits(zero, -zero)  # 0.0 == -0.0, but the bits differ
+    assert not extension.same_bits(torch.tensor([1.0]), torch.nextafter(torch.tensor([1.0]), torch.tensor([2.0])))
+
+
+@pytest.mark.parametrize("norm", NORMS)
+@pytest.mark.parametrize("cell", ["rnn_tanh", "rnn_relu", "rnn_sigmoid"])
+def test_a_run_writes_the_same_files_with_and_without_the_extension(
+    tmp_path,
+    datasets,  # noqa: F811 (the fixture imported above)
+    monkeypatch,
+    cell: str,
+    norm: str,
+) -> None:
+    strategy = {"none": "none", "layer": "ln", "batch": "bn"}[norm]
+    spec = run_spec(cell=cell, strategy=strategy, strategy_params={} if norm == "none" else {"norm": norm})
+    train_run(spec, datasets[0], tmp_path / "as-configured")
+    monkeypatch.setenv("RNN_GRADIENTS_EXTENSION", "0")
+    extension.kernels.cache_clear()
+    try:
+        assert extension.kernels() is None
+        assert extension.status() == "plain torch (RNN_GRADIENTS_EXTENSION=0)"
+        train_run(spec, datasets[0], tmp_path / "plain")
+    finally:
+        monkeypatch.delenv("RNN_GRADIENTS_EXTENSION")
+        extension.kernels.cache_clear()
+    assert results(tmp_path / "as-configured") == results(tmp_path / "plain")
+
+
+def test_a_failed_build_falls_back_to_plain_torch_and_is_not_retried(tmp_path, monkeypatch) -> None:
+    """A source that does not compile: a warning, the plain loops, the log kept; the next process (here: the next
+    call after the cache is cleared) does not build again."""
+    broken = tmp_path / "recurrence.cpp"
+    broken.write_text("this is not C++\n")
+    monkeypatch.setattr(extension, "SOURCE", broken)
+    monkeypatch.setenv("RNN_GRADIENTS_EXTENSION_DIR", str(tmp_path / "cache"))
+    extension.kernels.cache_clear()
+    try:
+        with pytest.warns(RuntimeWarning, match="did not build"):
+            assert extension.kernels() is None
+        assert extension.status() == "plain torch (build failed)"
+        (log,) = (tmp_path / "cache").glob("*/build-failed.txt")
+        assert "this is not C++" in log.read_text() or "error" in log.read_text()
+        extension.kernels.cache_clear()
+        with pytest.warns(RuntimeWarning, match="an earlier build failed"):
+            assert extension.kernels() is None
+    finally:
+        monkeypatch.undo()
+        extension.kernels.cache_clear()
+    assert (extension.kernels() is None) == (KERNELS is None)
