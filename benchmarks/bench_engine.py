@@ -15,8 +15,12 @@ configuration:
              rate measured here for its own shape
     old      the engine before hand-written BPTT (``RecurrentLayer.reference = True``: fused kernel or
              unrolled autograd loop)
-    new      the engine now (``RecurrentLayer.path``: bptt, fused or unrolled)
-    new/fl   new / floor;   old/new   the speed-up
+    torch    the engine now with its plain-torch BPTT loops (the compiled extension switched off, as
+             ``RNN_GRADIENTS_EXTENSION=0`` does); shown where the extension runs the loops (the vanilla cells, the
+             plain GRU), ``-`` elsewhere
+    new      the engine now (``RecurrentLayer.path``: bptt, fused or unrolled; the vanilla cells' and the plain
+             GRU's BPTT loops compiled where :func:`~rnn_gradients.engine.extension.status` says so, printed first)
+    new/fl   new / floor;   old/new, torch/new   the speed-ups
 
 Timings on a shared machine are noisy (read a figure ±30 %, a ratio ±15 %).
 """
@@ -26,10 +30,12 @@ from __future__ import annotations
 import argparse
 import time
 from collections.abc import Callable
+from contextlib import contextmanager
 from dataclasses import replace
 
 import torch
 
+from rnn_gradients.engine import bptt, extension
 from rnn_gradients.engine.cells import CELLS, RecurrentLayer
 from rnn_gradients.engine.machine import keep_freed_memory
 from rnn_gradients.engine.normalization import NORMS
@@ -93,8 +99,20 @@ def floor_ms(cell: str, length: int, hidden: int, inputs: int, rates: dict[tuple
     return 1000 * seconds
 
 
-def stepper(spec: RunSpec, reference: bool) -> Callable[[], None]:
-    """One optimization step of ``spec``'s model on a fixed batch; ``reference`` picks the old engine."""
+@contextmanager
+def plain_torch_loops():
+    """The engine's plain-torch BPTT loops inside the block (the compiled extension is not offered to them)."""
+    compiled = extension.kernels
+    extension.kernels = lambda: None
+    try:
+        yield
+    finally:
+        extension.kernels = compiled
+
+
+def stepper(spec: RunSpec, reference: bool, plain: bool = False) -> Callable[[], None]:
+    """One optimization step of ``spec``'s model on a fixed batch; ``reference`` picks the old engine, ``plain``
+    the new engine without its compiled loops."""
     task = get_task(spec.task)
     strategy = Strategy.from_dict(spec.strategy, spec.strategy_params)
     model = build_model(spec, task, strategy)
@@ -106,7 +124,11 @@ def stepper(spec: RunSpec, reference: bool) -> Callable[[], None]:
     y = torch.rand(BATCH, task.output_size, generator=data)
 
     def step() -> None:
-        optimization_step(0, model, optimizer, meter, strategy, task, x, y)
+        if plain:
+            with plain_torch_loops():
+                optimization_step(0, model, optimizer, meter, strategy, task, x, y)
+        else:
+            optimization_step(0, model, optimizer, meter, strategy, task, x, y)
 
     return step
 
@@ -118,26 +140,33 @@ def measure(length: int, hidden: int, repeats: int, steps: int) -> None:
         for norm in NORMS:
             spec = replace(BASE, cell=cell, seq_len=length, hidden_size=hidden, strategy_params={"norm": norm})
             spec = replace(spec, strategy="none" if norm == "none" else norm)
-            old, new = stepper(spec, True), stepper(spec, False)
-            best = {"old": float("inf"), "new": float("inf")}
+            steppers = {"old": stepper(spec, True), "new": stepper(spec, False)}
+            layer = RecurrentLayer(cell, 2, 1, norm)
+            compiled = cell in bptt.COMPILED_KINDS or (cell == "gru" and norm == "none")
+            if layer.path == "bptt" and compiled and extension.kernels() is not None:
+                steppers["torch"] = stepper(spec, False, plain=True)
+            best = dict.fromkeys(steppers, float("inf"))
             for _ in range(repeats):
-                for label, step in (("old", old), ("new", new)):
+                for label, step in steppers.items():
                     step()
                     start = time.thread_time()
                     for _ in range(steps):
                         step()
                     best[label] = min(best[label], 1000 * (time.thread_time() - start) / steps)
-            layer = RecurrentLayer(cell, 2, 1, norm)
             floor = floor_ms(cell, length, hidden, get_task("adding").input_size, rates)
-            rows.append((cell, norm, layer.path, floor, best["old"], best["new"]))
+            rows.append((cell, norm, layer.path, floor, best["old"], best.get("torch"), best["new"]))
     print(f"\nT={length} H={hidden} B={BATCH} (adding task, Adam), ms per optimization step")
-    header = f"{'cell':<12} {'norm':<6} {'path':<9} {'floor':>7} {'old':>8} {'new':>8} {'new/fl':>7} {'old/new':>8}"
+    header = (
+        f"{'cell':<12} {'norm':<6} {'path':<9} {'floor':>7} {'old':>8} {'torch':>8} {'new':>8} "
+        f"{'new/fl':>7} {'old/new':>8} {'torch/new':>10}"
+    )
     print(header)
     print("-" * len(header))
-    for cell, norm, path, floor, old_ms, new_ms in rows:
+    for cell, norm, path, floor, old_ms, torch_ms, new_ms in rows:
+        plain = ("-", "-") if torch_ms is None else (f"{torch_ms:.2f}", f"{torch_ms / new_ms:.2f}")
         print(
-            f"{cell:<12} {norm:<6} {path:<9} {floor:>7.2f} {old_ms:>8.2f} {new_ms:>8.2f} "
-            f"{new_ms / floor:>7.2f} {old_ms / new_ms:>8.2f}"
+            f"{cell:<12} {norm:<6} {path:<9} {floor:>7.2f} {old_ms:>8.2f} {plain[0]:>8} {new_ms:>8.2f} "
+            f"{new_ms / floor:>7.2f} {old_ms / new_ms:>8.2f} {plain[1]:>10}"
         )
     rate_text = ", ".join(f"{m}×{k}@{k}×{n} {rate / 1e9:.0f}" for (m, k, n), rate in sorted(rates.items()))
     print(f"GEMM rates (GFLOP/s, one thread): {rate_text}")
@@ -151,7 +180,10 @@ def main() -> None:
     torch.set_num_threads(1)
     torch.set_flush_denormal(True)
     keep_freed_memory()  # as every training process does
-    print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, minimum over {args.repeats} repetitions")
+    print(
+        f"torch {torch.__version__}, threads {torch.get_num_threads()}, minimum over {args.repeats} repetitions, "
+        f"vanilla BPTT loops: {extension.status()}"
+    )
     started = time.perf_counter()
     if args.sweep:
         for hidden in (64, 256):

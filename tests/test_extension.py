@@ -1,7 +1,7 @@
 """The compiled recurrence loops (``engine/csrc/recurrence.cpp``) against the plain-torch loops: bit for bit.
 
-The extension is an accelerator, never a second numerics: every vanilla cell under every normalization gives the
-same outputs, gradients and batch-norm statistics through it as through the Python loops of
+The extension is an accelerator, never a second numerics: every vanilla cell under every normalization, and the
+plain GRU, gives the same outputs, gradients and batch-norm statistics through it as through the Python loops of
 :mod:`rnn_gradients.engine.bptt` (which ``tests/test_engine_equivalence.py`` checks against autograd), and a whole
 run writes the same files with it and without it (``RNN_GRADIENTS_EXTENSION=0``). Where it cannot be built the
 engine falls back to the plain loops; under CI (``CI=true``) it must build, since CI is where a fresh machine proves
@@ -72,15 +72,47 @@ def test_compiled_loops_equal_the_python_loops_bit_for_bit(
 
 
 @needs_kernels
-def test_the_load_check_rejects_a_module_that_rounds_one_element_differently() -> None:
+@pytest.mark.parametrize(
+    ("length", "batch", "hidden"), [(1, 64, 64), (5, 3, 7), (60, 64, 64), (200, 16, 33), (17, 5, 13)]
+)
+@pytest.mark.parametrize("inputs", ["finite", "special"])
+@pytest.mark.parametrize("last", [True, False])
+def test_compiled_gru_equals_the_python_gru_bit_for_bit(
+    length: int, batch: int, hidden: int, inputs: str, last: bool
+) -> None:
+    """The plain GRU (:class:`~rnn_gradients.engine.bptt.GRURecurrence`): outputs, ∂L/∂u, ∂L/∂W_hh and ∂L/∂b_hh,
+    with NaN and ±Inf in the reset, update and candidate blocks of the input parts."""
+    generator = torch.Generator().manual_seed(length * 1000 + hidden)
+    u = torch.randn(length, batch, 3 * hidden, generator=generator) * 3
+    if inputs == "special":
+        for block in range(3):  # r, z and n
+            u[0, 0, block * hidden : block * hidden + min(3, hidden)] = torch.tensor(
+                [float("nan"), float("inf"), -float("inf")]
+            )[: min(3, hidden)]
+        u[-1, -1, -1] = 90.0
+    w_hh = torch.randn(3 * hidden, hidden, generator=generator) / hidden**0.5
+    b_hh = torch.randn(3 * hidden, generator=generator)
+    grads = torch.randn(length, batch, hidden, generator=generator)
+    grad = grads[-1] if last else grads
+    python = extension._gru_recurrence(u, w_hh, b_hh, last, grad, None)
+    compiled = extension._gru_recurrence(u, w_hh, b_hh, last, grad, KERNELS)
+    for index, (want, got) in enumerate(zip(python, compiled, strict=True)):
+        assert extension.same_bits(got, want), f"tensor {index} differs"
+    if inputs == "finite":
+        assert all(bool(t.isfinite().all()) for t in python)
+
+
+@needs_kernels
+@pytest.mark.parametrize("function", ["vanilla_forward", "gru_forward"])
+def test_the_load_check_rejects_a_module_that_rounds_one_element_differently(function: str) -> None:
     """:func:`extension._agrees_with_python` is what keeps a miscompiled or mismatched build out of the runs."""
 
-    def vanilla_forward(hs: torch.Tensor, *args: object) -> None:
-        KERNELS.vanilla_forward(hs, *args)
+    def off_by_one_ulp(hs: torch.Tensor, *args: object) -> None:
+        getattr(KERNELS, function)(hs, *args)
         hs[-1, 0, 0] = torch.nextafter(hs[-1, 0, 0], torch.tensor(2.0))
 
     wrong = types.SimpleNamespace(**{name: getattr(KERNELS, name) for name in dir(KERNELS) if not name.startswith("_")})
-    wrong.vanilla_forward = vanilla_forward
+    setattr(wrong, function, off_by_one_ulp)
     assert extension._agrees_with_python(KERNELS)
     assert not extension._agrees_with_python(wrong)
 
@@ -92,8 +124,10 @@ def test_same_bits_tells_apart_what_equality_hides() -> None:
     assert not extension.same_bits(torch.tensor([1.0]), torch.nextafter(torch.tensor([1.0]), torch.tensor([2.0])))
 
 
-@pytest.mark.parametrize("norm", NORMS)
-@pytest.mark.parametrize("cell", ["rnn_tanh", "rnn_relu", "rnn_sigmoid"])
+@pytest.mark.parametrize(
+    ("cell", "norm"),
+    [(cell, norm) for cell in ("rnn_tanh", "rnn_relu", "rnn_sigmoid") for norm in NORMS] + [("gru", "none")],
+)
 def test_a_run_writes_the_same_files_with_and_without_the_extension(
     tmp_path,
     datasets,  # noqa: F811 (the fixture imported above)

@@ -115,7 +115,8 @@ _batch_norm_backward = torch.ops.aten.native_batch_norm_backward.default
 
 
 COMPILED_KINDS = {"rnn_tanh": 0, "rnn_sigmoid": 1, "rnn_relu": 2}
-"""A vanilla cell -> its kind code in the compiled loops (``csrc/recurrence.cpp``)."""
+"""A vanilla cell -> its kind code in the compiled loops (``csrc/recurrence.cpp``), which also run the plain GRU
+(:class:`GRURecurrence`)."""
 
 
 def _compiled(kernels: ModuleType | None, *tensors: Tensor) -> bool:
@@ -449,7 +450,9 @@ class GRURecurrence(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx: Any, u: Tensor, w_hh: Tensor, b_hh: Tensor, last: bool) -> Tensor:
+    def forward(
+        ctx: Any, u: Tensor, w_hh: Tensor, b_hh: Tensor, last: bool, kernels: ModuleType | None = None
+    ) -> Tensor:
         u = u.contiguous()
         steps, batch, _ = u.shape
         hidden = w_hh.shape[0] // 3
@@ -458,6 +461,11 @@ class GRURecurrence(torch.autograd.Function):
         rz = u.new_empty(steps, batch, 2 * hidden)
         n = u.new_empty(steps, batch, hidden)
         w_t = w_hh.t()
+        ctx.hs, ctx.gh, ctx.rz, ctx.n, ctx.kernels = hs, gh, rz, n, kernels
+        ctx.save_for_backward(w_hh)
+        if _compiled(kernels, u):
+            kernels.gru_forward(hs, gh, rz, n, u, w_t)
+            return _outputs(hs, last)
         two = 2 * hidden
         # Every per-step view made once (``unbind``): slicing inside the loop costs 1-2 µs a view.
         states, ghs, rzs, ns = hs.unbind(0), gh.unbind(0), rz.unbind(0), n.unbind(0)
@@ -469,23 +477,27 @@ class GRURecurrence(torch.autograd.Function):
             torch.add(u_rz[t], gh_rz[t], out=rzs[t]).sigmoid_()
             cand = tanh_from_twice(torch.addcmul(u_n[t], r[t], gh_n[t], value=2.0, out=ns[t]), ns[t])
             torch.lerp(cand, states[t], z[t], out=states[t + 1])
-        ctx.hs, ctx.gh, ctx.rz, ctx.n = hs, gh, rz, n
-        ctx.save_for_backward(w_hh)
         return _outputs(hs, last)
 
     @staticmethod
-    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor, Tensor, Tensor, None]:
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor, Tensor, Tensor, None, None]:
         (w_hh,) = ctx.saved_tensors
         hs, gh, rz, n = ctx.hs, ctx.gh, ctx.rz, ctx.n
         steps, batch, hidden = n.shape
-        a, factor, z = gru_factors(hs, gh, rz, n)
-        dh, dgh = gru_backward_loop(_OutputGrad(grad), factor, z, w_hh)
+        output = _OutputGrad(grad)
+        if _compiled(ctx.kernels, hs, grad):
+            # The factors of gru_factors step by step inside the loop: no (T, B, 3, H) factor tensor.
+            dh, dgh, a = torch.empty_like(n), n.new_empty(steps, batch, 3, hidden), torch.empty_like(n)
+            ctx.kernels.gru_backward(dh, dgh, a, hs, gh, rz, n, w_hh, output.final, None if output.last_only else grad)
+        else:
+            a, factor, z = gru_factors(hs, gh, rz, n)
+            dh, dgh = gru_backward_loop(output, factor, z, w_hh)
         dgh_flat = dgh.view(steps * batch, 3 * hidden)
         grad_w_hh = dgh_flat.t().mm(_flat(hs[:-1]))
         grad_b_hh = dgh_flat.sum(0)
         # ∂L/∂u equals ∂L/∂gh in the r and z blocks; in the n block it is dh ⊙ A: overwrite, dgh is spent.
         torch.mul(dh, a, out=dgh[:, :, 2])
-        return dgh.view(steps, batch, 3 * hidden), grad_w_hh, grad_b_hh, None
+        return dgh.view(steps, batch, 3 * hidden), grad_w_hh, grad_b_hh, None, None
 
 
 def gru_factors(hs: Tensor, gh: Tensor, rz: Tensor, n: Tensor) -> tuple[Tensor, Tensor, Tensor]:

@@ -372,7 +372,7 @@ class RecurrentLayer(nn.Module):
             if not graph:
                 states = bptt.gru_states_(u, cell.weight_hh, cell.bias_hh)
                 return states[-1] if last else states
-            return bptt.GRURecurrence.apply(u, cell.weight_hh, cell.bias_hh, last)
+            return bptt.GRURecurrence.apply(u, cell.weight_hh, cell.bias_hh, last, extension.kernels())
         if isinstance(norms.summed, LayerNorm):
             ln = norms.summed
             u = bptt.project(xt, cell.weight_ih, None)

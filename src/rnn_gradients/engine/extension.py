@@ -1,9 +1,9 @@
 """The compiled recurrence loops (``csrc/recurrence.cpp``): built on first use, used only where they are exact.
 
-The vanilla recurrences of :mod:`~rnn_gradients.engine.bptt` spend most of a step outside their GEMMs, on one torch
-call per elementwise op and time step. ``csrc/recurrence.cpp`` runs the same time loops in C++: the same ATen GEMM
-calls, and each step's elementwise work in one pass over its (B, H) block with the arithmetic of the ATen kernels
-the Python loop calls, so its results are the Python path's bit for bit. It is an accelerator, never a second
+The vanilla and GRU recurrences of :mod:`~rnn_gradients.engine.bptt` spend most of a step outside their GEMMs, on
+one torch call per elementwise op and time step. ``csrc/recurrence.cpp`` runs the same time loops in C++: the same
+ATen GEMM calls, and each step's elementwise work in one pass over its (B, H) block with the arithmetic of the ATen
+kernels the Python loop calls, so its results are the Python path's bit for bit. It is an accelerator, never a second
 numerics: :func:`kernels` returns it only when
 
 - it is not switched off (``RNN_GRADIENTS_EXTENSION=0``),
@@ -13,7 +13,8 @@ numerics: :func:`kernels` returns it only when
   source version, cached under ``$XDG_CACHE_HOME/rnn_gradients``, ``~/.cache`` by default, or
   ``RNN_GRADIENTS_EXTENSION_DIR``), and
 - it passes :func:`_agrees_with_python` on this machine: forward states and gradients bit-identical to the Python
-  loop for every vanilla cell, with NaN, ±Inf and blocks whose size is no multiple of the vector width.
+  loop for every vanilla cell and the GRU, with NaN, ±Inf and blocks whose size is no multiple of the vector
+  width.
 
 Otherwise the engine runs the plain-torch loops, which give the same results more slowly, and :func:`status`
 says why. Runs are therefore the same runs with or without it.
@@ -49,8 +50,8 @@ _status = "not loaded yet"
 
 
 def status() -> str:
-    """How the vanilla recurrences run, as ``runtime.json`` records it: ``compiled (<capability>)``, or ``plain torch
-    (<why>)`` (the warning at the fallback says more)."""
+    """How the vanilla and GRU recurrences run, as ``runtime.json`` records it: ``compiled (<capability>)``, or
+    ``plain torch (<why>)`` (the warning at the fallback says more)."""
     kernels()
     return _status
 
@@ -142,7 +143,8 @@ def _load(capability: str) -> ModuleType:
 def _agrees_with_python(module: ModuleType) -> bool:
     """Whether ``module``'s loops give the Python loops' results bit for bit, here.
 
-    Every vanilla cell under no normalization, layer norm and batch norm (training and evaluation), at (B, H) =
+    Every vanilla cell under no normalization, layer norm and batch norm (training and evaluation), and the plain
+    GRU, at (B, H) =
     (64, 64) (whole vectors), (3, 7) (scalar tails only) and (5, 13) (both), from inputs with NaN, ±Inf and large
     values, for a model read out at every step and at the last one: the outputs, every gradient, the batch-norm
     running statistics after the step and the no-graph forward of evaluation.
@@ -164,6 +166,17 @@ def _agrees_with_python(module: ModuleType) -> bool:
             python, compiled = (
                 _recurrence(norm, u, w_hh, gain, beta, kind, last, grad, kernels) for kernels in (None, module)
             )
+            if not all(map(same_bits, python, compiled)):
+                return False
+        gates = torch.randn(6, batch, 3 * hidden, generator=generator) * 3
+        gates_special = gates.clone()
+        gates_special[1, 0, :3] = gates_special[1, 0, -3:] = torch.tensor([float("nan"), float("inf"), -float("inf")])
+        gates_special[2, -1, -1] = 90.0
+        w_gates = torch.randn(3 * hidden, hidden, generator=generator) / hidden**0.5
+        b_gates = torch.randn(3 * hidden, generator=generator)
+        for u, last in itertools.product((gates, gates_special), (True, False)):
+            grad = grads[-1] if last else grads
+            python, compiled = (_gru_recurrence(u, w_gates, b_gates, last, grad, kernels) for kernels in (None, module))
             if not all(map(same_bits, python, compiled)):
                 return False
     return True
@@ -206,6 +219,18 @@ def _recurrence(
             u, w_hh, gain, *buffers, kind, training, 0.1, 1e-5, last, kernels
         )
     return [outputs.detach(), *torch.autograd.grad(outputs, inputs, grad), *buffers]
+
+
+def _gru_recurrence(
+    u: torch.Tensor, w_hh: torch.Tensor, b_hh: torch.Tensor, last: bool, grad: torch.Tensor, kernels: ModuleType | None
+) -> list[torch.Tensor]:
+    """The outputs and gradients of one :class:`~rnn_gradients.engine.bptt.GRURecurrence`, run by ``kernels`` or
+    (None) by the Python loops."""
+    from rnn_gradients.engine import bptt
+
+    u, w_hh, b_hh = (t.clone().requires_grad_() for t in (u, w_hh, b_hh))
+    outputs = bptt.GRURecurrence.apply(u, w_hh, b_hh, last, kernels)
+    return [outputs.detach(), *torch.autograd.grad(outputs, (u, w_hh, b_hh), grad)]
 
 
 def same_bits(a: torch.Tensor, b: torch.Tensor) -> bool:

@@ -1,4 +1,5 @@
-// The vanilla recurrences' time loops of rnn_gradients.engine.bptt in C++, bit for bit the same arithmetic.
+// The time loops of rnn_gradients.engine.bptt (the vanilla recurrences and the GRU's) in C++, bit for bit the same
+// arithmetic.
 //
 // Each loop calls the same ATen GEMMs as the Python loop (addmm_, mm_out, addmm_out), and does each step's
 // elementwise work (the activation, or the gradient times the activation's derivative) in one pass over the step's
@@ -11,6 +12,11 @@
 //   tanh'        grad * (1 - h*h), each product and difference rounded (as h*h, 1.0 - ·, mul_)
 //   sigmoid'     grad * (h * (1 - h))
 //   ReLU'        threshold_backward: h <= 0 ? 0 : grad (a NaN state lets the gradient through)
+//   lerp         start + w (end - start) where |w| < 0.5, else end - (end - start)(1 - w), each as one FMA (ATen's
+//                lerp kernel: its vectors with the coefficient w or w - 1, its scalars contracted alike)
+//   addcmul      s + v t1 t2 as one FMA of (v t1) and t2 onto s (ATen's kernel, vectors and scalars alike)
+//   add, mul, 1 - x: one rounding per operation, in the Python expression's order (no transcendental: vector and
+//                scalar code round alike)
 //
 // ATen's elementwise loops (cpu_kernel_vec) take two vectors at a time and the remainder with the scalar
 // function; so do these, so that a block whose size is not a multiple of 2 vectors rounds its tail the same way.
@@ -267,6 +273,105 @@ void batch_norm_backward(at::Tensor delta, at::Tensor grad_pre, at::Tensor grad_
   }
 }
 
+inline float lerp(float start, float end, float weight) {
+  const bool small = std::abs(weight) < 0.5f;
+  return std::fma(small ? weight : weight - 1.f, end - start, small ? start : end);
+}
+
+inline Vec lerp(const Vec& start, const Vec& end, const Vec& weight) {
+  const Vec small = weight.abs() < Vec(0.5f);
+  return at::vec::fmadd(Vec::blendv(weight - Vec(1.f), weight, small), end - start, Vec::blendv(end, start, small));
+}
+
+// out[i] = lerp(start[i], end[i], weight[i]) over one row of n (torch.lerp walks a strided weight row by row).
+void lerp_row(const float* start, const float* end, const float* weight, float* out, int64_t n) {
+  int64_t i = 0;
+  for (; i + kChunk <= n; i += kChunk) {
+    for (int64_t k = i; k < i + kChunk; k += Vec::size()) {
+      lerp(Vec::loadu(start + k), Vec::loadu(end + k), Vec::loadu(weight + k)).store(out + k);
+    }
+  }
+  for (; i < n; ++i) out[i] = lerp(start[i], end[i], weight[i]);
+}
+
+// GRU, forward (bptt.GRURecurrence): hs (T+1, B, H) holds h_0 = 0 in row 0, gh (T, B, 3H) b_hh in every row,
+// u (T, B, 3H) the input parts (r, z, n). Per step: gh_t += h_{t-1} W_hh^T; rz_t = sigmoid(u_rz + gh_rz);
+// n_t = tanh(u_n + r gh_n), as 2 sigmoid(2 u_n + 2 r gh_n) - 1; h_t = lerp(n_t, h_{t-1}, z).
+void gru_forward(at::Tensor hs, at::Tensor gh, at::Tensor rz, at::Tensor n, const at::Tensor& u, const at::Tensor& w_t) {
+  for (const at::Tensor* t : std::initializer_list<const at::Tensor*>{&hs, &gh, &rz, &n, &u}) check_block(*t, "every GRU buffer");
+  std::vector<at::Tensor> states = hs.unbind(0), ghs = gh.unbind(0);
+  const int64_t steps = u.size(0), batch = u.size(1), hidden = n.size(2);
+  const int64_t two = 2 * hidden, three = 3 * hidden;
+  for (int64_t t = 0; t < steps; ++t) {
+    const float* g = ghs[t].addmm_(states[t], w_t).data_ptr<float>();
+    const float* ut = u.data_ptr<float>() + t * batch * three;
+    float* gates = rz.data_ptr<float>() + t * batch * two;
+    float* cand = n.data_ptr<float>() + t * batch * hidden;
+    for (int64_t b = 0; b < batch; ++b) {
+      for (int64_t j = 0; j < two; ++j) gates[b * two + j] = ut[b * three + j] + g[b * three + j];
+    }
+    activate_block(kSigmoid, gates, gates, batch * two);
+    for (int64_t b = 0; b < batch; ++b) {
+      const float *un = ut + b * three + two, *gn = g + b * three + two, *r = gates + b * two;
+      for (int64_t j = 0; j < hidden; ++j) cand[b * hidden + j] = std::fma(2.f * r[j], gn[j], 2.f * un[j]);
+    }
+    activate_block(kTanh, cand, cand, batch * hidden);
+    const float* h_prev = states[t].data_ptr<float>();
+    float* h = states[t + 1].data_ptr<float>();
+    for (int64_t b = 0; b < batch; ++b) {
+      lerp_row(cand + b * hidden, h_prev + b * hidden, gates + b * two + hidden, h + b * hidden, hidden);
+    }
+  }
+}
+
+// GRU, backward: the factors of bptt.gru_factors, computed per step, and the loop of bptt.gru_backward_loop.
+// dh (T, B, H) becomes dL/dh_t, dgh (T, B, 3, H) dL/dgh_t, a (T, B, H) the factor A = (1 - z)(1 - n^2).
+//   dgh_t = dh_t * F_t:  F_r = (A gh_n) (r (1 - r)),  F_z = (h_{t-1} - n) (z (1 - z)),  F_n = A r
+//   dh_{t-1} = g_{t-1} + dh_t z_t + dgh_t W_hh
+void gru_backward(at::Tensor dh, at::Tensor dgh, at::Tensor a, const at::Tensor& hs, const at::Tensor& gh,
+                  const at::Tensor& rz, const at::Tensor& n, const at::Tensor& w_hh, const at::Tensor& final,
+                  const std::optional<at::Tensor>& outputs) {
+  for (const at::Tensor* t : std::initializer_list<const at::Tensor*>{&dh, &dgh, &a, &hs, &gh, &rz, &n}) check_block(*t, "every GRU buffer");
+  std::vector<at::Tensor> dhs = dh.unbind(0);
+  const std::vector<at::Tensor> rows = dgh.view({dgh.size(0), dgh.size(1), -1}).unbind(0);
+  // Read through raw pointers below: the gradients from the outputs as one contiguous block (a copy changes no bit).
+  const std::vector<at::Tensor> grads =
+      outputs.has_value() ? outputs->contiguous().unbind(0) : std::vector<at::Tensor>{};
+  const int64_t steps = n.size(0), batch = n.size(1), hidden = n.size(2);
+  const int64_t two = 2 * hidden, three = 3 * hidden, block = batch * hidden;
+  dhs[steps - 1].copy_(final);
+  for (int64_t t = steps - 1; t >= 0; --t) {
+    const float* d = dhs[t].data_ptr<float>();
+    const float* h_prev = hs.data_ptr<float>() + t * block;
+    const float* nt = n.data_ptr<float>() + t * block;
+    const float* gates = rz.data_ptr<float>() + t * batch * two;
+    const float* g = gh.data_ptr<float>() + t * batch * three;
+    float* at_ = a.data_ptr<float>() + t * block;
+    float* out = dgh.data_ptr<float>() + t * batch * three;
+    for (int64_t b = 0; b < batch; ++b) {
+      for (int64_t j = 0; j < hidden; ++j) {
+        const int64_t i = b * hidden + j;
+        const float r = gates[b * two + j], z = gates[b * two + hidden + j], cand = nt[i];
+        const float factor_a = (1.f - z) * (1.f - cand * cand);
+        at_[i] = factor_a;
+        out[b * three + j] = d[i] * ((factor_a * g[b * three + two + j]) * (r * (1.f - r)));
+        out[b * three + hidden + j] = d[i] * ((h_prev[i] - cand) * (z * (1.f - z)));
+        out[b * three + two + j] = d[i] * (factor_a * r);
+      }
+    }
+    if (t == 0) break;
+    float* next = dhs[t - 1].data_ptr<float>();
+    const float* g_prev = grads.empty() ? nullptr : grads[t - 1].data_ptr<float>();
+    for (int64_t b = 0; b < batch; ++b) {
+      for (int64_t j = 0; j < hidden; ++j) {
+        const float dh_t = d[b * hidden + j], z = gates[b * two + hidden + j];
+        next[b * hidden + j] = g_prev == nullptr ? dh_t * z : std::fma(dh_t, z, g_prev[b * hidden + j]);
+      }
+    }
+    dhs[t - 1].addmm_(rows[t], w_hh);
+  }
+}
+
 }  // namespace
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
@@ -277,4 +382,6 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("layer_norm_backward", &layer_norm_backward, "the vanilla recurrence under layer norm, backward");
   m.def("batch_norm_forward", &batch_norm_forward, "the vanilla recurrence under batch norm, forward");
   m.def("batch_norm_backward", &batch_norm_backward, "the vanilla recurrence under batch norm, backward");
+  m.def("gru_forward", &gru_forward, "the GRU recurrence's forward over its buffers, in place");
+  m.def("gru_backward", &gru_backward, "dL/dh_t and dL/dgh_t of every step of the GRU recurrence");
 }
