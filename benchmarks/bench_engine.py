@@ -1,7 +1,8 @@
 """One optimization step of every cell × normalization against its FLOP floor: the engine before and after BPTT.
 
-    python benchmarks/bench_engine.py            # B = 64, H = 64, adding at T = 60 (about 2 minutes)
-    python benchmarks/bench_engine.py --sweep    # T = 60, 200, 1000 and H = 64, 256 (much longer)
+    python benchmarks/bench_engine.py            # B = 64, H = 64, adding at T = 60 (under a minute)
+    python benchmarks/bench_engine.py --sweep    # T = 60, 200, 1000 and H = 64, 256 (several minutes)
+    python benchmarks/bench_engine.py --lengths 1000 --hidden 256    # one shape of the sweep
 
 A step is the study's own :func:`~rnn_gradients.engine.training.optimization_step` (forward, MSE, backward,
 gradient norms, Adam) on a model of :func:`~rnn_gradients.engine.training.build_model`, one torch thread.
@@ -175,6 +176,8 @@ def measure(length: int, hidden: int, repeats: int, steps: int) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--sweep", action="store_true", help="T = 60, 200, 1000 and H = 64, 256")
+    parser.add_argument("--lengths", type=int, nargs="+", help="the sweep's T (default 60 200 1000)")
+    parser.add_argument("--hidden", type=int, nargs="+", help="the sweep's H (default 64 256)")
     parser.add_argument("--repeats", type=int, default=5)
     args = parser.parse_args()
     torch.set_num_threads(1)
@@ -182,12 +185,12 @@ def main() -> None:
     keep_freed_memory()  # as every training process does
     print(
         f"torch {torch.__version__}, threads {torch.get_num_threads()}, minimum over {args.repeats} repetitions, "
-        f"vanilla BPTT loops: {extension.status()}"
+        f"BPTT loops: {extension.status()}"
     )
     started = time.perf_counter()
-    if args.sweep:
-        for hidden in (64, 256):
-            for length in (60, 200, 1000):
+    if args.sweep or args.lengths or args.hidden:
+        for hidden in args.hidden or (64, 256):
+            for length in args.lengths or (60, 200, 1000):
                 steps = max(1, 600 // length) if hidden == 64 else 1
                 measure(length, hidden, max(2, args.repeats // 2), steps)
     else:

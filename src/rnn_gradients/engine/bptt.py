@@ -25,6 +25,11 @@ The layer-norm and batch-norm variants put the normalization's backward in the l
 The GRU's backward precomputes every factor that does not depend on ∂L/∂h in bulk (see :class:`GRURecurrence`),
 leaving three ops per step.
 
+Where :mod:`~rnn_gradients.engine.extension` offers its compiled module (``kernels``), the time loops of the
+vanilla recurrences and of the plain GRU run in C++ instead: the same ATen GEMM and normalization calls, each
+step's elementwise work in one pass, bit for bit the results of the Python loops below (which stay the fallback,
+and the definition of what the compiled loops must reproduce).
+
 The results agree with autograd through the reference cells to float32 rounding, not bit for bit (another order
 of the same sums); ``tests/test_engine_equivalence.py`` checks every path. NaN and Inf propagate as through the
 reference ops (the ReLU's derivative is a ``masked_fill`` like ``threshold_backward``, not a multiplication by 0).
