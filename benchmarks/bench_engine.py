@@ -183,6 +183,7 @@ def main() -> None:
     torch.set_num_threads(1)
     torch.set_flush_denormal(True)
     keep_freed_memory()  # as every training process does
+    extension.kernels()  # built (first use) and checked before any timing
     print(
         f"torch {torch.__version__}, threads {torch.get_num_threads()}, minimum over {args.repeats} repetitions, "
         f"BPTT loops: {extension.status()}"

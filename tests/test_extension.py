@@ -10,6 +10,7 @@ that the README's install gives it.
 
 from __future__ import annotations
 
+import json
 import os
 import types
 
@@ -148,6 +149,55 @@ def test_a_run_writes_the_same_files_with_and_without_the_extension(
         monkeypatch.delenv("RNN_GRADIENTS_EXTENSION")
         extension.kernels.cache_clear()
     assert results(tmp_path / "as-configured") == results(tmp_path / "plain")
+
+
+@needs_kernels
+def test_the_load_check_runs_once_per_machine_and_its_verdict_is_kept(tmp_path, monkeypatch) -> None:
+    """The first process on a machine checks and writes its verdict; the next ones read it; a file that holds
+    neither verdict is checked again, another machine (another key) has its own, a cache that cannot be written
+    keeps the verdict for the process."""
+    assert extension._verified(KERNELS, tmp_path)
+    (verdict,) = tmp_path.glob("check-*.txt")
+    assert verdict.read_text() == "exact\n"
+
+    def checked_again(module: types.ModuleType) -> bool:
+        raise AssertionError("the check ran although its verdict was kept")
+
+    monkeypatch.setattr(extension, "_agrees_with_python", checked_again)
+    assert extension._verified(KERNELS, tmp_path)
+    verdict.write_text("not exact\n")
+    assert not extension._verified(KERNELS, tmp_path)
+    verdict.write_text("exa")  # half a verdict (never written so: the write is atomic): checked again
+    monkeypatch.setattr(extension, "_agrees_with_python", lambda module: False)
+    assert not extension._verified(KERNELS, tmp_path)
+    assert verdict.read_text() == "not exact\n"
+    monkeypatch.setattr(extension, "_machine_key", lambda: "another")
+    monkeypatch.setattr(extension, "_agrees_with_python", lambda module: True)
+    assert extension._verified(KERNELS, tmp_path)
+    assert sorted(path.name for path in tmp_path.iterdir()) == sorted(["check-another.txt", verdict.name])
+    assert extension._verified(KERNELS, tmp_path / "missing")  # not writable: no verdict kept, no error
+    assert not (tmp_path / "missing").exists()
+
+
+def test_a_process_that_trains_no_compiled_path_neither_builds_nor_checks(
+    tmp_path,
+    datasets,  # noqa: F811 (the fixture imported above)
+    monkeypatch,
+) -> None:
+    def loaded(capability: str) -> None:
+        raise AssertionError("the extension was loaded for a model that has no compiled loops")
+
+    monkeypatch.setattr(extension, "_status", extension.NOT_USED)
+    monkeypatch.setattr(extension, "_load", loaded)
+    extension.kernels.cache_clear()
+    try:
+        for cell, strategy, params in (("lstm", "none", {}), ("gru", "ln", {"norm": "layer"})):
+            spec = run_spec(cell=cell, strategy=strategy, strategy_params=params)
+            train_run(spec, datasets[0], tmp_path / cell)
+            runtime = json.loads((tmp_path / cell / "runtime.json").read_text())
+            assert runtime["recurrence_kernels"] == extension.NOT_USED
+    finally:
+        extension.kernels.cache_clear()
 
 
 def test_a_failed_build_falls_back_to_plain_torch_and_is_not_retried(tmp_path, monkeypatch) -> None:

@@ -14,10 +14,13 @@ numerics: :func:`kernels` returns it only when
   ``RNN_GRADIENTS_EXTENSION_DIR``), and
 - it passes :func:`_agrees_with_python` on this machine: forward states and gradients bit-identical to the Python
   loop for every vanilla cell and the GRU, with NaN, ±Inf and blocks whose size is no multiple of the vector
-  width.
+  width. The check costs 0.15–0.45 s, so its verdict is kept beside the build, one file per machine
+  (:func:`_machine_key`: the CPU model, torch's MKL and oneDNN versions and the numerics variables), and the
+  next process on the same machine reads it instead of checking again.
 
 Otherwise the engine runs the plain-torch loops, which give the same results more slowly, and :func:`status`
-says why. Runs are therefore the same runs with or without it.
+says why. Runs are therefore the same runs with or without it. Nothing is built or checked until a model asks
+for the loops: a process that trains only LSTMs, or GRUs with a normalization, never loads it.
 """
 
 from __future__ import annotations
@@ -46,13 +49,14 @@ _CAPABILITY_FLAGS = {
 }
 _COMMON_FLAGS = ["-O3", "-ffp-contract=off"]
 
-_status = "not loaded yet"
+NOT_USED = "not used (this process ran no compiled-loop path)"
+_status = NOT_USED
 
 
 def status() -> str:
-    """How the vanilla and GRU recurrences run, as ``runtime.json`` records it: ``compiled (<capability>)``, or
-    ``plain torch (<why>)`` (the warning at the fallback says more)."""
-    kernels()
+    """How the vanilla and GRU recurrences of this process ran, as ``runtime.json`` records it:
+    ``compiled (<capability>)``, ``plain torch (<why>)`` (the warning at the fallback says more), or
+    :data:`NOT_USED` where no model has asked for them (the LSTM, the GRU with a normalization)."""
     return _status
 
 
@@ -73,14 +77,12 @@ def kernels() -> ModuleType | None:
         _status = f"plain torch (no build for CPU capability {capability})"
         return None
     try:
-        module = _load(capability)
+        module, directory = _load(capability)
     except Exception as error:  # no compiler, no ninja, a build error: the plain loops still run
         _status = "plain torch (build failed)"
         warnings.warn(f"recurrence.cpp did not build, the plain-torch loops run: {error}", RuntimeWarning, stacklevel=2)
         return None
-    with torch.enable_grad():  # the first call may come from an evaluation, under no_grad
-        exact = _agrees_with_python(module)
-    if not exact:
+    if not _verified(module, directory):
         _status = "plain torch (not bit-identical here)"
         warnings.warn(
             "recurrence.cpp does not reproduce the plain-torch loops bit for bit on this machine; they run instead",
@@ -90,6 +92,32 @@ def kernels() -> ModuleType | None:
         return None
     _status = f"compiled ({capability})"
     return module
+
+
+def _machine_key() -> str:
+    """What the check's verdict depends on beyond the build itself (whose directory names the source, the flags,
+    torch and Python): the CPU model, torch's MKL and oneDNN versions and the numerics variables, hashed."""
+    from rnn_gradients.engine.machine import cpu_model, library_versions, numerics_settings
+
+    identity = "\0".join([cpu_model(), library_versions(), numerics_settings()])
+    return hashlib.sha256(identity.encode()).hexdigest()[:12]
+
+
+def _verified(module: ModuleType, directory: Path) -> bool:
+    """:func:`_agrees_with_python` on this machine, run once and its verdict kept in ``directory`` (``exact`` or
+    ``not exact``; written atomically, so that processes checking side by side cannot leave half a file)."""
+    verdict = directory / f"check-{_machine_key()}.txt"
+    if verdict.is_file() and verdict.read_text() in ("exact\n", "not exact\n"):
+        return verdict.read_text() == "exact\n"
+    with torch.enable_grad():  # the first call may come from an evaluation, under no_grad
+        exact = _agrees_with_python(module)
+    partial = verdict.with_name(f"{verdict.name}.{os.getpid()}.tmp")
+    try:
+        partial.write_text("exact\n" if exact else "not exact\n")
+        os.replace(partial, verdict)
+    except OSError:  # a read-only cache: the verdict holds for this process, the next one checks again
+        partial.unlink(missing_ok=True)
+    return exact
 
 
 def _flags(capability: str) -> list[str]:
@@ -106,8 +134,9 @@ def _cache_root() -> Path:
     return Path(base) / "rnn_gradients" / "extensions"
 
 
-def _load(capability: str) -> ModuleType:
-    """Import the built module, building it first where it is missing (one builder at a time per cache)."""
+def _load(capability: str) -> tuple[ModuleType, Path]:
+    """Import the built module, building it first where it is missing (one builder at a time per cache); with the
+    directory it was built in."""
     flags = _flags(capability)
     key = hashlib.sha256(
         b"\0".join([SOURCE.read_bytes(), " ".join(flags).encode(), torch.__version__.encode(), sys.version.encode()])
@@ -137,7 +166,7 @@ def _load(capability: str) -> ModuleType:
         raise ImportError(f"cannot import {library}")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    return module
+    return module, directory
 
 
 def _agrees_with_python(module: ModuleType) -> bool:
