@@ -7,8 +7,9 @@ extra and a cluster that `sinfo` reaches), then, for every training job that SLU
 
 - its wall time: StartTime to EndTime from `scontrol show job` (whole seconds; SLURM keeps finished jobs for
   MinJobAge, so this runs right after the workflow; `sacct` needs an accounting database);
-- its training jobs: the `wildcards:` of the train jobs in its log, .snakemake/slurm_logs/group_train_train/<id>.log
-  (a training job is a combination: the seeds of one task, T, cell and strategy, trained in one process);
+- its training jobs: the `rule train_...:` lines in its log, .snakemake/slurm_logs/group_train_train/<id>.log
+  (a training job is one process: every strategy and seed of one task, T and cell by default, or the seeds of one
+  combination under `jobs: {training: combination}`: rnn_gradients.study.grid.training_jobs);
 - their training time: each run's `runtime.json` `wall_time_s` (the training loop with its evaluations and
   probes) and, wider, each training job's benchmark `s` (the whole `python -m rnn_gradients train` process);
 
@@ -16,8 +17,8 @@ and prints the share training / (cores × wall time) per job and over all jobs. 
 Snakemake: its start-up at the sbatch level, then one `srun` and one Snakemake start per training job.
 
 Studies: `tiny` is tests/configs/tiny.yaml (12 runs of 40 steps, under a second of training each); `medium` is
-12 combinations × 3 seeds of 1,000 steps at T = 100 (10-30 s each, the default study's order of magnitude); or a
-config file.
+12 combinations × 3 seeds of 1,000 steps at T = 100 (10-30 s each, the default study's order of magnitude) in 6
+training jobs; or a config file.
 """
 
 from __future__ import annotations
@@ -34,6 +35,9 @@ from datetime import datetime
 from pathlib import Path
 
 import yaml
+
+from rnn_gradients.study.config import load_study
+from rnn_gradients.study.grid import COMBINATION_DIR, TrainingJob, training_jobs
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -54,7 +58,8 @@ MEDIUM = {
         "device": "cpu",
     },
 }
-WILDCARDS = re.compile(r"wildcards: task=(\w+), seq_len=(\d+), cell=(\w+), strategy=(\w+)$", re.M)
+SCHEMA = ROOT / "workflow" / "schemas" / "config.schema.yaml"
+TRAIN_JOB = re.compile(r"^rule (train_\w+):$", re.M)
 
 
 def study_text(study: str) -> str:
@@ -102,14 +107,18 @@ def seconds_between(start: str, end: str) -> float:
     return (datetime.fromisoformat(end) - datetime.fromisoformat(start)).total_seconds()
 
 
-def training_job(workdir: Path, key: tuple[str, ...], seeds: list[int]) -> tuple[int, float, float]:
-    """(runs, their summed wall_time_s, the training process's wall time) of one combination's training job."""
-    task, seq_len, cell, strategy = key
-    combination = workdir / "results" / "runs" / task / f"T{seq_len}" / cell / strategy
-    wall = sum(json.loads((combination / f"seed{s}" / "runtime.json").read_text())["wall_time_s"] for s in seeds)
-    bench = workdir / "results" / "benchmarks" / "runs" / task / f"T{seq_len}" / cell / f"{strategy}.tsv"
+def training_job(workdir: Path, job: TrainingJob) -> tuple[int, float, float]:
+    """(runs, their summed wall_time_s, the training process's wall time) of one training job: every seed its
+    combinations trained, the listed ones and any the sequential seed rule added."""
+    runtimes = [
+        path
+        for combination in job.combinations
+        for path in (workdir / COMBINATION_DIR.format(**combination._asdict())).glob("seed*/runtime.json")
+    ]
+    wall = sum(json.loads(path.read_text())["wall_time_s"] for path in runtimes)
+    bench = workdir / "results" / "benchmarks" / f"{job.path.removeprefix('results/')}.tsv"
     process = float(bench.read_text().splitlines()[1].split("\t")[0])
-    return len(seeds), wall, process
+    return len(runtimes), wall, process
 
 
 def main() -> None:
@@ -126,7 +135,8 @@ def main() -> None:
     (workdir / "config").mkdir()
     (workdir / "config" / "config.yaml").write_text(study_text(args.study))
     elapsed = run_workflow(workdir, args.per_cluster_job, args.jobs)
-    seeds = yaml.safe_load((workdir / "config" / "config.yaml").read_text()).get("seeds", [0, 1, 2])
+    study = load_study(yaml.safe_load((workdir / "config" / "config.yaml").read_text()), SCHEMA)
+    by_name = {job.name: job for job in training_jobs(study)}
 
     logs = sorted((workdir / ".snakemake" / "slurm_logs").glob("group_train_*/*.log"), key=lambda p: int(p.stem))
     print(f"study {args.study}: {args.per_cluster_job} training jobs per cluster job, workflow {elapsed:.0f} s")
@@ -137,12 +147,10 @@ def main() -> None:
         info = slurm_job(log.stem)
         if info.get("JobState") != "COMPLETED":
             sys.exit(f"SLURM job {log.stem} is {info.get('JobState')}")
-        jobs = sorted(set(WILDCARDS.findall(log.read_text())))
+        jobs = [by_name[name] for name in sorted(set(TRAIN_JOB.findall(log.read_text())))]
         cores = int(info["NumCPUs"])
         wall = seconds_between(info["StartTime"], info["EndTime"])
-        n_runs, train, process = (
-            sum(v) for v in zip(*(training_job(workdir, key, seeds) for key in jobs), strict=True)
-        )
+        n_runs, train, process = (sum(v) for v in zip(*(training_job(workdir, job) for job in jobs), strict=True))
         print(
             f"{log.stem:>5s} {n_runs:4d} {cores:5d} {wall:7.0f} {train:8.1f} {train / (cores * wall):6.0%}"
             f" {process:9.1f} {process / (cores * wall):6.0%}"

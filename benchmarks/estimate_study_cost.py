@@ -11,12 +11,13 @@ here, in this process, with one torch thread (as the train rule runs):
   each is fitted as ``a + b·L`` (L = the task's input length), i.e. a fixed part plus ms per time step;
 - a per-job fixed cost: the wall time of ``python -m rnn_gradients train`` for a one-step run (interpreter and
   torch start-up, loading the data, writing the run directory), plus ``--job-overhead-s`` for Snakemake's job
-  step on a cluster (measured by benchmarks/bench_cluster_jobs.py); a job trains the seeds of one combination;
+  step on a cluster (measured by benchmarks/bench_cluster_jobs.py); the config's ``jobs.training`` says what one
+  job trains (rnn_gradients.study.grid.training_jobs: one task, T and cell, or one combination);
 - a per-dataset cost: generating and writing one dataset at the config's sizes, fitted the same way.
 
 A run then costs ``steps·step(L) + evals·val(L) + probes·probe(L) + test(L) + train(L)`` (the validation set at every
 evaluation, plus a batch-norm population pass for normalized models; the test set and the training sample once),
-and a combination's job its runs plus the fixed cost. The estimate assumes that every run uses its whole step
+and a training job its runs plus the fixed cost. The estimate assumes that every run uses its whole step
 budget: early stopping ends solved runs sooner and a diverged run stops at once, so the figure is an upper bound.
 Timings on a shared machine vary (read them ±30 %); a cluster core may be faster.
 """
@@ -45,7 +46,7 @@ from rnn_gradients.engine.strategies import Strategy
 from rnn_gradients.engine.tasks import get_task
 from rnn_gradients.engine.training import GradientMeter, build_model, evaluate, make_optimizer, optimization_step
 from rnn_gradients.study.config import load_study
-from rnn_gradients.study.grid import expand_combinations, expand_runs, run_spec, strategies
+from rnn_gradients.study.grid import expand_runs, run_spec, strategies, training_jobs
 
 ROOT = Path(__file__).resolve().parents[1]
 SCHEMA = ROOT / "workflow" / "schemas" / "config.schema.yaml"
@@ -207,8 +208,8 @@ def main() -> None:
             d1, d2 = time_dataset(study, task, t1, Path(tmp)), time_dataset(study, task, t2, Path(tmp))
             data_cost[task] = fit_line(length(t1), d1, length(t2), d2)
     print(
-        f"per-job fixed cost (one job per combination): {fixed:.1f} s (python -m rnn_gradients train, one step,"
-        " measured)"
+        f"per-job fixed cost ({len(training_jobs(study))} training jobs, one per {study['jobs']['training']}):"
+        f" {fixed:.1f} s (python -m rnn_gradients train, one step, measured)"
         f" + {args.job_overhead_s:.1f} s (Snakemake job step, --job-overhead-s)"
     )
 
@@ -231,8 +232,9 @@ def main() -> None:
         seconds[key.task, key.seq_len] += run_seconds
         slowest = max(slowest, (run_seconds, f"{key.task} T={key.seq_len} {key.cell} {key.strategy}"))
         counts[key.task, key.seq_len] += 1
-    for combination in expand_combinations(study):  # one process and one job step per combination
-        seconds[combination.task, combination.seq_len] += fixed + args.job_overhead_s
+    for job in training_jobs(study):  # one process and one job step per training job
+        task, seq_len = job.combinations[0][:2]  # a job's combinations share their task and T
+        seconds[task, seq_len] += fixed + args.job_overhead_s
     data_seconds = 0.0
     for task, seq_len, _ in datasets:
         a, b = data_cost[task]

@@ -3,8 +3,9 @@ evaluations, gradient probes, and writing, summed over every training job.
 
     python benchmarks/study_time_breakdown.py [RESULTS_DIR]      # default: results
 
-Each training job (one combination: its seeds in one process) leaves its wall time in
-``results/benchmarks/runs/.../{strategy}.tsv`` (Snakemake's ``benchmark:``, the whole ``python -m rnn_gradients
+Each training job (one process: every strategy and seed of one task, T and cell, or under ``jobs: {training:
+combination}`` the seeds of one combination) leaves its wall time in ``results/benchmarks/runs/{task}/T{seq_len}/
+{cell}.tsv`` (or ``.../{cell}/{strategy}.tsv``: Snakemake's ``benchmark:``, the whole ``python -m rnn_gradients
 train`` process) and each run its parts in ``runtime.json``. The process time not inside any run's
 ``wall_time_s`` is process start, imports and argument parsing; a run's ``wall_time_s`` not in its parts is
 writing its files and bookkeeping. Prints the shares, then the same per cell and per (task, T).
@@ -40,19 +41,26 @@ def load(results: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
             }
         )
     jobs = []
-    for path in sorted((results / "benchmarks" / "runs").glob("*/T*/*/*.tsv")):
-        task, seq_len, cell = path.parts[-4:-1]
+    for path in sorted((results / "benchmarks" / "runs").rglob("*.tsv")):
+        place = path.relative_to(results / "benchmarks" / "runs").with_suffix("").parts
         seconds = float(pd.read_csv(path, sep="\t")["s"].iloc[0])
-        jobs.append({"task": task, "seq_len": int(seq_len[1:]), "cell": cell, "strategy": path.stem, "job": seconds})
+        jobs.append({"job_id": "/".join(place), "job": seconds})
     if not runs or not jobs:
         raise SystemExit(f"no finished runs or job benchmarks under {results}")
-    return pd.DataFrame(runs), pd.DataFrame(jobs)
+    runs_frame = pd.DataFrame(runs)
+    # a run belongs to its cell's job (task/T<T>/cell) or to its combination's (task/T<T>/cell/strategy)
+    cell_job = runs_frame["task"] + "/T" + runs_frame["seq_len"].astype(str) + "/" + runs_frame["cell"]
+    known = {job["job_id"] for job in jobs}
+    runs_frame["job_id"] = cell_job.where(cell_job.isin(known), cell_job + "/" + runs_frame["strategy"])
+    return runs_frame, pd.DataFrame(jobs)
 
 
 def breakdown(runs: pd.DataFrame, jobs: pd.DataFrame, by: list[str]) -> pd.DataFrame:
-    """Seconds per part, summed over ``by`` groups (all runs when ``by`` is empty)."""
-    keys = ["task", "seq_len", "cell", "strategy"]
-    per_job = runs.groupby(keys)[["wall", "setup", "steps", "eval", "probe"]].sum().join(jobs.set_index(keys))
+    """Seconds per part, summed over ``by`` groups (all runs when ``by`` is empty). ``by`` takes the keys a job's
+    runs share: task, seq_len, cell."""
+    keys = ["job_id", "task", "seq_len", "cell"]
+    per_job = runs.groupby(keys)[["wall", "setup", "steps", "eval", "probe"]].sum()
+    per_job = per_job.join(jobs.set_index("job_id"), on="job_id", how="inner")
     per_job["start_and_imports"] = per_job["job"] - per_job["wall"]
     per_job["writing_and_other"] = per_job["wall"] - per_job[["setup", "steps", "eval", "probe"]].sum(axis=1)
     parts = ["start_and_imports", "setup", "steps", "eval", "probe", "writing_and_other"]

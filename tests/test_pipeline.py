@@ -25,7 +25,7 @@ from workflow_runner import run_snakemake as snakemake
 from rnn_gradients.engine.run_files import RUN_FILES
 from rnn_gradients.engine.tasks import get_task
 from rnn_gradients.study.config import load_study
-from rnn_gradients.study.grid import RUN_KEYS, RunKey, expand_runs, run_dir, run_spec
+from rnn_gradients.study.grid import RUN_KEYS, RunKey, expand_runs, run_dir, run_spec, training_jobs
 from rnn_gradients.study.tables import FLOW_COLUMNS, RESULT_FIELDS, RUNTIME_COLUMNS, STEP_COLUMNS, TABLE_FILES
 
 pytestmark = pytest.mark.slow
@@ -35,20 +35,23 @@ TARGET = "all"
 AFTER_RUNS = {"collect", "report", "figures", "all"}
 
 
-def planned_jobs(dry_run_output: str) -> list[tuple[str, str]]:
-    """(rule, wildcards) of every job a `snakemake -n` would run."""
-    jobs: list[tuple[str, str]] = []
-    for line in dry_run_output.splitlines():
-        if line.startswith(("rule ", "localrule ")) and line.endswith(":"):
-            jobs.append((line.split()[1].rstrip(":"), ""))
-        elif line.startswith("    wildcards: ") and jobs:
-            jobs[-1] = (jobs[-1][0], line.removeprefix("    wildcards: "))
-    return jobs
+def planned_jobs(dry_run_output: str) -> list[str]:
+    """The rule of every job a `snakemake -n` would run, a training job's as ``train_<task>_T<T>_<cell>`` (a dry
+    run lists the training jobs indented, in their cluster group)."""
+    return [
+        line.split()[1].rstrip(":")
+        for line in map(str.strip, dry_run_output.splitlines())
+        if line.startswith(("rule ", "localrule ")) and line.endswith(":")
+    ]
 
 
-def wildcards(key: RunKey) -> str:
-    """The wildcards of the training job of a run's combination (the seeds of a combination train in one job)."""
-    return f"task={key.task}, seq_len={key.seq_len}, cell={key.cell}, strategy={key.strategy}"
+def kinds(jobs: list[str]) -> Counter:
+    """How many jobs of each rule, every training rule counted as ``train``."""
+    return Counter("train" if job.startswith("train_") else job for job in jobs)
+
+
+def training_rules(jobs: list[str]) -> list[str]:
+    return sorted(job for job in jobs if job.startswith("train_"))
 
 
 def runtimes(workdir: Path, study: dict) -> dict[RunKey, bytes]:
@@ -107,16 +110,16 @@ def test_every_table_covers_the_grid_with_the_documented_columns(study_dir, stud
     assert gated["bound_decay"].isna().all() and gated["meanfield_decay"].isna().all()
     assert (vanilla["decay_per_step"] <= vanilla["bound_decay"] + 1e-9).all()  # Pascanu's bound holds
 
-    # the validated config, without its size limits (which guard the study, and do not describe it) and without
-    # how the report is rendered
-    shown = {k: v for k, v in study.items() if k not in ("limits", "report")}
+    # the validated config, without its size limits (which guard the study, and do not describe it), how its
+    # runs are split into jobs and how the report is rendered
+    shown = {k: v for k, v in study.items() if k not in ("limits", "report", "jobs")}
     assert json.loads((tables / "study_config.json").read_text()) == shown
 
 
 def test_the_default_target_renders_the_report_in_both_languages(study_dir):
     result = snakemake(study_dir)
     assert result.returncode == 0, result.stdout[-5000:]
-    assert Counter(rule for rule, _ in planned_jobs(result.stdout)) == {"report": 2, "figures": 1, "all": 1}
+    assert kinds(planned_jobs(result.stdout)) == {"report": 2, "figures": 1, "all": 1}
     folder = study_dir / "results" / "report"
     assert sorted(p.name for p in folder.iterdir()) == ["report.es.html", "report.html"]
     english, spanish = ((folder / name).read_text(encoding="utf-8") for name in ("report.html", "report.es.html"))
@@ -131,7 +134,7 @@ def test_the_report_languages_are_a_config_key_that_reruns_only_the_report(study
     dry = snakemake(study_dir, "-n", TARGET, "--config", "report={languages: [es]}")
     assert dry.returncode == 0, dry.stdout[-5000:]
     # the Spanish page no longer links to an English one: it is rendered again, and nothing before it
-    assert Counter(rule for rule, _ in planned_jobs(dry.stdout)) == {"report": 1, "figures": 1, "all": 1}
+    assert kinds(planned_jobs(dry.stdout)) == {"report": 1, "figures": 1, "all": 1}
     assert "results/report/report.es.html" in dry.stdout and "output: results/report/report.html" not in dry.stdout
 
 
@@ -152,8 +155,9 @@ def test_a_deleted_summary_reruns_only_its_run_and_what_follows(study_dir, study
     dry = snakemake(study_dir, "-n", TARGET)
     assert dry.returncode == 0, dry.stdout[-5000:]
     jobs = planned_jobs(dry.stdout)
-    assert [job for job in jobs if job[0] == "train"] == [("train", wildcards(key))]
-    assert Counter(rule for rule, _ in jobs) == {"train": 1, "collect": 1, "report": 2, "figures": 1, "all": 1}
+    # the job of the run's task, T and cell runs again, and keeps its other runs
+    assert training_rules(jobs) == ["train_adding_T10_lstm"]
+    assert kinds(jobs) == {"train": 1, "collect": 1, "report": 2, "figures": 1, "all": 1}
 
     result = snakemake(study_dir, TARGET)
     assert result.returncode == 0, result.stdout[-5000:]
@@ -174,10 +178,11 @@ def test_a_changed_bundle_reruns_only_that_strategys_runs(study_dir, study):
         config.write_text(original)
     assert dry.returncode == 0, dry.stdout[-5000:]
     jobs = planned_jobs(dry.stdout)
-    expected = sorted({("train", wildcards(k)) for k in expand_runs(study) if k.strategy == "clip_norm"})
-    assert sorted(job for job in jobs if job[0] == "train") == expected
+    # the jobs that train clip_norm run again (each keeps its other runs, as after a deleted summary above)
+    expected = sorted(job.name for job in training_jobs(study) if "clip_norm" in {c.strategy for c in job.combinations})
+    assert training_rules(jobs) == expected
     assert len(expected) == 6
-    assert {rule for rule, _ in jobs} == {"train", *AFTER_RUNS}
+    assert set(kinds(jobs)) == {"train", *AFTER_RUNS}
     assert "Params have changed since last execution" in dry.stdout
     assert "Nothing to be done" in snakemake(study_dir, "-n", TARGET).stdout
 
@@ -198,8 +203,8 @@ def test_a_new_seed_and_a_new_length_train_only_the_new_runs(study_dir, study):
         assert dry.returncode == 0, dry.stdout[-5000:]
         jobs = planned_jobs(dry.stdout)
         new_data = {(k.task, k.seq_len, k.seed) for k in new_runs}
-        assert len([job for job in jobs if job[0] == "generate"]) == len(new_data)
-        # every combination's job runs (its seeds changed), but only the new runs are missing ...
+        assert kinds(jobs)["generate"] == len(new_data)
+        # every training job runs (its seeds changed), but only the new runs are missing ...
         missing = {line for line in dry.stdout.splitlines() if "reason: Missing output files" in line}
         # (the report and its figure files may be missing too when this test runs alone: the fixture builds tables)
         after = ("Missing output files: results/figures", "Missing output files: results/report")
@@ -219,16 +224,15 @@ def test_a_new_seed_and_a_new_length_train_only_the_new_runs(study_dir, study):
 def test_a_configfile_replaces_the_default_study(tmp_path):
     workdir = new_study(tmp_path, ROOT / "config" / "config.yaml")
     default = planned_jobs(snakemake(workdir, "-n", "tables").stdout)
-    # the control at 4 lengths x 5 cells; at the 2 longest, the two scaled initializations x 5 cells
-    # and the five remedies x the 3 vanilla cells
-    assert Counter(rule for rule, _ in default) == {
+    # one training job per task, T and cell: 4 lengths x 5 cells (the strategies train in their cell's job)
+    assert kinds(default) == {
         "generate": 12,
-        "train": 4 * 5 + 2 * 5 * 2 + 2 * 3 * 5,
+        "train": 4 * 5,
         "collect": 1,
         "tables": 1,
     }
     tiny = planned_jobs(snakemake(workdir, "-n", "tables", "--configfile", str(TINY)).stdout)
-    assert Counter(rule for rule, _ in tiny) == {"generate": 3, "train": 12, "collect": 1, "tables": 1}
+    assert kinds(tiny) == {"generate": 3, "train": 6, "collect": 1, "tables": 1}
 
 
 BAD = {
@@ -263,7 +267,7 @@ def test_a_killed_training_job_leaves_no_partial_run_and_the_next_run_completes(
     workdir = new_study(tmp_path, config)
     key = RunKey("adding", 10, "rnn_tanh", "none", 0)
     run = workdir / run_dir(key)
-    log = workdir / "results" / "logs" / "runs" / "adding" / "T10" / "rnn_tanh" / "none.log"
+    log = workdir / "results" / "logs" / "runs" / "adding" / "T10" / "rnn_tanh.log"  # the job of the cell
 
     started = time.monotonic()
     with subprocess.Popen(
@@ -339,7 +343,7 @@ def _slurm_profile_without_plugin(directory: Path) -> Path:
 
 
 def _dry_run_resources(workdir: Path, profile: Path, *args: str) -> dict[str, list[dict[str, str]]]:
-    """rule -> the resources of each of its jobs, from a dry run of every job."""
+    """rule -> the resources of each of its jobs, from a dry run of every job (every training rule as ``train``)."""
     dry = snakemake(workdir, "-n", "--forceall", "tables", *args, profile=profile)
     assert dry.returncode == 0, dry.stdout[-5000:]
     resources: dict[str, list[dict[str, str]]] = {}
@@ -347,6 +351,7 @@ def _dry_run_resources(workdir: Path, profile: Path, *args: str) -> dict[str, li
     for line in (line.strip() for line in dry.stdout.splitlines()):
         if line.startswith(("rule ", "localrule ")):
             rule = line.split()[1].rstrip(":")
+            rule = "train" if rule.startswith("train_") else rule
         elif line.startswith("resources: "):
             resources.setdefault(rule, []).append(dict(item.split("=", 1) for item in line[11:].split(", ")))
     return resources
@@ -357,7 +362,7 @@ def test_the_slurm_profile_asks_for_a_gpu_only_with_the_gpu_switch(study_dir, tm
     cpu = _dry_run_resources(study_dir, profile)
     gpu = _dry_run_resources(study_dir, profile, "--profile", str(ROOT / "workflow" / "profiles" / "slurm-gpu"))
     gpu_keys = {"gpu", "gpus", "gres", "gpu_model"}
-    assert len(cpu["train"]) == len(gpu["train"]) == 12
+    assert len(cpu["train"]) == len(gpu["train"]) == 6
     for rule, jobs in cpu.items():
         assert all(not gpu_keys & set(job) for job in jobs), rule  # CPU only: no GPU for any job
     for rule, jobs in gpu.items():

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+import yaml
 from workflow_runner import new_study
 from workflow_runner import run_snakemake as snakemake
 
@@ -79,15 +80,50 @@ def test_the_training_log_says_what_the_rule_decided(study_dir: Path) -> None:
     accuracy = pd.read_csv(study_dir / "results" / "tables" / "accuracy.csv")
     combination = accuracy[accuracy["seed"] >= 2].iloc[0]
     key = Combination(*(combination[k] for k in GRID_KEYS))
-    log = study_dir / "results" / "logs" / "runs" / key.task / f"T{key.seq_len}" / key.cell / f"{key.strategy}.log"
-    lines = [line for line in log.read_text().splitlines() if line.startswith("verdict: ")]
-    assert lines[0].startswith("verdict: 1/2 solved, 60% interval [0.24, 0.76]: uncertain; training seed 2")
+    # one job per task, T and cell: its log holds every strategy's decisions, each line naming its combination
+    log = study_dir / "results" / "logs" / "runs" / key.task / f"T{key.seq_len}" / f"{key.cell}.log"
+    prefix = f"verdict: {key.task} T={key.seq_len} {key.cell} {key.strategy}: "
+    lines = [line.removeprefix(prefix) for line in log.read_text().splitlines() if line.startswith(prefix)]
+    assert lines[0].startswith("1/2 solved, 60% interval [0.24, 0.76]: uncertain; training seed 2")
     assert "uncertain; training seed" not in lines[-1]
 
 
 def test_a_complete_sequential_study_has_nothing_to_do(study_dir: Path) -> None:
     result = snakemake(study_dir, "tables", "-n")
     assert result.returncode == 0 and "Nothing to be done" in result.stdout, result.stdout[-3000:]
+
+
+def _run_files(workdir: Path) -> dict[str, bytes]:
+    """Every file under results/runs but runtime.json (wall-clock times), by path."""
+    runs = workdir / "results" / "runs"
+    return {
+        str(path.relative_to(runs)): path.read_bytes()
+        for path in sorted(runs.rglob("*"))
+        if path.is_file() and path.name != "runtime.json"
+    }
+
+
+def test_one_job_per_combination_trains_the_same_runs(study_dir: Path, tmp_path: Path) -> None:
+    """``jobs.training: combination`` (a process per combination instead of per task, T and cell): the same
+    seeds, byte for byte."""
+    workdir = new_study(tmp_path / "per_combination", {**STUDY, "jobs": {"training": "combination"}})
+    result = snakemake(workdir, "tables")
+    assert result.returncode == 0, result.stdout[-5000:]
+    assert "rule train_adding_T8_lstm_clip_norm:" in result.stdout
+    assert _run_files(workdir) == _run_files(study_dir)
+    log = workdir / "results" / "logs" / "runs" / "adding" / "T8" / "lstm" / "clip_norm.log"
+    assert "verdict: adding T=8 lstm clip_norm: " in log.read_text()
+
+
+def test_switching_the_job_layout_retrains_nothing(study_dir: Path, tmp_path: Path) -> None:
+    workdir = tmp_path / "copy"
+    shutil.copytree(study_dir, workdir, symlinks=True)
+    (workdir / "config" / "config.yaml").write_text(yaml.safe_dump({**STUDY, "jobs": {"training": "combination"}}))
+    runtimes = {path: path.read_bytes() for path in (workdir / "results" / "runs").rglob("runtime.json")}
+    result = snakemake(workdir, "tables")
+    assert result.returncode == 0, result.stdout[-5000:]
+    # the new jobs run (their rules are new), find every run complete and keep it
+    assert {path: path.read_bytes() for path in (workdir / "results" / "runs").rglob("runtime.json")} == runtimes
 
 
 def test_a_missing_extra_seed_is_named_and_retrained_alone(study_dir: Path, tmp_path: Path) -> None:

@@ -26,8 +26,8 @@ from workflow_runner import PROFILES, TINY, new_study, run_snakemake
 pytestmark = [pytest.mark.slurm, pytest.mark.slow]
 
 TIMING_COLUMNS = ["wall_time_s", "ms_per_step"]
-# a train job's wildcards (a combination: its seeds train in one job), as Snakemake prints them before running it
-TRAIN_WILDCARDS = re.compile(r"wildcards: task=(\w+), seq_len=(\d+), cell=(\w+), strategy=(\w+)$", re.M)
+# a training job (a task, T and cell: its strategies and seeds train in one job), as Snakemake announces it
+TRAIN_JOB = re.compile(r"^\s*rule (train_\w+):$", re.M)
 
 
 def cluster_problem() -> str | None:
@@ -69,9 +69,9 @@ def grid(config: dict) -> set[tuple[str, ...]]:
     }
 
 
-def combinations(config: dict) -> set[tuple[str, ...]]:
-    """Every combination of a config (a training job), as the (task, T, cell, strategy) strings Snakemake prints."""
-    return {run[:-1] for run in grid(config)}
+def training_jobs(config: dict) -> set[str]:
+    """The rule name of every training job of a config (jobs.training: cell, the default: one per task, T, cell)."""
+    return {f"train_{task}_T{seq_len}_{cell}" for task, seq_len, cell, *_ in grid(config)}
 
 
 def run_path(workdir: Path, run: tuple[str, ...]) -> Path:
@@ -104,10 +104,10 @@ def slurm_run(cluster, tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_every_training_run_went_through_slurm_in_grouped_jobs(slurm_run):
     config = yaml.safe_load(TINY.read_text())
     logs = sorted((slurm_run / ".snakemake" / "slurm_logs").glob("group_train_*/*.log"))
-    trained = {log.stem: set(TRAIN_WILDCARDS.findall(log.read_text())) for log in logs}
-    assert set().union(*trained.values()) == combinations(config)
-    assert sum(len(keys) for keys in trained.values()) == len(combinations(config))  # each in one cluster job
-    assert len(trained) == math.ceil(len(combinations(config)) / jobs_per_cluster_job())
+    trained = {log.stem: TRAIN_JOB.findall(log.read_text()) for log in logs}
+    assert {job for jobs in trained.values() for job in jobs} == training_jobs(config)
+    assert sum(len(jobs) for jobs in trained.values()) == len(training_jobs(config))  # each in one cluster job
+    assert len(trained) == math.ceil(len(training_jobs(config)) / jobs_per_cluster_job())
 
     states = subprocess.run(
         ["squeue", "--states=all", "-h", "-o", "%i %T"], capture_output=True, text=True, check=True, timeout=60
@@ -150,9 +150,9 @@ def test_a_new_seed_and_strategy_train_only_their_own_runs_on_the_cluster(slurm_
     finally:
         config_file.write_text(original)
     assert result.returncode == 0, result.stdout[-5000:]
-    # every combination's job ran on the cluster (its seeds changed), grouped ...
-    planned = set(TRAIN_WILDCARDS.findall(result.stdout))
-    assert planned == combinations(grown)
+    # every training job ran on the cluster (its seeds and strategies changed), grouped ...
+    planned = set(TRAIN_JOB.findall(result.stdout))
+    assert planned == training_jobs(grown)
     assert 0 < result.stdout.count("Group job train ") <= math.ceil(len(planned) / jobs_per_cluster_job())
     # ... but only the new runs were trained: every existing run directory is exactly as it was
     assert {run: (run_path(slurm_run, run) / "runtime.json").read_bytes() for run in old_runs} == runtimes

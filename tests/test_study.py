@@ -221,6 +221,10 @@ BAD_CONFIGS = {
         lambda c: c["strategies"].update({True: {}}),
         ["strategies[True]: the key True is a boolean, not a name", "write it in quotes"],
     ),
+    "unknown training job layout": (
+        lambda c: c.update(jobs={"training": "strategy"}),
+        ["jobs.training: 'strategy' is not allowed; allowed: cell, combination"],
+    ),
     "more runs than the limit": (
         lambda c: c.update(seeds=list(range(13)), limits={"max_runs": 2000}),
         ["the study has 2,080 runs (4 task lengths × 5 cells × 8 strategies × 13 seeds)", "limits.max_runs = 2,000"],

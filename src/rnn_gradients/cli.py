@@ -64,24 +64,25 @@ def _train(args: argparse.Namespace) -> int:
             print(f"{out_dir}: {_outcome(summary)}")
         return 0
 
-    from rnn_gradients.study.sequential import train_combination
+    from rnn_gradients.study.sequential import split_combinations, train_combination
 
     if not (args.data_pattern and args.out_pattern):
         raise ValueError("train --max-seeds needs --data-pattern and --out-pattern (with {seed}) for extra seeds")
-    plan, by_seed = train_combination(
-        specs,
-        args.data,
-        args.out_dir,
-        max_seeds=args.max_seeds,
-        confidence=args.confidence,
-        data_pattern=args.data_pattern,
-        run_dir_pattern=args.out_pattern,
-        threads=args.threads,
-    )
-    for seed in plan.seeds:
-        print(f"{args.out_pattern.format(seed=seed)}: {_outcome(by_seed[seed])}")
-    for line in plan.decisions:
-        print(f"verdict: {line}")
+    for combination, runs in split_combinations(specs, args.data, args.out_dir, args.data_pattern, args.out_pattern):
+        plan, by_seed = train_combination(
+            runs.specs,
+            runs.data_paths,
+            runs.out_dirs,
+            max_seeds=args.max_seeds,
+            confidence=args.confidence,
+            data_pattern=runs.data_pattern,
+            run_dir_pattern=runs.run_dir_pattern,
+            threads=args.threads,
+        )
+        for seed in plan.seeds:
+            print(f"{runs.run_dir_pattern.format(seed=seed)}: {_outcome(by_seed[seed])}")
+        for line in plan.decisions:
+            print(f"verdict: {combination}: {line}", flush=True)
     return 0
 
 
@@ -247,12 +248,17 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument(
         "--max-seeds",
         type=_positive_int,
-        help="the specs are the seeds of one combination: train extra seeds while its verdict is uncertain, up to "
-        "this many seeds in all (rnn_gradients.study.verdicts)",
+        help="the specs are the seeds of one or more combinations: train each combination's extra seeds while its "
+        "verdict is uncertain, up to this many seeds in all (rnn_gradients.study.verdicts)",
     )
     train.add_argument("--confidence", type=float, default=0.9, help="the verdict's interval confidence")
-    train.add_argument("--data-pattern", help="an extra seed's dataset file, with {seed}")
-    train.add_argument("--out-pattern", help="an extra seed's run directory, with {seed}")
+    train.add_argument(
+        "--data-pattern", help="an extra seed's dataset file, with {seed} (and {task}, {seq_len} for several)"
+    )
+    train.add_argument(
+        "--out-pattern",
+        help="an extra seed's run directory, with {seed} (and {task}, {seq_len}, {cell}, {strategy} for several)",
+    )
     train.set_defaults(func=_train, libraries=TORCH)
 
     collect = sub.add_parser("collect", help="gather run directories into the study tables")

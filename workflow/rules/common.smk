@@ -5,22 +5,24 @@ import re
 import sys
 from pathlib import Path
 
+from snakemake.resources import Resources
+
 import rnn_gradients
 from rnn_gradients.files import output_problem
 from rnn_gradients.engine.run_files import RUN_FILES
 from rnn_gradients.report.i18n import page_name
 from rnn_gradients.study.grid import (
-    COMBINATION_DIR,
     DATA_FILE,
     REPORT_FILE,
     RUN_DIR,
     TABLES_DIR,
-    Combination,
     combination_runs,
     estimated_minutes,
     expand_runs,
+    relative_cost,
     run_dir,
     run_spec,
+    training_jobs,
 )
 from rnn_gradients.study.limits import collect_memory_mb, training_memory_mb
 from rnn_gradients.study.tables import TABLE_FILES
@@ -89,38 +91,47 @@ def table_files():
     return [f"{TABLES_DIR}/{name}" for name in TABLE_FILES]
 
 
-def combination_outputs():
-    """The files of every seed's run directory of one combination, named by their stem (``summary``: every seed's
-    summary.json). Flagged ``update``: Snakemake keeps them when it reruns the job, and the job keeps every run
-    whose spec is unchanged, so a new seed trains only its own run."""
-    return {
-        name.split(".")[0]: update(expand(f"{RUN_DIR}/{name}", seed=STUDY["seeds"], allow_missing=True))
-        for name in RUN_FILES
-    }
+def job_runs(job):
+    """The runs of a training job's combinations, one per listed seed, in config order."""
+    return [key for combination in job.combinations for key in combination_runs(STUDY, combination)]
 
 
-def combination(wildcards):
-    return Combination(wildcards.task, int(wildcards.seq_len), wildcards.cell, wildcards.strategy)
+def job_outputs(job):
+    """The files of every run of a training job, named by their stem (``summary``: every run's summary.json).
+    Flagged ``update``: Snakemake keeps them when it reruns the job, and the job keeps every run whose spec is
+    unchanged, so a new seed or strategy trains only its own runs."""
+    return {name.split(".")[0]: update([f"{run_dir(key)}/{name}" for key in job_runs(job)]) for name in RUN_FILES}
 
 
-def combination_data(wildcards):
-    """The dataset of every seed of the job's combination."""
-    return [DATA_FILE.format(**key._asdict()) for key in combination_runs(STUDY, combination(wildcards))]
+def job_data(job):
+    """The datasets a training job's runs read (one per task, T and seed)."""
+    return list(dict.fromkeys(job_run_data(job)))
 
 
-def combination_specs(wildcards):
-    """The resolved spec of every seed's run: a deterministic function of the config, so only changed runs rerun."""
-    specs = [run_spec(STUDY, key) for key in combination_runs(STUDY, combination(wildcards))]
+def job_run_data(job):
+    """Each run's dataset, in the order of its spec."""
+    return [DATA_FILE.format(**key._asdict()) for key in job_runs(job)]
+
+
+def job_specs(job):
+    """The resolved spec of every run: a deterministic function of the config, so only changed runs rerun."""
+    specs = [run_spec(STUDY, key) for key in job_runs(job)]
     return json.dumps(specs, sort_keys=True, separators=(",", ":"))
 
 
-def seed_pattern(pattern, wildcards):
-    """``pattern`` (DATA_FILE or RUN_DIR) for the job's combination, with ``{seed}`` left to fill in."""
-    return pattern.format(**combination(wildcards)._asdict(), seed="{seed}")
+def job_memory_mb(job):
+    """One run at a time: the peak of one run (rnn_gradients.study.limits)."""
+    return max(training_memory_mb(STUDY, c.task, c.seq_len) for c in job.combinations)
 
 
-def combination_run_dirs(wildcards):
-    return [run_dir(key) for key in combination_runs(STUDY, combination(wildcards))]
+def apply_training_overrides(rule_name):
+    """The resources the profiles set for ``train`` (``set-resources`` in workflow/profiles/slurm-gpu, the GPU
+    switch) given to one of the training jobs, as Snakemake gives them to a rule of that exact name. These
+    are named per job (train_adding_T60_lstm); one name lets a profile reach them all."""
+    overrides = workflow.resource_settings.overwrite_resources
+    resources = workflow.get_rule(rule_name).resources
+    for name in ("train", rule_name):  # the rule's own name, if set too, wins
+        resources.update(Resources.from_mapping(overrides.get(name, {})))
 
 
 def log_path(pattern):

@@ -12,9 +12,9 @@ rule collect:
     benchmark:
         benchmark_path(f"{TABLES_DIR}/collect")
     params:
-        # the limits only guard the study's size and `report` only says how to render: changing either must not
-        # rerun collect (and the report only for `report`)
-        study_config=json.dumps({key: value for key, value in STUDY.items() if key not in ("limits", "report")}),
+        # the limits only guard the study's size, `jobs` only splits the work and `report` only says how to render:
+        # changing them must not rerun collect (and the report only for `report`)
+        study_config=json.dumps({key: value for key, value in STUDY.items() if key not in ("limits", "report", "jobs")}),
         out_dir=parent_of("accuracy"),
     threads: 1
     resources:

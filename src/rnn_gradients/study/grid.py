@@ -11,10 +11,11 @@ Snakemake reruns exactly the runs whose spec changed.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from itertools import product
 from typing import Any, NamedTuple
 
+from rnn_gradients.engine.cells import GRUCell, LSTMCell, VanillaCell
 from rnn_gradients.engine.run_spec import engine_fingerprint
 from rnn_gradients.engine.strategies import Strategy
 from rnn_gradients.engine.tasks import get_task
@@ -33,7 +34,7 @@ class RunKey(NamedTuple):
 
 
 class Combination(NamedTuple):
-    """A run without its seed: the seeds of one combination train in one process (one Snakemake job)."""
+    """A run without its seed: the seeds of one combination train one after another in one process."""
 
     task: str
     seq_len: int
@@ -48,8 +49,10 @@ GRID_KEYS: tuple[str, ...] = Combination._fields
 
 DATA_FILE = "results/data/{task}/T{seq_len}/seed{seed}.npz"
 """One dataset per task, T and seed, shared by every cell and strategy of that grid point."""
-COMBINATION_DIR = "results/runs/{task}/T{seq_len}/{cell}/{strategy}"
-"""The directory of a combination's runs; its training job's log and benchmark are named after it."""
+CELL_DIR = "results/runs/{task}/T{seq_len}/{cell}"
+"""The runs of one cell at one task and T; a training job of all their strategies is named after it."""
+COMBINATION_DIR = CELL_DIR + "/{strategy}"
+"""The directory of a combination's runs; a training job of that combination alone is named after it."""
 RUN_DIR = COMBINATION_DIR + "/seed{seed}"
 """One directory per run (its files: :data:`rnn_gradients.engine.run_files.RUN_FILES`)."""
 TABLES_DIR = "results/tables"
@@ -75,6 +78,38 @@ def expand_runs(study: Mapping[str, Any]) -> list[RunKey]:
 def expand_combinations(study: Mapping[str, Any]) -> list[Combination]:
     """Every combination of the study, in config order (the runs of :func:`expand_runs` without their seeds)."""
     return list(dict.fromkeys(Combination(*key[:-1]) for key in expand_runs(study)))
+
+
+class TrainingJob(NamedTuple):
+    """The combinations one training process trains, one after another (one Snakemake job).
+
+    ``jobs.training: cell`` (the default) gives one job per task, T and cell, with all the cell's strategies: a
+    process pays about 1-2 s of start and imports (mostly torch's), so fewer of them make a study faster on a few
+    cores. ``combination`` gives one job per combination: more, shorter jobs, for a cluster's many cores. A run is
+    the same run either way (docs/architecture.md).
+    """
+
+    name: str
+    """The Snakemake rule's name, e.g. ``train_adding_T60_lstm``."""
+    path: str
+    """The job's place in the file layout (:data:`CELL_DIR` or :data:`COMBINATION_DIR`): its log and benchmark
+    files are named after it."""
+    combinations: tuple[Combination, ...]
+
+
+def training_jobs(study: Mapping[str, Any]) -> list[TrainingJob]:
+    """The study's training jobs in config order, each with its combinations in config order (``jobs.training``)."""
+    per_cell = study["jobs"]["training"] == "cell"
+    groups: dict[tuple[Any, ...], list[Combination]] = {}
+    for combination in expand_combinations(study):
+        groups.setdefault(combination[:3] if per_cell else combination, []).append(combination)
+    jobs = []
+    for key, combinations in groups.items():
+        fields = dict(zip(Combination._fields, key, strict=False))
+        name = "_".join(["train", fields["task"], f"T{fields['seq_len']}", *map(str, key[2:])])
+        path = (CELL_DIR if per_cell else COMBINATION_DIR).format(**fields)
+        jobs.append(TrainingJob(name, path, tuple(combinations)))
+    return jobs
 
 
 def combination_runs(study: Mapping[str, Any], combination: Combination) -> list[RunKey]:
@@ -136,12 +171,20 @@ MS_PER_STEP_AND_TIME_STEP = 0.5
 width: benchmarks/README.md)."""
 
 
-def estimated_minutes(study: Mapping[str, Any], combination: Combination) -> int:
-    """A time limit for a combination's training job: every seed it may train (up to ``verdicts.max_seeds``)
-    using its whole step budget, at a generous cost
-    per step (:data:`MS_PER_STEP_AND_TIME_STEP`, scaled by H² beyond H = 64), plus ten minutes of slack."""
+def relative_cost(combinations: Sequence[Combination]) -> int:
+    """A training job's cost relative to the others, for the scheduler to start the longest jobs first: every
+    combination's time steps per sequence times its cell's gate blocks G (a step's FLOPs are G times a vanilla
+    cell's)."""
+    gates = {"lstm": LSTMCell.gates, "gru": GRUCell.gates}
+    return sum(gates.get(c.cell, VanillaCell.gates) * get_task(c.task).input_length(c.seq_len) for c in combinations)
+
+
+def estimated_minutes(study: Mapping[str, Any], combinations: Sequence[Combination]) -> int:
+    """A time limit for a training job: every seed of each of its combinations (up to ``verdicts.max_seeds``)
+    using its whole step budget, at a generous cost per step (:data:`MS_PER_STEP_AND_TIME_STEP`, scaled by H²
+    beyond H = 64), plus ten minutes of slack."""
     training = study["training"]
-    length = get_task(combination.task).input_length(combination.seq_len)
     scale = max(1.0, (training["hidden_size"] / 64) ** 2) * max(1.0, training["batch_size"] / 64)
-    seconds = most_seeds(study) * training["steps"] * length * MS_PER_STEP_AND_TIME_STEP * scale / 1000
-    return 10 + int(seconds / 60 + 0.5)
+    seconds_per_time_step = most_seeds(study) * training["steps"] * MS_PER_STEP_AND_TIME_STEP * scale / 1000
+    length = sum(get_task(combination.task).input_length(combination.seq_len) for combination in combinations)
+    return 10 + int(seconds_per_time_step * length / 60 + 0.5)
