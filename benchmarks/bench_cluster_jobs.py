@@ -17,8 +17,9 @@ and prints the share training / (cores × wall time) per job and over all jobs. 
 Snakemake: its start-up at the sbatch level, then one `srun` and one Snakemake start per training job.
 
 Studies: `tiny` is tests/configs/tiny.yaml (12 runs of 40 steps, under a second of training each); `medium` is
-12 combinations × 3 seeds of 1,000 steps at T = 100 (10-30 s each, the default study's order of magnitude) in 6
-training jobs; or a config file.
+12 combinations × 3 seeds of 1,000 steps at T = 100 (10-30 s each, the default study's order of magnitude), one
+training job per combination as a cluster study has them (`jobs: {training: combination}`, config/extended.yaml);
+or a config file.
 """
 
 from __future__ import annotations
@@ -46,6 +47,7 @@ MEDIUM = {
     "cells": ["rnn_tanh", "lstm", "gru"],
     "strategies": {"none": {}, "clip_norm": {"clip_norm": 1.0}},
     "seeds": [0, 1, 2],
+    "jobs": {"training": "combination"},
     "data": {"train_size": 2000, "val_size": 500, "test_size": 500},
     "training": {
         "steps": 1000,

@@ -225,6 +225,14 @@ BAD_CONFIGS = {
         lambda c: c.update(jobs={"training": "strategy"}),
         ["jobs.training: 'strategy' is not allowed; allowed: cell, combination"],
     ),
+    "a training job too large for one command line": (
+        lambda c: c.update(seeds=list(range(30))),
+        [
+            "jobs.training: the training job train_adding_T60_rnn_tanh would pass its 240 runs to one command of "
+            "about 120 KiB, more than the 117 KiB a command may have (Linux takes at most 128 KiB)",
+            "set jobs.training: combination (one job per combination; allowed: cell, combination)",
+        ],
+    ),
     "more runs than the limit": (
         lambda c: c.update(seeds=list(range(13)), limits={"max_runs": 2000}),
         ["the study has 2,080 runs (4 task lengths × 5 cells × 8 strategies × 13 seeds)", "limits.max_runs = 2,000"],
@@ -240,6 +248,11 @@ def test_bad_config_message_names_key_value_and_allowed(config, case):
     assert len(problems) == 1, problems
     for text in expected:
         assert text in problems[0]
+
+
+def test_one_job_per_combination_keeps_each_command_short(config):
+    """The 30 seeds refused above in one job per task, T and cell fit one job per combination."""
+    load_study({**config, "seeds": list(range(30)), "jobs": {"training": "combination"}}, SCHEMA)
 
 
 def test_every_schema_problem_is_reported_at_once(config):

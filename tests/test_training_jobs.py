@@ -4,12 +4,15 @@ combinations (``train --max-seeds`` with the runs of more than one combination).
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 import yaml
+from workflow_runner import TINY, new_study
+from workflow_runner import run_snakemake as snakemake
 
 from rnn_gradients.engine.run_spec import RunSpec
 from rnn_gradients.study.config import load_study
@@ -27,6 +30,7 @@ from rnn_gradients.study.grid import (
     run_spec,
     training_jobs,
 )
+from rnn_gradients.study.limits import training_command_bytes
 from rnn_gradients.study.sequential import split_combinations
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -164,3 +168,20 @@ def test_the_cli_names_the_bad_pattern_and_trains_nothing(study: dict, tmp_path:
     assert result.returncode == 2, result.stderr
     assert "--out-pattern 'runs/seed{seed}' is the same for several combinations" in result.stderr
     assert not any(tmp_path.iterdir())
+
+
+@pytest.mark.slow
+def test_the_command_length_estimate_bounds_every_real_training_command(tmp_path: Path) -> None:
+    """The limit on a job's command (rnn_gradients.study.limits) is checked against an estimate: it must be at
+    least each command Snakemake would run, and close to it (four seeds of two strategies per job)."""
+    seeded = {**yaml.safe_load(TINY.read_text()), "seeds": [0, 1, 2, 3]}
+    workdir = new_study(tmp_path, seeded)
+    dry = snakemake(workdir, "-n", "tables")
+    assert dry.returncode == 0, dry.stdout[-3000:]
+    commands = re.findall(r"^\s*rule (train_\w+):$.*?^\s*Shell command: (.*?)$", dry.stdout, re.M | re.S)
+    study = load_study(seeded, SCHEMA)
+    estimates = {job.name: training_command_bytes(study, job) for job in training_jobs(study)}
+    assert sorted(name for name, _ in commands) == sorted(estimates)
+    for name, command in commands:
+        # the estimate is the runs' part, a little generous, and 1,000 bytes for the rest of the command
+        assert estimates[name] - 1000 <= len(command.encode()) <= estimates[name], name

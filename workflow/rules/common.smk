@@ -16,12 +16,12 @@ from rnn_gradients.study.grid import (
     REPORT_FILE,
     RUN_DIR,
     TABLES_DIR,
-    combination_runs,
     estimated_minutes,
     expand_runs,
+    job_runs,
     relative_cost,
     run_dir,
-    run_spec,
+    specs_json,
     training_jobs,
 )
 from rnn_gradients.study.limits import collect_memory_mb, training_memory_mb
@@ -87,20 +87,22 @@ def run_files(name):
     return [f"{run_dir(key)}/{name}" for key in RUNS]
 
 
+TRAINING_JOBS = training_jobs(STUDY)
+# A dataset is generated before any training job starts (data.smk): its priority is above every training job's.
+DATA_PRIORITY = 1 + max(relative_cost(job.combinations) for job in TRAINING_JOBS)
+
+
 def table_files():
     return [f"{TABLES_DIR}/{name}" for name in TABLE_FILES]
-
-
-def job_runs(job):
-    """The runs of a training job's combinations, one per listed seed, in config order."""
-    return [key for combination in job.combinations for key in combination_runs(STUDY, combination)]
 
 
 def job_outputs(job):
     """The files of every run of a training job, named by their stem (``summary``: every run's summary.json).
     Flagged ``update``: Snakemake keeps them when it reruns the job, and the job keeps every run whose spec is
     unchanged, so a new seed or strategy trains only its own runs."""
-    return {name.split(".")[0]: update([f"{run_dir(key)}/{name}" for key in job_runs(job)]) for name in RUN_FILES}
+    return {
+        name.split(".")[0]: update([f"{run_dir(key)}/{name}" for key in job_runs(STUDY, job)]) for name in RUN_FILES
+    }
 
 
 def job_data(job):
@@ -110,13 +112,12 @@ def job_data(job):
 
 def job_run_data(job):
     """Each run's dataset, in the order of its spec."""
-    return [DATA_FILE.format(**key._asdict()) for key in job_runs(job)]
+    return [DATA_FILE.format(**key._asdict()) for key in job_runs(STUDY, job)]
 
 
 def job_specs(job):
     """The resolved spec of every run: a deterministic function of the config, so only changed runs rerun."""
-    specs = [run_spec(STUDY, key) for key in job_runs(job)]
-    return json.dumps(specs, sort_keys=True, separators=(",", ":"))
+    return specs_json(STUDY, job_runs(STUDY, job))
 
 
 def job_memory_mb(job):

@@ -10,6 +10,9 @@ rule generate:
         train_size=STUDY["data"]["train_size"],
         val_size=STUDY["data"]["val_size"],
         test_size=STUDY["data"]["test_size"],
+    # Before any training job: the datasets take a second or two each, and a training job that waits for its
+    # datasets would start after shorter ones (the longest training jobs start first: train.smk).
+    priority: DATA_PRIORITY
     threads: 1
     resources:
         mem_mb=1000,

@@ -7,7 +7,7 @@
 # seeds leave uncertain trains the next seeds in the same job (rnn_gradients.study.sequential): those runs are not
 # declared outputs (which seeds run depends on results), the job's log says what it decided, and collect follows
 # the same rule to find them.
-for training_job in training_jobs(STUDY):
+for training_job in TRAINING_JOBS:
 
     rule:
         name:
@@ -23,7 +23,7 @@ for training_job in training_jobs(STUDY):
         params:
             specs=job_specs(training_job),
             run_data=job_run_data(training_job),
-            run_dirs=[run_dir(key) for key in job_runs(training_job)],
+            run_dirs=[run_dir(key) for key in job_runs(STUDY, training_job)],
             # an uncertain combination trains more seeds in this job (rnn_gradients.study.verdicts): the rule's
             # settings are params, so changing them reruns the job, which keeps every run already trained
             max_seeds=STUDY["verdicts"]["max_seeds"],

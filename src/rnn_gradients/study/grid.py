@@ -11,6 +11,7 @@ Snakemake reruns exactly the runs whose spec changed.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 from itertools import product
 from typing import Any, NamedTuple
@@ -115,6 +116,17 @@ def training_jobs(study: Mapping[str, Any]) -> list[TrainingJob]:
 def combination_runs(study: Mapping[str, Any], combination: Combination) -> list[RunKey]:
     """The runs of one combination, one per seed, in config order."""
     return [RunKey(*combination, seed) for seed in study["seeds"]]
+
+
+def job_runs(study: Mapping[str, Any], job: TrainingJob) -> list[RunKey]:
+    """The runs of a training job's combinations, one per listed seed, in config order."""
+    return [key for combination in job.combinations for key in combination_runs(study, combination)]
+
+
+def specs_json(study: Mapping[str, Any], keys: Sequence[RunKey]) -> str:
+    """The runs' resolved specs as one compact JSON list: a training job's ``--specs``, and its Snakemake
+    parameter (a deterministic function of the config, so only jobs with a changed run rerun)."""
+    return json.dumps([run_spec(study, key) for key in keys], sort_keys=True, separators=(",", ":"))
 
 
 def run_dir(key: RunKey) -> str:

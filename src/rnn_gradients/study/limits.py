@@ -8,6 +8,8 @@ planning jobs for many minutes. :func:`limit_problems` estimates, from the confi
 - the size of each dataset file and of everything the study writes under ``results/`` (datasets, run
   directories, tables);
 - the peak memory of a training job at each task and T, and of the ``collect`` job;
+- the length of the largest training job's command line, which holds its runs' specs (milliseconds: it writes
+  them);
 
 and refuses a study beyond its ``limits`` (``config/README.md``, the schema's ``limits`` section), naming the
 limit, the estimate and what drives it. The defaults let through every study this project plans (the default
@@ -45,7 +47,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from functools import cache
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -53,6 +55,9 @@ from rnn_gradients.engine.cells import FUSED_CELLS, make_cell
 from rnn_gradients.engine.run_files import PROBE_COLUMNS, EvalRecord, StepRecord
 from rnn_gradients.engine.tasks import get_task
 from rnn_gradients.study.config_files import where
+
+if TYPE_CHECKING:
+    from rnn_gradients.study.grid import TrainingJob
 
 MB = 2**20
 BASE_MB = 400
@@ -177,6 +182,46 @@ def _fmt_mb(size: float) -> str:
     return f"{size / MB:,.0f} MB"
 
 
+MAX_COMMAND_BYTES = 120_000
+"""The longest training command a job may have. A shell command reaches the shell as one argument, which Linux
+caps at 128 KiB (MAX_ARG_STRLEN); a training job's command holds every run's spec (about 560 bytes), dataset and
+directory."""
+
+
+def training_command_bytes(study: Mapping[str, Any], job: TrainingJob) -> int:
+    """The length of a training job's command (workflow/rules/train.smk): its runs' specs, datasets and
+    directories, and a generous 1,000 bytes for the rest."""
+    from rnn_gradients.study.grid import DATA_FILE, job_runs, run_dir, specs_json
+
+    keys = job_runs(study, job)
+    paths = sum(len(DATA_FILE.format(**key._asdict())) + len(run_dir(key)) + 6 for key in keys)  # quoted, spaced
+    return len(specs_json(study, keys)) + paths + 1000
+
+
+def command_problem(study: Mapping[str, Any]) -> tuple[tuple[Any, ...], str] | None:
+    """The largest training job's command past :data:`MAX_COMMAND_BYTES`, as a (key path, readable line) pair."""
+    from rnn_gradients.study.grid import job_runs, training_jobs
+
+    largest = max(training_jobs(study), key=lambda job: len(job_runs(study, job)))
+    size = training_command_bytes(study, largest)
+    if size <= MAX_COMMAND_BYTES:
+        return None
+    per_cell = study["jobs"]["training"] == "cell"
+    path = ("jobs", "training") if per_cell else ("seeds",)
+    advice = (
+        "set jobs.training: combination (one job per combination; allowed: cell, combination), or list fewer seeds"
+        if per_cell
+        else "list fewer seeds"
+    )
+    runs = len(job_runs(study, largest))
+    return (
+        path,
+        f"{where(path)}: the training job {largest.name} would pass its {runs:,} runs to one command of about "
+        f"{size / 1024:,.0f} KiB, more than the {MAX_COMMAND_BYTES / 1024:,.0f} KiB a command may have (Linux "
+        f"takes at most 128 KiB): {advice}",
+    )
+
+
 def limit_problems(study: Mapping[str, Any]) -> list[tuple[tuple[Any, ...], str]]:
     """Every way the (schema-valid) study exceeds its ``limits``, as (key path, readable line) pairs."""
     limits = study["limits"]
@@ -202,6 +247,8 @@ def limit_problems(study: Mapping[str, Any]) -> list[tuple[tuple[Any, ...], str]
         ]
 
     problems: list[tuple[tuple[Any, ...], str]] = []
+    if command := command_problem(study):
+        problems.append(command)
     per_run = len(study["strategies"]) * len(study["cells"])
     data_total = run_files_total = 0.0
     hidden = study["training"]["hidden_size"]
