@@ -20,6 +20,9 @@
    CPUs take a slow path.
 8. threads: the study's way (two one-thread processes side by side, one per core) against one two-thread process
    doing the same steps one after the other, on this machine's two cores.
+9. foreach: the engine's Adam update and gradient norms (one torch call per op and parameter) against the same
+   arithmetic as ``torch._foreach_*`` calls (one call per op), on a tanh RNN's real gradients: time per step,
+   and whether the results are the same bits.
 
 Every figure is a ratio of two timings taken in the same run (the machine is shared; read each ±30 %). Timings
 are minima over repeats: the least disturbed measurement of a deterministic amount of work.
@@ -28,6 +31,7 @@ are minima over repeats: the least disturbed measurement of a deterministic amou
 from __future__ import annotations
 
 import json
+import math
 import os
 import statistics
 import subprocess
@@ -42,6 +46,7 @@ import torch
 from rnn_gradients.engine import bptt
 from rnn_gradients.engine.cells import CELLS
 from rnn_gradients.engine.datasets import make_dataset, save_dataset
+from rnn_gradients.engine.model import PARAMETER_GROUPS
 from rnn_gradients.engine.run_spec import RunSpec, engine_fingerprint
 from rnn_gradients.engine.strategies import Strategy
 from rnn_gradients.engine.tasks import get_task
@@ -253,6 +258,70 @@ def lever_denormals() -> None:
     print("7. denormals, step time with gradual underflow / flushed to zero: " + ", ".join(parts))
 
 
+def _foreach_adam(params: list[torch.Tensor], state: dict[str, list[torch.Tensor] | float], lr: float) -> None:
+    """The engine's Adam (:class:`rnn_gradients.engine.optimizers.Adam`) as ``torch._foreach_*`` calls."""
+    if not state:
+        state.update(step=0.0, m=[torch.zeros_like(p) for p in params], v=[torch.zeros_like(p) for p in params])
+    step = state["step"] = float(state["step"]) + 1.0  # type: ignore[arg-type]
+    grads = [p.grad for p in params]
+    m, v = state["m"], state["v"]
+    torch._foreach_lerp_(m, grads, 1 - 0.9)
+    torch._foreach_mul_(v, 0.999)
+    torch._foreach_addcmul_(v, grads, grads, value=1 - 0.999)
+    denom = torch._foreach_sqrt(v)
+    torch._foreach_div_(denom, (1 - 0.999**step) ** 0.5)
+    torch._foreach_add_(denom, 1e-8)
+    torch._foreach_addcdiv_(params, m, denom, value=-lr / (1 - 0.9**step))
+
+
+def _foreach_norms(meter: GradientMeter) -> tuple[float, tuple[float, ...]]:
+    """:meth:`GradientMeter.measure` with the parameters' norms from one ``torch._foreach_norm`` call. (The
+    per-group sums could move to the host, where ``index_add_``'s order is easy to follow, but not the square
+    roots: torch's float64 ``sqrt`` is not always the correctly rounded one of ``math.sqrt``.)"""
+    squares = torch.stack(torch._foreach_norm([p.grad for p in meter.params])).double() ** 2
+    group = torch.zeros(len(PARAMETER_GROUPS), dtype=squares.dtype).index_add_(0, meter.index, squares)
+    values = torch.cat([squares.sum().sqrt().reshape(1), group.sqrt()]).tolist()
+    return values[0], tuple(values[1 + i] if i in meter.present else math.nan for i in range(len(PARAMETER_GROUPS)))
+
+
+def lever_foreach(steps: int = 200) -> None:
+    torch.set_num_threads(1)
+    task = get_task("adding")
+    run = spec("rnn_tanh")
+    strategy = Strategy.from_dict(run.strategy, run.strategy_params)
+    models = [build_model(run, task, strategy) for _ in range(2)]
+    engine_adam = make_optimizer(run, list(models[0].parameters()))
+    meters = [GradientMeter(model) for model in models]
+    x, y = task.to_tensors(make_dataset("adding", T, 0, 64, 1, 1).train)
+    state: dict[str, list[torch.Tensor] | float] = {}
+    same, times = True, {"adam": [], "foreach adam": [], "norms": [], "foreach norms": []}
+    for _ in range(steps):
+        for model in models:
+            model.zero_grad(set_to_none=True)
+            task.loss(model(x), y).backward()
+        # Alternated: whichever runs first after the backward pass finds colder caches.
+        flip = -1 if len(times["norms"]) % 2 else 1
+        for name, fn in (("norms", meters[0].measure), ("foreach norms", lambda: _foreach_norms(meters[1])))[::flip]:
+            start = time.thread_time()
+            fn()
+            times[name].append(time.thread_time() - start)
+        same &= str(meters[0].measure()) == str(_foreach_norms(meters[1]))
+        with torch.no_grad():
+            for name, fn in (
+                ("adam", engine_adam.step),
+                ("foreach adam", lambda: _foreach_adam(list(models[1].parameters()), state, run.learning_rate)),
+            )[::flip]:
+                start = time.thread_time()
+                fn()
+                times[name].append(time.thread_time() - start)
+        same &= all(torch.equal(a, b) for a, b in zip(models[0].parameters(), models[1].parameters(), strict=True))
+    ms = {name: 1000 * min(values) for name, values in times.items()}
+    print(
+        f"9. foreach (tanh, T={T}, {steps} steps, same bits: {same}): Adam {ms['adam']:.3f} vs "
+        f"{ms['foreach adam']:.3f} ms, norms {ms['norms']:.3f} vs {ms['foreach norms']:.3f} ms per step"
+    )
+
+
 def steps_wall(cell: str, threads: int, steps: int) -> float:
     """Seconds for ``steps`` training steps of one cell with ``threads`` torch threads (after 3 warm-up steps)."""
     step = _step_fn(cell, 64)
@@ -302,6 +371,7 @@ def main() -> None:
     lever_hidden_size()
     lever_denormals()
     lever_threads()
+    lever_foreach()
     print(f"(median of nothing: each figure is a minimum; load average now {statistics.fmean(os.getloadavg()):.1f})")
 
 

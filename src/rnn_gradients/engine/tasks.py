@@ -28,6 +28,15 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+# The kernels of autograd's backward for the tasks' losses (the overloads themselves: see bptt), ATen's reduction
+# code for a mean and cross-entropy's default ignore_index.
+_mse_loss_backward = torch.ops.aten.mse_loss_backward.default
+_nll_loss_forward = torch.ops.aten.nll_loss_forward.default
+_nll_loss_backward = torch.ops.aten.nll_loss_backward.default
+_log_softmax_backward = torch.ops.aten._log_softmax_backward_data.default
+_MEAN = 1
+_IGNORE_INDEX = -100
+
 
 def check_int(name: str, value: object, minimum: int, why: str = "") -> int:
     """Return ``value`` as an int, or raise ValueError naming the value and the minimum."""
@@ -96,6 +105,12 @@ class Task(ABC):
     @abstractmethod
     def loss(self, output: Tensor, target: Tensor) -> Tensor:
         """Scalar training loss, differentiable in ``output``."""
+
+    def loss_and_gradient(self, output: Tensor, target: Tensor) -> tuple[Tensor, Tensor] | None:
+        """(:meth:`loss`, ∂loss/∂output) by the very kernels that ``loss(output, target).backward()`` runs, bit for
+        bit (for :mod:`~rnn_gradients.engine.direct_step`), or None where the task leaves its gradient to
+        autograd."""
+        return None
 
     @abstractmethod
     def errors(self, output: Tensor, target: Tensor) -> Tensor:
@@ -186,6 +201,11 @@ class AddingTask(Task):
     def loss(self, output: Tensor, target: Tensor) -> Tensor:
         self._check_shapes(output, target)
         return F.mse_loss(output, target)
+
+    def loss_and_gradient(self, output: Tensor, target: Tensor) -> tuple[Tensor, Tensor]:
+        """MSE = mean (o − y)², ∂/∂o = 2 (o − y) / N: autograd's ``mse_loss_backward`` from a seed of 1."""
+        loss = self.loss(output, target)
+        return loss, _mse_loss_backward(torch.ones_like(loss), output, target, _MEAN)
 
     def errors(self, output: Tensor, target: Tensor) -> Tensor:
         self._check_shapes(output, target)
@@ -298,6 +318,15 @@ class LastStepClassification(Task):
     def loss(self, output: Tensor, target: Tensor) -> Tensor:
         self._check_shapes(output, target)
         return F.cross_entropy(output, target)
+
+    def loss_and_gradient(self, output: Tensor, target: Tensor) -> tuple[Tensor, Tensor]:
+        """Cross-entropy = −mean log softmax(o)_y, ∂/∂o = (softmax(o) − onehot(y)) / N, by the two kernels of
+        ``F.cross_entropy`` (``_log_softmax``, ``nll_loss_forward``) and their backward kernels from a seed of 1."""
+        self._check_shapes(output, target)
+        log_p = torch.log_softmax(output, 1)
+        loss, total_weight = _nll_loss_forward(log_p, target, None, _MEAN, _IGNORE_INDEX)
+        grad = _nll_loss_backward(torch.ones_like(loss), log_p, target, None, _MEAN, _IGNORE_INDEX, total_weight)
+        return loss, _log_softmax_backward(grad, log_p, 1, output.dtype)
 
     def errors(self, output: Tensor, target: Tensor) -> Tensor:
         self._check_shapes(output, target)

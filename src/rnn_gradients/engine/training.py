@@ -35,7 +35,7 @@ from pathlib import Path
 
 import torch
 
-from rnn_gradients.engine import extension, optimizers
+from rnn_gradients.engine import direct_step, extension, optimizers
 from rnn_gradients.engine.datasets import load_dataset
 from rnn_gradients.engine.initialization import init_chrono, init_default, init_recurrent
 from rnn_gradients.engine.machine import (
@@ -173,8 +173,10 @@ def optimization_step(
     divergence, it never raises.
     """
     optimizer.zero_grad(set_to_none=True)
-    loss = task.loss(model(x), y)
-    loss.backward()
+    loss = direct_step.loss_and_gradients(model, task, x, y)  # autograd's results, without its graph
+    if loss is None:
+        loss = task.loss(model(x), y)
+        loss.backward()
     pre, per_group = meter.measure()
     loss_value = loss.item()
     if not (math.isfinite(loss_value) and math.isfinite(pre)):
