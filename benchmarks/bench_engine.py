@@ -20,7 +20,9 @@ configuration:
              ``RNN_GRADIENTS_EXTENSION=0`` does); shown where the extension runs the loops (the vanilla cells, the
              plain GRU), ``-`` elsewhere
     new      the engine now (``RecurrentLayer.path``: bptt, fused or unrolled; the vanilla cells' and the plain
-             GRU's BPTT loops compiled where :func:`~rnn_gradients.engine.extension.status` says so, printed first)
+             GRU's BPTT loops compiled where :func:`~rnn_gradients.engine.extension.status` says so, printed first;
+             the step without autograd's graph where :mod:`~rnn_gradients.engine.direct_step` covers the model,
+             in the ``torch`` column too)
     new/fl   new / floor;   old/new, torch/new   the speed-ups
 
 Timings on a shared machine are noisy (read a figure ±30 %, a ratio ±15 %).
