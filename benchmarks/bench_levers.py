@@ -47,6 +47,7 @@ from rnn_gradients.engine import bptt
 from rnn_gradients.engine.cells import CELLS
 from rnn_gradients.engine.datasets import make_dataset, save_dataset
 from rnn_gradients.engine.model import PARAMETER_GROUPS
+from rnn_gradients.engine.optimizers import Adam
 from rnn_gradients.engine.run_spec import RunSpec, engine_fingerprint
 from rnn_gradients.engine.strategies import Strategy
 from rnn_gradients.engine.tasks import get_task
@@ -265,13 +266,14 @@ def _foreach_adam(params: list[torch.Tensor], state: dict[str, list[torch.Tensor
     step = state["step"] = float(state["step"]) + 1.0  # type: ignore[arg-type]
     grads = [p.grad for p in params]
     m, v = state["m"], state["v"]
-    torch._foreach_lerp_(m, grads, 1 - 0.9)
-    torch._foreach_mul_(v, 0.999)
-    torch._foreach_addcmul_(v, grads, grads, value=1 - 0.999)
+    (beta1, beta2), eps = Adam.betas, Adam.eps
+    torch._foreach_lerp_(m, grads, 1 - beta1)
+    torch._foreach_mul_(v, beta2)
+    torch._foreach_addcmul_(v, grads, grads, value=1 - beta2)
     denom = torch._foreach_sqrt(v)
-    torch._foreach_div_(denom, (1 - 0.999**step) ** 0.5)
-    torch._foreach_add_(denom, 1e-8)
-    torch._foreach_addcdiv_(params, m, denom, value=-lr / (1 - 0.9**step))
+    torch._foreach_div_(denom, (1 - beta2**step) ** 0.5)
+    torch._foreach_add_(denom, eps)
+    torch._foreach_addcdiv_(params, m, denom, value=-lr / (1 - beta1**step))
 
 
 def _foreach_norms(meter: GradientMeter) -> tuple[float, tuple[float, ...]]:

@@ -23,7 +23,7 @@ step, the reference path, a parameter that already holds a gradient — is left 
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -39,6 +39,9 @@ COVERED = (
     ("gru", "none"),
 )
 """The (cell, norm) pairs whose step this module computes (on their BPTT path, read out at the last step)."""
+
+Gradients = list[tuple[nn.Parameter, Tensor]]
+"""(parameter, its gradient) pairs, in the order they are assigned."""
 
 
 class _Context:
@@ -90,10 +93,7 @@ def loss_and_gradients(model: SequenceModel, task: Task, x: Tensor, y: Tensor) -
     return loss
 
 
-Gradients = list[tuple[nn.Parameter, Tensor]]
-
-
-def _recurrence(model: SequenceModel, x: Tensor) -> tuple[Tensor, Any]:
+def _recurrence(model: SequenceModel, x: Tensor) -> tuple[Tensor, Callable[[Tensor], Gradients]]:
     """h_T of the model's recurrent layer, as ``RecurrentLayer.last_state`` computes it on the BPTT path, and the
     function from ∂L/∂h_T to the layer's (parameter, gradient) pairs."""
     layer = model.recurrent
@@ -127,7 +127,7 @@ def _recurrence(model: SequenceModel, x: Tensor) -> tuple[Tensor, Any]:
         ln = layer.norm.summed
         assert ln is not None
         u = project(None)
-        beta = ln.bias + (cell.bias_ih + cell.bias_hh)  # ln.bias + cell._input_bias(), as RecurrentLayer._bptt
+        beta = ln.bias + cell._input_bias()  # as RecurrentLayer._bptt
         h = bptt.VanillaLayerNormRecurrence.forward(
             recurrence, u, cell.weight_hh, ln.weight, beta, kind, ln.eps, True, kernels
         )
@@ -139,7 +139,7 @@ def _recurrence(model: SequenceModel, x: Tensor) -> tuple[Tensor, Any]:
                     (ln.bias, grad_beta), (cell.bias_ih, grad_beta), (cell.bias_hh, grad_beta)]  # fmt: skip
 
         return h, layer_norm_backward
-    u = project(cell.bias_ih + cell.bias_hh)  # cell._input_bias()
+    u = project(cell._input_bias())  # as RecurrentLayer._bptt
     h = bptt.VanillaRecurrence.forward(recurrence, u, cell.weight_hh, kind, True, kernels)
 
     def vanilla_backward(grad_h: Tensor) -> Gradients:
