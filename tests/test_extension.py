@@ -103,17 +103,36 @@ def test_compiled_gru_equals_the_python_gru_bit_for_bit(
         assert all(bool(t.isfinite().all()) for t in python)
 
 
+def _nudge(t: torch.Tensor, index: int) -> None:
+    """Move entry ``index`` of ``t`` (flattened) by one ulp, in place."""
+    flat = t.detach().view(-1)
+    flat[index] = torch.nextafter(flat[index], torch.tensor(2.0))
+
+
+def _off_by_one_ulp(function: str) -> object:
+    """``KERNELS``'s ``function``, wrong by one ulp in one element of what it writes or returns."""
+    right = getattr(KERNELS, function)
+
+    def wrong(first: object, *args: object) -> object:
+        result = right(first, *args)
+        if function == "gradient_norms":
+            total = torch.tensor(result[0], dtype=torch.float64)
+            return [float(torch.nextafter(total, torch.tensor(1e300, dtype=torch.float64))), *result[1:]]
+        if isinstance(first, list):
+            _nudge(first[0], -1)  # Adam's first parameter (whose first entry the check's NaN gradient reaches)
+        else:
+            _nudge(first[-1], 0)  # a loop's last state
+        return result
+
+    return wrong
+
+
 @needs_kernels
-@pytest.mark.parametrize("function", ["vanilla_forward", "gru_forward"])
+@pytest.mark.parametrize("function", ["vanilla_forward", "gru_forward", "gradient_norms", "adam_update"])
 def test_the_load_check_rejects_a_module_that_rounds_one_element_differently(function: str) -> None:
     """:func:`extension._agrees_with_python` is what keeps a miscompiled or mismatched build out of the runs."""
-
-    def off_by_one_ulp(hs: torch.Tensor, *args: object) -> None:
-        getattr(KERNELS, function)(hs, *args)
-        hs[-1, 0, 0] = torch.nextafter(hs[-1, 0, 0], torch.tensor(2.0))
-
     wrong = types.SimpleNamespace(**{name: getattr(KERNELS, name) for name in dir(KERNELS) if not name.startswith("_")})
-    setattr(wrong, function, off_by_one_ulp)
+    setattr(wrong, function, _off_by_one_ulp(function))
     assert extension._agrees_with_python(KERNELS)
     assert not extension._agrees_with_python(wrong)
 
@@ -127,7 +146,8 @@ def test_same_bits_tells_apart_what_equality_hides() -> None:
 
 @pytest.mark.parametrize(
     ("cell", "norm"),
-    [(cell, norm) for cell in ("rnn_tanh", "rnn_relu", "rnn_sigmoid") for norm in NORMS] + [("gru", "none")],
+    [(cell, norm) for cell in ("rnn_tanh", "rnn_relu", "rnn_sigmoid") for norm in NORMS]
+    + [("gru", "none"), ("gru", "layer"), ("lstm", "none")],
 )
 def test_a_run_writes_the_same_files_with_and_without_the_extension(
     tmp_path,
@@ -179,25 +199,18 @@ def test_the_load_check_runs_once_per_machine_and_its_verdict_is_kept(tmp_path, 
     assert not (tmp_path / "missing").exists()
 
 
-def test_a_process_that_trains_no_compiled_path_neither_builds_nor_checks(
+@needs_kernels
+def test_a_cell_without_compiled_loops_still_takes_the_compiled_update(
     tmp_path,
     datasets,  # noqa: F811 (the fixture imported above)
-    monkeypatch,
 ) -> None:
-    def loaded(capability: str) -> None:
-        raise AssertionError("the extension was loaded for a model that has no compiled loops")
-
-    monkeypatch.setattr(extension, "_status", extension.NOT_USED)
-    monkeypatch.setattr(extension, "_load", loaded)
-    extension.kernels.cache_clear()
-    try:
-        for cell, strategy, params in (("lstm", "none", {}), ("gru", "ln", {"norm": "layer"})):
-            spec = run_spec(cell=cell, strategy=strategy, strategy_params=params)
-            train_run(spec, datasets[0], tmp_path / cell)
-            runtime = json.loads((tmp_path / cell / "runtime.json").read_text())
-            assert runtime["recurrence_kernels"] == extension.NOT_USED
-    finally:
-        extension.kernels.cache_clear()
+    """The LSTM and the normalized GRU have no compiled loops, but their steps' norms and Adam updates run compiled,
+    and ``runtime.json`` says so (that the files are the same without them: the test above)."""
+    for cell, strategy, params in (("lstm", "none", {}), ("gru", "ln", {"norm": "layer"})):
+        spec = run_spec(cell=cell, strategy=strategy, strategy_params=params)
+        train_run(spec, datasets[0], tmp_path / cell)
+        runtime = json.loads((tmp_path / cell / "runtime.json").read_text())
+        assert runtime["compiled_kernels"] == f"compiled ({torch.backends.cpu.get_cpu_capability()})"
 
 
 def test_a_failed_build_falls_back_to_plain_torch_and_is_not_retried(tmp_path, monkeypatch) -> None:
@@ -205,7 +218,7 @@ def test_a_failed_build_falls_back_to_plain_torch_and_is_not_retried(tmp_path, m
     call after the cache is cleared) does not build again."""
     broken = tmp_path / "recurrence.cpp"
     broken.write_text("this is not C++\n")
-    monkeypatch.setattr(extension, "SOURCE", broken)
+    monkeypatch.setattr(extension, "SOURCES", (broken,))
     monkeypatch.setenv("RNN_GRADIENTS_EXTENSION_DIR", str(tmp_path / "cache"))
     extension.kernels.cache_clear()
     try:

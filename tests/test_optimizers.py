@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch import nn
 
-from rnn_gradients.engine import optimizers
+from rnn_gradients.engine import extension, optimizers
 
 SHAPES = [(64, 64), (64, 2), (64,), (1, 64), (1,)]
 
@@ -119,3 +119,20 @@ print("torch._dynamo" in sys.modules)
 """
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "False"
+
+
+def test_a_gradient_the_compiled_update_does_not_take_goes_to_the_torch_ops() -> None:
+    """``adam_update`` declines a non-contiguous gradient before it touches anything; Adam then runs the torch ops,
+    still bit for bit torch.optim's."""
+    kernels = extension.kernels()
+    if kernels is None:
+        pytest.skip(f"the extension is not in use: {extension.status()}")
+    param, moment = torch.randn(64, 64), torch.zeros(64, 64)
+    before = param.clone()
+    transposed = torch.randn(64, 64).t()
+    coefficients = (0.1, 0.999, 0.001, 1e-8, [1.0], [-1.0])
+    assert not kernels.adam_update([param], [transposed], [moment], [moment.clone()], *coefficients)
+    assert torch.equal(param, before) and not moment.any()
+    generator = torch.Generator().manual_seed(4)
+    grads = [[torch.randn(shape[::-1], generator=generator).t() for shape in SHAPES] for _ in range(5)]
+    _train_both("adam", 1e-2, grads)

@@ -92,7 +92,7 @@ def make_run(root: Path, cell: str, seed: int, *, rate: float, solved_at: int | 
         "cpu_capability": "AVX512",
         "libraries": "MKL 2024.2-Product, oneDNN v3.12.0",
         "numerics_settings": "",
-        "recurrence_kernels": "compiled (AVX512)",
+        "compiled_kernels": "compiled (AVX512)",
     }
     (run / "summary.json").write_text(json.dumps(summary))
     (run / "runtime.json").write_text(json.dumps(runtime))

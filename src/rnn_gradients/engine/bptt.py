@@ -131,8 +131,13 @@ def _compiled(kernels: ModuleType | None, *tensors: Tensor) -> bool:
 
 
 def _states_buffer(u: Tensor, hidden: int) -> Tensor:
-    """The (T+1, B, H) state buffer with h_0 = 0 in row 0."""
-    hs = u.new_empty(u.shape[0] + 1, u.shape[1], hidden)
+    """The (T+1, B, H) state buffer with h_0 = 0 in row 0, for u (T, B, ·)."""
+    return states_buffer(u, u.shape[0], u.shape[1], hidden)
+
+
+def states_buffer(like: Tensor, steps: int, batch: int, hidden: int) -> Tensor:
+    """A (steps+1, batch, hidden) state buffer of ``like``'s dtype and device, with h_0 = 0 in row 0."""
+    hs = like.new_empty(steps + 1, batch, hidden)
     hs[0].zero_()
     return hs
 
@@ -172,23 +177,29 @@ class InputProjection(torch.autograd.Function):
 
     As ``F.linear``, except for the weight gradient: ∂L/∂W_ih = (xᵀ ∂L/∂u)ᵀ, an (I × N) @ (N × G·H) product,
     which is 5-7× faster on one CPU thread than autograd's (∂L/∂u)ᵀ x for the study's tiny input sizes I.
+
+    ``forward`` can also write s·u straight into ``out`` (a recurrence's state buffer; s = 2 for tanh, see
+    :func:`input_scale`) as one ``addmm`` with α = β = s: scaling by a power of two is exact, so that is 2u to the
+    bit, without a pass over the whole (T, B, H) block to double it. The gradient is still the one of u.
     """
 
     @staticmethod
-    def forward(ctx: Any, x: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
+    def forward(
+        ctx: Any, x: Tensor, weight: Tensor, bias: Tensor | None, scale: float = 1.0, out: Tensor | None = None
+    ) -> Tensor:
         ctx.save_for_backward(x, weight)
         ctx.has_bias = bias is not None
         if bias is None:
-            return x.mm(weight.t())
-        return torch.addmm(bias, x, weight.t())
+            return torch.mm(x, weight.t(), out=out) if scale == 1 else torch.mul(x.mm(weight.t()), scale, out=out)
+        return torch.addmm(bias, x, weight.t(), beta=scale, alpha=scale, out=out)
 
     @staticmethod
-    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, Tensor, Tensor | None]:
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, Tensor, Tensor | None, None, None]:
         x, weight = ctx.saved_tensors
         grad_x = grad.mm(weight) if ctx.needs_input_grad[0] else None
         grad_weight = x.t().mm(grad).t().contiguous()
         grad_bias = grad.sum(0) if ctx.has_bias else None
-        return grad_x, grad_weight, grad_bias
+        return grad_x, grad_weight, grad_bias, None, None
 
 
 def project(x: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
@@ -210,12 +221,19 @@ class VanillaRecurrence(torch.autograd.Function):
             torch.mul(u, scale, out=hs[1:])
         else:
             hs[1:].copy_(u)
+        return VanillaRecurrence.run(ctx, hs, w_hh, kind, last, kernels)
+
+    @staticmethod
+    def run(ctx: Any, hs: Tensor, w_hh: Tensor, kind: str, last: bool, kernels: ModuleType | None) -> Tensor:
+        """The forward from a (T+1, B, H) state buffer that holds h_0 = 0 and s·u_1..s·u_T (s = ``input_scale``):
+        its rows 1..T become h_1..h_T."""
+        scale = input_scale(kind)
         w_t = w_hh.t()
         if _compiled(kernels, hs):
             kernels.vanilla_forward(hs, w_t, COMPILED_KINDS[kind], scale)
         else:
             rows = hs.unbind(0)
-            for t in range(u.shape[0]):
+            for t in range(hs.shape[0] - 1):
                 _activate_(kind, rows[t + 1].addmm_(rows[t], w_t, alpha=scale))
         ctx.kind, ctx.hs, ctx.kernels = kind, hs, kernels
         ctx.save_for_backward(w_hh)

@@ -109,7 +109,7 @@ def _recurrence(model: SequenceModel, x: Tensor) -> tuple[Tensor, Callable[[Tens
         return u.view(steps, batch, u.shape[-1])
 
     def project_backward(grad_u: Tensor) -> tuple[Tensor, Tensor | None]:
-        _, grad_w_ih, grad_bias = bptt.InputProjection.backward(projection, grad_u.reshape(-1, grad_u.shape[-1]))
+        _, grad_w_ih, grad_bias, *_ = bptt.InputProjection.backward(projection, grad_u.reshape(-1, grad_u.shape[-1]))
         return grad_w_ih, grad_bias
 
     if kind == "gru":
@@ -139,8 +139,12 @@ def _recurrence(model: SequenceModel, x: Tensor) -> tuple[Tensor, Callable[[Tens
                     (ln.bias, grad_beta), (cell.bias_ih, grad_beta), (cell.bias_hh, grad_beta)]  # fmt: skip
 
         return h, layer_norm_backward
-    u = project(cell._input_bias())  # as RecurrentLayer._bptt
-    h = bptt.VanillaRecurrence.forward(recurrence, u, cell.weight_hh, kind, True, kernels)
+    # As RecurrentLayer._bptt, but s·u (s = 2 for tanh) goes straight into the state buffer, exactly.
+    hidden = cell.weight_hh.shape[0]
+    hs = bptt.states_buffer(x, steps, batch, hidden)
+    scale = bptt.input_scale(kind)
+    bptt.InputProjection.forward(projection, x_flat, cell.weight_ih, cell._input_bias(), scale, hs[1:].view(-1, hidden))
+    h = bptt.VanillaRecurrence.run(recurrence, hs, cell.weight_hh, kind, True, kernels)
 
     def vanilla_backward(grad_h: Tensor) -> Gradients:
         grad_u, grad_w_hh, *_ = bptt.VanillaRecurrence.backward(recurrence, grad_h)

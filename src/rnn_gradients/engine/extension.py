@@ -1,9 +1,12 @@
-"""The compiled recurrence loops (``csrc/recurrence.cpp``): built on first use, used only where they are exact.
+"""The compiled kernels (``csrc/``): built on first use, used only where they are exact.
 
 The vanilla and GRU recurrences of :mod:`~rnn_gradients.engine.bptt` spend most of a step outside their GEMMs, on
 one torch call per elementwise op and time step. ``csrc/recurrence.cpp`` runs the same time loops in C++: the same
 ATen GEMM calls, and each step's elementwise work in one pass over its (B, H) block with the arithmetic of the ATen
-kernels the Python loop calls, so its results are the Python path's bit for bit. It is an accelerator, never a second
+kernels the Python loop calls, so its results are the Python path's bit for bit. ``csrc/update.cpp`` does the rest
+of every step's small work in one call each: the gradient norms (the same ATen ops as
+:func:`~rnn_gradients.engine.training.gradient_norms`) and Adam's update of every parameter (the arithmetic of
+:class:`~rnn_gradients.engine.optimizers.Adam`'s torch ops, per element). It is an accelerator, never a second
 numerics: :func:`kernels` returns it only when
 
 - it is not switched off (``RNN_GRADIENTS_EXTENSION=0``),
@@ -14,13 +17,14 @@ numerics: :func:`kernels` returns it only when
   ``RNN_GRADIENTS_EXTENSION_DIR``), and
 - it passes :func:`_agrees_with_python` on this machine: forward states and gradients bit-identical to the Python
   loop for every vanilla cell and the GRU, with NaN, ±Inf and blocks whose size is no multiple of the vector
-  width. The check costs 0.16–0.46 s (measured), so its verdict is kept beside the build, one file per machine
-  (:func:`_machine_key`: the CPU model, torch's MKL and oneDNN versions and the numerics variables), and the
-  next process on the same machine reads it instead of checking again.
+  width, and the norms and 30 Adam updates bit-identical to the torch ops. The check costs 0.16–0.46 s
+  (measured), so its verdict is kept beside the build, one file per machine (:func:`_machine_key`: the CPU model,
+  torch's MKL and oneDNN versions and the numerics variables), and the next process on the same machine reads it
+  instead of checking again.
 
-Otherwise the engine runs the plain-torch loops, which give the same results more slowly, and :func:`status`
-says why. Runs are therefore the same runs with or without it. Nothing is built or checked until a model asks
-for the loops: a process that trains only LSTMs, or GRUs with a normalization, never loads it.
+Otherwise the engine runs the plain-torch code, which gives the same results more slowly, and :func:`status`
+says why. Runs are therefore the same runs with or without it. Nothing is built or checked until a training step
+(or a vanilla cell's or the GRU's evaluation) asks for it.
 """
 
 from __future__ import annotations
@@ -39,7 +43,10 @@ from types import ModuleType
 
 import torch
 
-SOURCE = Path(__file__).with_name("csrc") / "recurrence.cpp"
+CSRC = Path(__file__).with_name("csrc")
+SOURCES = (CSRC / "recurrence.cpp", CSRC / "update.cpp")
+"""The compiled module's translation units; with ``HEADERS``, what its build directory's name hashes."""
+HEADERS = (CSRC / "elementwise.h",)
 
 # The compiler flags of ATen's own kernels for each instruction set (the vector width and Sleef variant follow).
 _CAPABILITY_FLAGS = {
@@ -49,14 +56,14 @@ _CAPABILITY_FLAGS = {
 }
 _COMMON_FLAGS = ["-O3", "-ffp-contract=off"]
 
-NOT_USED = "not used (this process ran no compiled-loop path)"
+NOT_USED = "not used (this process has not trained)"
 _status = NOT_USED
 
 
 def status() -> str:
-    """How the vanilla and GRU recurrences of this process ran, as ``runtime.json`` records it:
-    ``compiled (<capability>)``, ``plain torch (<why>)`` (the warning at the fallback says more), or
-    :data:`NOT_USED` where no model has asked for them (the LSTM, the GRU with a normalization)."""
+    """How this process's compiled kernels ran, as ``runtime.json`` records it: ``compiled (<capability>)``,
+    ``plain torch (<why>)`` (the warning at the fallback says more), or :data:`NOT_USED` before the first training
+    step (or evaluation of a vanilla cell or the GRU) asked for them."""
     return _status
 
 
@@ -139,8 +146,9 @@ def _load(capability: str) -> tuple[ModuleType, Path]:
     """Import the built module, building it first where it is missing (one builder at a time per cache); with the
     directory it was built in."""
     flags = _flags(capability)
+    code = [path.read_bytes() for path in (*SOURCES, *HEADERS)]
     key = hashlib.sha256(
-        b"\0".join([SOURCE.read_bytes(), " ".join(flags).encode(), torch.__version__.encode(), sys.version.encode()])
+        b"\0".join([*code, " ".join(flags).encode(), torch.__version__.encode(), sys.version.encode()])
     ).hexdigest()[:12]
     name = f"recurrence_{capability.lower()}_{key}"
     directory = _cache_root() / name
@@ -158,7 +166,8 @@ def _load(capability: str) -> tuple[ModuleType, Path]:
                 from torch.utils.cpp_extension import load  # imported only to build: it costs ~0.3 s
 
                 try:
-                    load(name, [str(SOURCE)], extra_cflags=flags, build_directory=str(directory), verbose=False)
+                    sources = [str(path) for path in SOURCES]
+                    load(name, sources, extra_cflags=flags, build_directory=str(directory), verbose=False)
                 except Exception as error:
                     failure.write_text(f"{type(error).__name__}: {error}\n")
                     raise RuntimeError(f"the build failed; its log: {failure}") from error
@@ -209,7 +218,47 @@ def _agrees_with_python(module: ModuleType) -> bool:
             python, compiled = (_gru_recurrence(u, w_gates, b_gates, last, grad, kernels) for kernels in (None, module))
             if not all(map(same_bits, python, compiled)):
                 return False
+    return _norms_agree(module, generator) and _adam_agrees(module, generator)
+
+
+def _norms_agree(module: ModuleType, generator: torch.Generator) -> bool:
+    """Whether ``module``'s gradient norms are :func:`~rnn_gradients.engine.training.gradient_norms`' bit for bit,
+    for gradients of several sizes in three groups (one empty), finite and with a NaN or an Inf."""
+    from rnn_gradients.engine.training import gradient_norms
+
+    grads = [torch.randn(size, generator=generator) * 10.0**k for k, size in enumerate((4096, 13, 1, 200))]
+    group_of = torch.tensor([0, 2, 0, 2])
+    for special in (None, float("nan"), float("inf")):
+        if special is not None:
+            grads[1][3] = special
+        python, compiled = gradient_norms(grads, group_of, 3), module.gradient_norms(grads, group_of, 3)
+        if not same_bits(torch.tensor(python, dtype=torch.float64), torch.tensor(compiled, dtype=torch.float64)):
+            return False
     return True
+
+
+def _adam_agrees(module: ModuleType, generator: torch.Generator) -> bool:
+    """Whether ``module``'s Adam update gives :class:`~rnn_gradients.engine.optimizers.Adam`'s torch ops bit for
+    bit over 30 updates of parameters of 4096, 13 and 1 entries (whole vectors and scalar tails), from gradients
+    with a NaN, ±Inf, zeros, values of 1e±30 and a huge learning rate on one parameter's moments."""
+    from rnn_gradients.engine.optimizers import Adam
+
+    sizes = (4096, 13, 1)
+    start = [torch.randn(size, generator=generator) for size in sizes]
+    grads = [[torch.randn(size, generator=generator) * 10.0 ** (3 * k % 7 - 3) for size in sizes] for k in range(30)]
+    grads[3][0][:6] = torch.tensor([float("nan"), float("inf"), -float("inf"), 0.0, 1e30, 1e-30])
+    grads[5][1].zero_()
+    runs = []
+    for kernels in (None, module):
+        params = [torch.nn.Parameter(t.clone()) for t in start]
+        optimizer = Adam(params, lr=0.05)
+        for step in grads:
+            for param, grad in zip(params, step, strict=True):
+                param.grad = grad.clone()
+            optimizer.step_with(kernels)
+        moments = [optimizer.state[i][name] for i in range(len(params)) for name in ("exp_avg", "exp_avg_sq")]
+        runs.append([*(param.detach() for param in params), *moments])
+    return all(map(same_bits, *runs))
 
 
 NORM_CASES = ("none", "layer", "batch-train", "batch-eval")
@@ -264,8 +313,9 @@ def _gru_recurrence(
 
 
 def same_bits(a: torch.Tensor, b: torch.Tensor) -> bool:
-    """Whether two float32 tensors are equal bit for bit, any NaN equal to any NaN."""
+    """Whether two float32 (or float64) tensors are equal bit for bit, any NaN equal to any NaN."""
     if a.shape != b.shape or a.dtype != b.dtype:
         return False
-    same = a.view(torch.int32) == b.view(torch.int32)
+    bits = torch.int64 if a.dtype == torch.float64 else torch.int32
+    same = a.view(bits) == b.view(bits)
     return bool((same | (a.isnan() & b.isnan())).all())

@@ -24,11 +24,13 @@ A parameter whose gradient is None is skipped (its state is not created), as ``t
 from __future__ import annotations
 
 from collections.abc import Iterable
+from types import ModuleType
 from typing import Protocol
 
 import torch
 from torch import Tensor, nn
 
+from rnn_gradients.engine import extension
 from rnn_gradients.engine.run_spec import OPTIMIZERS
 
 
@@ -73,25 +75,67 @@ class _Rule:
 
 
 class Adam(_Rule):
-    """Adam with torch's defaults (β = (0.9, 0.999), ε = 1e-8), as ``torch.optim.Adam(params, lr)``."""
+    """Adam with torch's defaults (β = (0.9, 0.999), ε = 1e-8), as ``torch.optim.Adam(params, lr)``.
+
+    Where the compiled kernels are offered (:mod:`~rnn_gradients.engine.extension`) and every tensor is a
+    contiguous float32 CPU tensor, one call updates every parameter (``csrc/adam.cpp``): the same operations per
+    element, bit for bit, without a dispatch per op and parameter (about 0.1 ms of a 1.2 ms step at the study's
+    shapes). Everywhere else :meth:`_torch_update` runs them as torch ops.
+    """
 
     betas = (0.9, 0.999)
     eps = 1e-8
 
-    def _update(self, param: Tensor, grad: Tensor, state: dict[str, Tensor | float]) -> None:
-        beta1, beta2 = self.betas
+    def step(self) -> None:
+        """One update of every parameter that has a gradient, by the compiled kernels where they are offered."""
+        if any(p.grad is not None for p in self.params):
+            self.step_with(extension.kernels())
+
+    @torch.no_grad()
+    def step_with(self, kernels: ModuleType | None) -> None:
+        """:meth:`step` by ``kernels``' ``adam_update`` where it takes every tensor (contiguous float32 CPU
+        tensors), else (or None) by torch ops."""
+        live = [(i, p, p.grad) for i, p in enumerate(self.params) if p.grad is not None]
+        states = [self._state(p, i) for i, p, _ in live]
+        steps = [float(state["step"]) + 1.0 for state in states]
+        if kernels is not None and live:
+            beta1, beta2 = self.betas
+            corrections, step_sizes = zip(*map(self._coefficients, steps), strict=True)
+            if kernels.adam_update(
+                [p for _, p, _ in live], [g for _, _, g in live],
+                [state["exp_avg"] for state in states], [state["exp_avg_sq"] for state in states],
+                1 - beta1, beta2, 1 - beta2, self.eps, list(corrections), [-step_size for step_size in step_sizes],
+            ):  # fmt: skip
+                for state, step in zip(states, steps, strict=True):
+                    state["step"] = step
+                return
+        for (_, p, g), state, step in zip(live, states, steps, strict=True):
+            self._torch_update(p, g, state, step)
+
+    def _state(self, param: Tensor, index: int) -> dict[str, Tensor | float]:
+        """The parameter's state: created (moments zero, no step yet) before its first update."""
+        state = self.state.setdefault(index, {})
         if not state:
             state["step"] = 0.0
             state["exp_avg"] = torch.zeros_like(param, memory_format=torch.preserve_format)
             state["exp_avg_sq"] = torch.zeros_like(param, memory_format=torch.preserve_format)
+        return state
+
+    def _coefficients(self, step: float) -> tuple[float, float]:
+        """(√(1 − β₂ᵗ), η/(1 − β₁ᵗ)) of update t, in float64 as torch.optim computes them."""
+        beta1, beta2 = self.betas
+        return (1 - beta2**step) ** 0.5, self.lr / (1 - beta1**step)
+
+    def _torch_update(self, param: Tensor, grad: Tensor, state: dict[str, Tensor | float], step: float) -> None:
+        """Update t = ``step`` of one parameter by torch ops."""
+        beta1, beta2 = self.betas
         # torch counts steps in a float32 tensor and reads it back as a Python float: exact up to 2^24 steps.
-        step = state["step"] = float(state["step"]) + 1.0
+        state["step"] = step
         exp_avg, exp_avg_sq = state["exp_avg"], state["exp_avg_sq"]
         assert isinstance(exp_avg, Tensor) and isinstance(exp_avg_sq, Tensor)
+        bias_correction2_sqrt, step_size = self._coefficients(step)
         exp_avg.lerp_(grad, 1 - beta1)
         exp_avg_sq.mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
-        step_size = self.lr / (1 - beta1**step)
-        bias_correction2_sqrt = (1 - beta2**step) ** 0.5
         denom = (exp_avg_sq.sqrt() / bias_correction2_sqrt).add_(self.eps)
         param.addcdiv_(exp_avg, denom, value=-step_size)
 

@@ -163,8 +163,9 @@ class RunRuntime:
     statistics) and ``probe_s`` the gradient probes. Where it ran, as far as the numbers depend on it
     (:mod:`rnn_gradients.engine.machine`): ``cpu_model``, ``cpu_capability`` (the instruction set of torch's
     kernels), ``libraries`` (MKL and oneDNN versions), ``numerics_settings`` (MKL_CBWR and the like, '' if unset)
-    and ``recurrence_kernels`` (:func:`rnn_gradients.engine.extension.status`: whether the vanilla cells' loops ran
-    compiled; the results are the same either way, the speed is not).
+    and ``compiled_kernels`` (:func:`rnn_gradients.engine.extension.status`: whether the compiled kernels ran — the
+    vanilla cells' and the GRU's loops, the gradient norms and Adam's update; the results are the same either way,
+    the speed is not).
     """
 
     wall_time_s: float
@@ -180,7 +181,7 @@ class RunRuntime:
     cpu_capability: str
     libraries: str
     numerics_settings: str
-    recurrence_kernels: str
+    compiled_kernels: str
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -114,13 +114,25 @@ class GradientMeter:
         self.index = torch.tensor(groups, device=self.params[0].device)
 
     def measure(self) -> tuple[float, tuple[float, ...]]:
-        """(‖g‖ over all parameters, ‖g‖ per group in PARAMETER_GROUPS order; NaN for absent groups)."""
-        squares = torch.stack([torch.linalg.vector_norm(p.grad) for p in self.params]).double() ** 2
-        group = torch.zeros(len(PARAMETER_GROUPS), dtype=squares.dtype, device=squares.device)
-        group.index_add_(0, self.index, squares)
-        values = torch.cat([squares.sum().sqrt().reshape(1), group.sqrt()]).tolist()
+        """(‖g‖ over all parameters, ‖g‖ per group in PARAMETER_GROUPS order; NaN for absent groups).
+
+        By the compiled kernels' ``gradient_norms`` where they are offered (the same ops in one call), else by
+        :func:`gradient_norms`."""
+        grads = [p.grad for p in self.params]
+        kernels = extension.kernels()
+        norms = gradient_norms if kernels is None else kernels.gradient_norms
+        values = norms(grads, self.index, len(PARAMETER_GROUPS))
         per_group = tuple(values[1 + i] if i in self.present else math.nan for i in range(len(PARAMETER_GROUPS)))
         return values[0], per_group
+
+
+def gradient_norms(grads: list[torch.Tensor], group_of: torch.Tensor, groups: int) -> list[float]:
+    """[‖g‖ over all of ``grads``, then ‖g‖ of each of ``groups`` groups], gradient k in group ``group_of[k]``:
+    ‖g_group‖² = Σ_{k in group} ‖g_k‖², ‖g‖ = √(Σ_k ‖g_k‖²), the squares summed in float64."""
+    squares = torch.stack([torch.linalg.vector_norm(grad) for grad in grads]).double() ** 2
+    group = torch.zeros(groups, dtype=squares.dtype, device=squares.device)
+    group.index_add_(0, group_of, squares)
+    return torch.cat([squares.sum().sqrt().reshape(1), group.sqrt()]).tolist()
 
 
 class BatchOrder:
@@ -330,7 +342,7 @@ def train_run(spec: RunSpec, data_path: Path, out_dir: Path, threads: int = 1) -
         cpu_capability=cpu_capability(),
         libraries=library_versions(),
         numerics_settings=numerics_settings(),
-        recurrence_kernels=extension.status(),
+        compiled_kernels=extension.status(),
     )
     write_run_directory(out_dir, spec, steps, evals, probes, summary, runtime)
     return summary

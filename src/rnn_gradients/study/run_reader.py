@@ -74,7 +74,7 @@ STEPS_FILE, EVALS_FILE, PROBES_FILE = "steps.csv", "evals.csv", "probes.csv"
 assert {SUMMARY_FILE, CONFIG_FILE, RUNTIME_FILE, STEPS_FILE, EVALS_FILE, PROBES_FILE} <= set(RUN_FILES)
 STEP, FINITE, SOLVED, PROBE_STEP, T = "step", "finite", "solved", "probe_step", "t"
 """The columns whose values the checks follow (the rest are checked by type only)."""
-MACHINE_TEXT = ("cpu_model", "libraries", "numerics_settings", "recurrence_kernels")
+MACHINE_TEXT = ("cpu_model", "libraries", "numerics_settings", "compiled_kernels")
 """The runtime.json fields that describe the machine in words (a CPU model has spaces and parentheses)."""
 DESCRIPTION_TEXT = re.compile(r"[A-Za-z0-9_.:+\-()@,=/ ]{0,200}")
 VAL_ERROR = "val_error"

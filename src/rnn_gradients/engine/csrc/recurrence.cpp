@@ -26,16 +26,17 @@
 
 #include <torch/extension.h>
 
-#include <ATen/cpu/vec/vec.h>
-
 #include <cmath>
 #include <optional>
 #include <vector>
 
+#include "elementwise.h"
+
 namespace {
 
-using Vec = at::vec::Vectorized<float>;
-constexpr int64_t kChunk = 2 * Vec::size();
+using rnn_gradients::kChunk;
+using rnn_gradients::lerp;
+using rnn_gradients::Vec;
 
 enum Kind : int64_t { kTanh = 0, kSigmoid = 1, kRelu = 2 };
 
@@ -273,16 +274,6 @@ void batch_norm_backward(at::Tensor delta, at::Tensor grad_pre, at::Tensor grad_
   }
 }
 
-inline float lerp(float start, float end, float weight) {
-  const bool small = std::abs(weight) < 0.5f;
-  return std::fma(small ? weight : weight - 1.f, end - start, small ? start : end);
-}
-
-inline Vec lerp(const Vec& start, const Vec& end, const Vec& weight) {
-  const Vec small = weight.abs() < Vec(0.5f);
-  return at::vec::fmadd(Vec::blendv(weight - Vec(1.f), weight, small), end - start, Vec::blendv(end, start, small));
-}
-
 // out[i] = lerp(start[i], end[i], weight[i]) over one row of n (torch.lerp walks a strided weight row by row).
 void lerp_row(const float* start, const float* end, const float* weight, float* out, int64_t n) {
   int64_t i = 0;
@@ -384,4 +375,6 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("batch_norm_backward", &batch_norm_backward, "the vanilla recurrence under batch norm, backward");
   m.def("gru_forward", &gru_forward, "the GRU recurrence's forward over its buffers, in place");
   m.def("gru_backward", &gru_backward, "dL/dh_t and dL/dgh_t of every step of the GRU recurrence");
+  m.def("gradient_norms", &rnn_gradients::gradient_norms, "the global and per-group gradient norms (GradientMeter)");
+  m.def("adam_update", &rnn_gradients::adam_update, "one Adam update of every parameter, in place (optimizers.Adam)");
 }
