@@ -328,8 +328,13 @@ class VanillaLayerNormRecurrence(torch.autograd.Function):
                 grad_pres[t].copy_(da)
                 if t > 0:
                     output.recurrent(da, w_hh, t, deltas[t - 1])
-        # ∂L/∂g = Σ δ ⊙ â, â = (a − μ)·rstd: one (T, B, H) temporary, overwritten in place (the same products).
-        grad_gain = _flat(pre.sub(mean).mul_(rstd).mul_(delta)).sum(0)
+        # ∂L/∂g = Σ δ ⊙ â, â = (a − μ)·rstd: one (T, B, H) temporary, overwritten in place (the compiled module
+        # makes the same products in one pass).
+        if _compiled(ctx.kernels, pre, grad):
+            terms = ctx.kernels.layer_norm_gain_terms(pre, mean, rstd, delta)
+        else:
+            terms = pre.sub(mean).mul_(rstd).mul_(delta)
+        grad_gain = _flat(terms).sum(0)
         grad_beta = _flat(delta).sum(0)
         grad_w_hh = _flat(grad_pre).t().mm(_flat(hs[:-1]))
         return grad_pre, grad_w_hh, grad_gain, grad_beta, None, None, None, None

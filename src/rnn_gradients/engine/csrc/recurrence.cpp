@@ -27,6 +27,7 @@
 #include <torch/extension.h>
 
 #include <cmath>
+#include <cstring>
 #include <optional>
 #include <vector>
 
@@ -104,6 +105,12 @@ void check_block(const at::Tensor& t, const char* name) {
               " must be a contiguous float32 CPU tensor");
 }
 
+// dst[0..n) = src, a contiguous float32 block of n: the bytes, without a dispatch.
+void copy_block(float* dst, const at::Tensor& src) {
+  check_block(src, "a copied block");
+  std::memcpy(dst, src.data_ptr<float>(), sizeof(float) * src.numel());
+}
+
 // The gradient arriving at step t-1's states through the recurrence: g_{t-1} + d W_hh, or d W_hh alone.
 void recurrent_grad(at::Tensor& out, const std::vector<at::Tensor>& grads, int64_t t, const at::Tensor& d,
                     const at::Tensor& w_hh) {
@@ -150,13 +157,15 @@ void vanilla_backward(at::Tensor delta, const at::Tensor& hs, const at::Tensor& 
   check_block(delta, "delta");
   check_block(hs, "hs");
   std::vector<at::Tensor> rows = delta.unbind(0);
-  const std::vector<at::Tensor> states = hs.unbind(0), grads = optional_rows(outputs);
+  // The states are read through a pointer (a view per step costs about half a microsecond to make).
+  const std::vector<at::Tensor> grads = optional_rows(outputs);
   const int64_t steps = static_cast<int64_t>(rows.size()), n = rows[0].numel();
   rows[steps - 1].copy_(final);
-  backward_block(kind, rows[steps - 1].data_ptr<float>(), states[steps].data_ptr<float>(), n);
+  const float* states = hs.data_ptr<float>();
+  backward_block(kind, rows[steps - 1].data_ptr<float>(), states + steps * n, n);
   for (int64_t t = steps - 1; t > 0; --t) {
     recurrent_grad(rows[t - 1], grads, t, rows[t], w_hh);
-    backward_block(kind, rows[t - 1].data_ptr<float>(), states[t].data_ptr<float>(), n);
+    backward_block(kind, rows[t - 1].data_ptr<float>(), states + t * n, n);
   }
 }
 
@@ -202,20 +211,47 @@ void layer_norm_backward(at::Tensor delta, at::Tensor grad_pre, const at::Tensor
                          const std::optional<at::Tensor>& outputs) {
   check_block(delta, "delta");
   check_block(hs, "hs");
-  std::vector<at::Tensor> deltas = delta.unbind(0), grad_pres = grad_pre.unbind(0);
-  const std::vector<at::Tensor> states = hs.unbind(0), pres = pre.unbind(0), means = mean.unbind(0),
-                                rstds = rstd.unbind(0), grads = optional_rows(outputs);
+  check_block(grad_pre, "grad_pre");
+  std::vector<at::Tensor> deltas = delta.unbind(0);
+  const std::vector<at::Tensor> pres = pre.unbind(0), means = mean.unbind(0), rstds = rstd.unbind(0),
+                                grads = optional_rows(outputs);
+  const float* states = hs.data_ptr<float>();  // read and written through pointers: no view per step
+  float* grad_pres = grad_pre.data_ptr<float>();
   const int64_t steps = static_cast<int64_t>(deltas.size()), n = deltas[0].numel();
   const std::vector<int64_t> shape{w_hh.size(0)};
   deltas[steps - 1].copy_(final);
   for (int64_t t = steps - 1; t >= 0; --t) {
-    backward_block(kind, deltas[t].data_ptr<float>(), states[t + 1].data_ptr<float>(), n);
+    backward_block(kind, deltas[t].data_ptr<float>(), states + (t + 1) * n, n);
     const at::Tensor da =
         std::get<0>(at::native_layer_norm_backward(deltas[t], pres[t], shape, means[t], rstds[t], gain, beta,
                                                    {true, false, false}));
-    grad_pres[t].copy_(da);
+    copy_block(grad_pres + t * n, da);
     if (t > 0) recurrent_grad(deltas[t - 1], grads, t, da, w_hh);
   }
+}
+
+// out = ((pre - mean) * rstd) * delta, elementwise, mean and rstd (T, B, 1) broadcast over H: the terms of
+// dL/dgain, as bptt.VanillaLayerNormRecurrence computes them with sub, mul_ and mul_ (one rounding each).
+at::Tensor layer_norm_gain_terms(const at::Tensor& pre, const at::Tensor& mean, const at::Tensor& rstd,
+                                 const at::Tensor& delta) {
+  for (const at::Tensor* t : {&pre, &mean, &rstd, &delta}) check_block(*t, "every layer-norm buffer");
+  at::Tensor out = at::empty_like(pre);
+  const int64_t rows = mean.numel(), hidden = pre.size(-1);
+  TORCH_CHECK(rstd.numel() == rows && pre.numel() == rows * hidden && delta.numel() == rows * hidden,
+              "layer_norm_gain_terms takes (T, B, H) blocks and (T, B, 1) statistics");
+  const float *p = pre.data_ptr<float>(), *m = mean.data_ptr<float>(), *r = rstd.data_ptr<float>();
+  const float* d = delta.data_ptr<float>();
+  float* o = out.data_ptr<float>();
+  for (int64_t row = 0; row < rows; ++row) {
+    const Vec mv(m[row]), rv(r[row]);
+    const int64_t base = row * hidden;
+    int64_t j = 0;
+    for (; j + Vec::size() <= hidden; j += Vec::size()) {
+      (((Vec::loadu(p + base + j) - mv) * rv) * Vec::loadu(d + base + j)).store(o + base + j);
+    }
+    for (; j < hidden; ++j) o[base + j] = ((p[base + j] - m[row]) * r[row]) * d[base + j];
+  }
+  return out;
 }
 
 // Batch norm, forward: pre row t becomes z_t = h_{t-1} W_hh^T, hs row t+1 h_t = phi(u_t + BN_t(z_t; gain)), BN_t
@@ -255,20 +291,23 @@ void batch_norm_backward(at::Tensor delta, at::Tensor grad_pre, at::Tensor grad_
                          const at::Tensor& final, const std::optional<at::Tensor>& outputs) {
   check_block(delta, "delta");
   check_block(hs, "hs");
-  std::vector<at::Tensor> deltas = delta.unbind(0), grad_pres = grad_pre.unbind(0);
-  const std::vector<at::Tensor> states = hs.unbind(0), pres = pre.unbind(0), saved_means = save_mean.unbind(0),
+  check_block(grad_pre, "grad_pre");
+  std::vector<at::Tensor> deltas = delta.unbind(0);
+  const float* states = hs.data_ptr<float>();  // read and written through pointers: no view per step
+  float* grad_pres = grad_pre.data_ptr<float>();
+  const std::vector<at::Tensor> pres = pre.unbind(0), saved_means = save_mean.unbind(0),
                                 saved_invstds = save_invstd.unbind(0), means = running_mean.unbind(0),
                                 variances = running_var.unbind(0), grads = optional_rows(outputs);
   const int64_t steps = static_cast<int64_t>(deltas.size()), n = deltas[0].numel();
   const int64_t rows = static_cast<int64_t>(means.size());
   deltas[steps - 1].copy_(final);
   for (int64_t t = steps - 1; t >= 0; --t) {
-    backward_block(kind, deltas[t].data_ptr<float>(), states[t + 1].data_ptr<float>(), n);
+    backward_block(kind, deltas[t].data_ptr<float>(), states + (t + 1) * n, n);
     const int64_t row = std::min(t, rows - 1);
     auto [dz, dgain, dbeta] =
         at::native_batch_norm_backward(deltas[t], pres[t], gain, means[row], variances[row], saved_means[t],
                                        saved_invstds[t], training, eps, {true, true, false});
-    grad_pres[t].copy_(dz);
+    copy_block(grad_pres + t * n, dz);
     grad_gain.add_(dgain);
     if (t > 0) recurrent_grad(deltas[t - 1], grads, t, dz, w_hh);
   }
@@ -315,6 +354,30 @@ void gru_forward(at::Tensor hs, at::Tensor gh, at::Tensor rz, at::Tensor n, cons
   }
 }
 
+// One batch row of the GRU backward's per-step factors, read and written at columns j.. (one vector, or one float):
+//   A = (1 - z)(1 - n^2);  dgh_r = d ((A gh_n)(r (1 - r))),  dgh_z = d ((h_{t-1} - n)(z (1 - z))),  dgh_n = d (A r)
+// The same operations in the same order for a vector as for a float, so the vectors and the tail round alike.
+struct GruRow {
+  const float *r, *z, *n, *h_prev, *gh_n, *d;
+  float *a, *out;  // a: the row of A; out: the row of dgh (r, z, n blocks of H each)
+};
+
+inline Vec load(const float* p, Vec /*tag*/) { return Vec::loadu(p); }
+inline float load(const float* p, float /*tag*/) { return *p; }
+inline void store(float* p, const Vec& v) { v.store(p); }
+inline void store(float* p, float v) { *p = v; }
+
+template <typename V>
+void gru_factors(const GruRow& row, int64_t j, int64_t hidden) {
+  const V one(1.f), r = load(row.r + j, V()), z = load(row.z + j, V()), cand = load(row.n + j, V());
+  const V d = load(row.d + j, V());
+  const V factor_a = (one - z) * (one - cand * cand);
+  store(row.a + j, factor_a);
+  store(row.out + j, d * ((factor_a * load(row.gh_n + j, V())) * (r * (one - r))));
+  store(row.out + hidden + j, d * ((load(row.h_prev + j, V()) - cand) * (z * (one - z))));
+  store(row.out + 2 * hidden + j, d * (factor_a * r));
+}
+
 // GRU, backward: the factors of bptt.gru_factors, computed per step, and the loop of bptt.gru_backward_loop.
 // dh (T, B, H) becomes dL/dh_t, dgh (T, B, 3, H) dL/dgh_t, a (T, B, H) the factor A = (1 - z)(1 - n^2).
 //   dgh_t = dh_t * F_t:  F_r = (A gh_n) (r (1 - r)),  F_z = (h_{t-1} - n) (z (1 - z)),  F_n = A r
@@ -340,15 +403,11 @@ void gru_backward(at::Tensor dh, at::Tensor dgh, at::Tensor a, const at::Tensor&
     float* at_ = a.data_ptr<float>() + t * block;
     float* out = dgh.data_ptr<float>() + t * batch * three;
     for (int64_t b = 0; b < batch; ++b) {
-      for (int64_t j = 0; j < hidden; ++j) {
-        const int64_t i = b * hidden + j;
-        const float r = gates[b * two + j], z = gates[b * two + hidden + j], cand = nt[i];
-        const float factor_a = (1.f - z) * (1.f - cand * cand);
-        at_[i] = factor_a;
-        out[b * three + j] = d[i] * ((factor_a * g[b * three + two + j]) * (r * (1.f - r)));
-        out[b * three + hidden + j] = d[i] * ((h_prev[i] - cand) * (z * (1.f - z)));
-        out[b * three + two + j] = d[i] * (factor_a * r);
-      }
+      const GruRow row{gates + b * two, gates + b * two + hidden, nt + b * hidden, h_prev + b * hidden,
+                       g + b * three + two, d + b * hidden, at_ + b * hidden, out + b * three};
+      int64_t j = 0;
+      for (; j + Vec::size() <= hidden; j += Vec::size()) gru_factors<Vec>(row, j, hidden);
+      for (; j < hidden; ++j) gru_factors<float>(row, j, hidden);
     }
     if (t == 0) break;
     float* next = dhs[t - 1].data_ptr<float>();
@@ -373,6 +432,7 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("layer_norm_backward", &layer_norm_backward, "the vanilla recurrence under layer norm, backward");
   m.def("batch_norm_forward", &batch_norm_forward, "the vanilla recurrence under batch norm, forward");
   m.def("batch_norm_backward", &batch_norm_backward, "the vanilla recurrence under batch norm, backward");
+  m.def("layer_norm_gain_terms", &layer_norm_gain_terms, "((pre - mean) * rstd) * delta, the terms of dL/dgain");
   m.def("gru_forward", &gru_forward, "the GRU recurrence's forward over its buffers, in place");
   m.def("gru_backward", &gru_backward, "dL/dh_t and dL/dgh_t of every step of the GRU recurrence");
   m.def("gradient_norms", &rnn_gradients::gradient_norms, "the global and per-group gradient norms (GradientMeter)");
