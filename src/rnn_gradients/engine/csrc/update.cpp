@@ -69,7 +69,8 @@ std::vector<double> gradient_norms(const std::vector<at::Tensor>& grads, const a
   const at::Tensor squares = at::pow(at::stack(norms).to(at::kDouble), 2);
   at::Tensor per_group = at::zeros({groups}, squares.options());
   per_group.index_add_(0, group_of, squares);
-  const at::Tensor values = at::cat({squares.sum().sqrt().reshape({1}), per_group.sqrt()});
+  // One transfer to the host where the gradients live on a device, as tolist() makes.
+  const at::Tensor values = at::cat({squares.sum().sqrt().reshape({1}), per_group.sqrt()}).cpu();
   const double* data = values.data_ptr<double>();
   return std::vector<double>(data, data + values.numel());
 }
