@@ -20,9 +20,10 @@
    CPUs take a slow path.
 8. threads: the study's way (two one-thread processes side by side, one per core) against one two-thread process
    doing the same steps one after the other, on this machine's two cores.
-9. foreach: the engine's Adam update and gradient norms (one torch call per op and parameter) against the same
-   arithmetic as ``torch._foreach_*`` calls (one call per op), on a tanh RNN's real gradients: time per step,
-   and whether the results are the same bits.
+9. foreach: the engine's Adam update and gradient norms as torch ops (one call per op and parameter; the
+   compiled ``csrc/update.cpp`` that the engine now uses instead is left out) against the same arithmetic as
+   ``torch._foreach_*`` calls (one call per op), on a tanh RNN's real gradients: time per step, and whether the
+   results are the same bits.
 
 Every figure is a ratio of two timings taken in the same run (the machine is shared; read each ±30 %). Timings
 are minima over repeats: the least disturbed measurement of a deterministic amount of work.
@@ -51,7 +52,14 @@ from rnn_gradients.engine.optimizers import Adam
 from rnn_gradients.engine.run_spec import RunSpec, engine_fingerprint
 from rnn_gradients.engine.strategies import Strategy
 from rnn_gradients.engine.tasks import get_task
-from rnn_gradients.engine.training import GradientMeter, build_model, evaluate, make_optimizer, optimization_step
+from rnn_gradients.engine.training import (
+    GradientMeter,
+    build_model,
+    evaluate,
+    gradient_norms,
+    make_optimizer,
+    optimization_step,
+)
 
 T = 60
 NORM_STRATEGIES = {
@@ -292,8 +300,12 @@ def lever_foreach(steps: int = 200) -> None:
     run = spec("rnn_tanh")
     strategy = Strategy.from_dict(run.strategy, run.strategy_params)
     models = [build_model(run, task, strategy) for _ in range(2)]
-    engine_adam = make_optimizer(run, list(models[0].parameters()))
+    engine_adam = Adam(list(models[0].parameters()), run.learning_rate)
     meters = [GradientMeter(model) for model in models]
+
+    def torch_norms() -> list[float]:
+        return gradient_norms([p.grad for p in meters[0].params], meters[0].index, len(PARAMETER_GROUPS))
+
     x, y = task.to_tensors(make_dataset("adding", T, 0, 64, 1, 1).train)
     state: dict[str, list[torch.Tensor] | float] = {}
     same, times = True, {"adam": [], "foreach adam": [], "norms": [], "foreach norms": []}
@@ -303,14 +315,14 @@ def lever_foreach(steps: int = 200) -> None:
             task.loss(model(x), y).backward()
         # Alternated: whichever runs first after the backward pass finds colder caches.
         flip = -1 if len(times["norms"]) % 2 else 1
-        for name, fn in (("norms", meters[0].measure), ("foreach norms", lambda: _foreach_norms(meters[1])))[::flip]:
+        for name, fn in (("norms", torch_norms), ("foreach norms", lambda: _foreach_norms(meters[1])))[::flip]:
             start = time.thread_time()
             fn()
             times[name].append(time.thread_time() - start)
         same &= str(meters[0].measure()) == str(_foreach_norms(meters[1]))
         with torch.no_grad():
             for name, fn in (
-                ("adam", engine_adam.step),
+                ("adam", lambda: engine_adam.step_with(None)),
                 ("foreach adam", lambda: _foreach_adam(list(models[1].parameters()), state, run.learning_rate)),
             )[::flip]:
                 start = time.thread_time()
