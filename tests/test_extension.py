@@ -121,14 +121,26 @@ def _off_by_one_ulp(function: str) -> object:
         if isinstance(first, list):
             _nudge(first[0], -1)  # Adam's first parameter (whose first entry the check's NaN gradient reaches)
         else:
-            _nudge(first[-1], 0)  # a loop's last state
+            _nudge(first[-1], 0)  # a forward's last state, or a backward's dL/d(input part) of the last step
         return result
 
     return wrong
 
 
 @needs_kernels
-@pytest.mark.parametrize("function", ["vanilla_forward", "gru_forward", "gradient_norms", "adam_update"])
+@pytest.mark.parametrize(
+    "function",
+    [
+        "vanilla_forward",
+        "layer_norm_forward",
+        "layer_norm_backward",
+        "batch_norm_forward",
+        "batch_norm_backward",
+        "gru_forward",
+        "gradient_norms",
+        "adam_update",
+    ],
+)
 def test_the_load_check_rejects_a_module_that_rounds_one_element_differently(function: str) -> None:
     """:func:`extension._agrees_with_python` is what keeps a miscompiled or mismatched build out of the runs."""
     wrong = types.SimpleNamespace(**{name: getattr(KERNELS, name) for name in dir(KERNELS) if not name.startswith("_")})

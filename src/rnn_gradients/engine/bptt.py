@@ -26,8 +26,9 @@ The GRU's backward precomputes every factor that does not depend on ∂L/∂h in
 leaving three ops per step.
 
 Where :mod:`~rnn_gradients.engine.extension` offers its compiled module (``kernels``), the time loops of the
-vanilla recurrences and of the plain GRU run in C++ instead: the same ATen GEMM and normalization calls, each
-step's elementwise work in one pass, bit for bit the results of the Python loops below (which stay the fallback,
+vanilla recurrences and of the plain GRU run in C++ instead: the same ATen GEMM calls, the normalizations' own
+CPU kernels called without the op's per-call checks and allocations, each step's elementwise work in one pass,
+bit for bit the results of the Python loops below (which stay the fallback,
 and the definition of what the compiled loops must reproduce).
 
 The results agree with autograd through the reference cells to float32 rounding, not bit for bit (another order

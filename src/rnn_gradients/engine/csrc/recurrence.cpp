@@ -1,7 +1,9 @@
 // The time loops of rnn_gradients.engine.bptt (the vanilla recurrences and the GRU's) in C++, bit for bit the same
 // arithmetic.
 //
-// Each loop calls the same ATen GEMMs as the Python loop (addmm_, mm_out, addmm_out), and does each step's
+// Each loop calls the same ATen GEMMs as the Python loop (addmm_, mm_out, addmm_out) and, for a normalization, the
+// CPU kernels that at::native_layer_norm and at::native_batch_norm (and their backwards) call, directly through
+// their dispatch stubs with buffers made once per sequence (struct LayerNorm, struct BatchNorm). It does each step's
 // elementwise work (the activation, or the gradient times the activation's derivative) in one pass over the step's
 // (B, H) block instead of one torch call per op. Every element goes through the operations of the ATen kernels the
 // Python path calls, in their order and with their rounding:
@@ -24,10 +26,19 @@
 // rnn_gradients.engine.extension), and the extension is used only after a check on this machine that it gives the
 // Python path's results bit for bit; contraction of a*b + c into an FMA is off (-ffp-contract=off).
 
+// DispatchStub.h declares its dispatch with one kernel pointer per instruction set torch's build compiled, as these
+// macros say; torch's x86-64 builds compile AVX512 and AVX2 kernels (libtorch_cpu exports
+// DispatchStubImpl::get_call_ptr with those two pointers beside DEFAULT). Where a build differs, the module does not
+// load, and the plain-torch loops run (rnn_gradients.engine.extension).
+#if defined(__x86_64__)
+#define HAVE_AVX512_CPU_DEFINITION
+#define HAVE_AVX2_CPU_DEFINITION
+#endif
+#include <ATen/native/batch_norm.h>
+#include <ATen/native/layer_norm.h>
 #include <torch/extension.h>
 
 #include <cmath>
-#include <cstring>
 #include <optional>
 #include <vector>
 
@@ -105,10 +116,8 @@ void check_block(const at::Tensor& t, const char* name) {
               " must be a contiguous float32 CPU tensor");
 }
 
-// dst[0..n) = src, a contiguous float32 block of n: the bytes, without a dispatch.
-void copy_block(float* dst, const at::Tensor& src) {
-  check_block(src, "a copied block");
-  std::memcpy(dst, src.data_ptr<float>(), sizeof(float) * src.numel());
+void check_blocks(std::initializer_list<const at::Tensor*> tensors, const char* name) {
+  for (const at::Tensor* t : tensors) check_block(*t, name);
 }
 
 // The gradient arriving at step t-1's states through the recurrence: g_{t-1} + d W_hh, or d W_hh alone.
@@ -181,6 +190,36 @@ void add_activate_block(int64_t kind, const float* y, const float* u, float* out
   for (; i < n; ++i) out[i] = activate(kind, y[i] + u[i]);
 }
 
+// Layer norm over the rows of a contiguous (rows, n) block, as at::native_layer_norm and its backward compute it:
+// their own CPU kernels (the dispatch stubs LayerNormKernel and LayerNormBackwardKernel), called with buffers made
+// once per sequence. at::native_layer_norm checks its arguments and allocates its three outputs on every call, 4-5
+// microseconds of a 10-microsecond step here; the kernel it then calls is this one, so the results are its bit for bit.
+struct LayerNorm {
+  at::Tensor gain, beta;
+  int64_t rows, n;
+
+  LayerNorm(const at::Tensor& gain_, const at::Tensor& beta_, const at::Tensor& block)
+      : gain(gain_.contiguous()), beta(beta_.contiguous()), rows(block.size(0)), n(block.size(1)) {
+    check_block(block, "a layer-normalized block");
+    check_block(gain, "the layer norm's gain");
+    check_block(beta, "the layer norm's shift");
+    TORCH_CHECK(block.dim() == 2 && gain.numel() == n && beta.numel() == n && rows > 0 && n > 0,
+                "layer norm over (rows, n) blocks with a gain and a shift of n each");
+  }
+
+  // y = LN(x) with rstd = 1 / sqrt(var + eps), and the row statistics into mean and rstd (rows floats each).
+  void forward(const at::Tensor& x, double eps, at::Tensor& y, at::Tensor& mean, at::Tensor& rstd) const {
+    at::native::LayerNormKernel(at::kCPU, x, gain, beta, rows, n, eps, &y, &mean, &rstd);
+  }
+
+  // dx = dL/dx from dy = dL/dy (the gain's and the shift's gradients are not computed here).
+  void backward(const at::Tensor& dy, const at::Tensor& x, const at::Tensor& mean, const at::Tensor& rstd,
+                at::Tensor& dx) const {
+    at::Tensor no_gain_grad, no_beta_grad;
+    at::native::LayerNormBackwardKernel(at::kCPU, dy, x, mean, rstd, gain, rows, n, &dx, &no_gain_grad, &no_beta_grad);
+  }
+};
+
 // Layer norm, forward: pre (T, B, H) holds u_t and becomes a_t = u_t + h_{t-1} W_hh^T; hs row t+1 becomes
 // h_t = phi(LN(a_t; gain, beta)) (gain and beta arrive scaled for tanh). Returns (mean, rstd), (T, B, 1) each.
 std::tuple<at::Tensor, at::Tensor> layer_norm_forward(at::Tensor hs, at::Tensor pre, const at::Tensor& w_t,
@@ -190,18 +229,15 @@ std::tuple<at::Tensor, at::Tensor> layer_norm_forward(at::Tensor hs, at::Tensor 
   check_block(pre, "pre");
   std::vector<at::Tensor> states = hs.unbind(0), pres = pre.unbind(0);
   const int64_t steps = static_cast<int64_t>(pres.size()), n = pres[0].numel();
-  const std::vector<int64_t> shape{w_t.size(1)};
-  std::vector<at::Tensor> means, rstds;
-  means.reserve(steps);
-  rstds.reserve(steps);
+  const LayerNorm norm(gain, beta, pres[0]);
+  at::Tensor y = at::empty_like(pres[0]);
+  const at::Tensor mean = pre.new_empty({steps, norm.rows, 1}), rstd = pre.new_empty({steps, norm.rows, 1});
+  std::vector<at::Tensor> means = mean.unbind(0), rstds = rstd.unbind(0);
   for (int64_t t = 0; t < steps; ++t) {
-    const at::Tensor a = pres[t].addmm_(states[t], w_t);
-    auto [y, mean, rstd] = at::native_layer_norm(a, shape, gain, beta, eps);
+    norm.forward(pres[t].addmm_(states[t], w_t), eps, y, means[t], rstds[t]);
     activate_block(kind, y.data_ptr<float>(), states[t + 1].data_ptr<float>(), n);
-    means.push_back(mean);
-    rstds.push_back(rstd);
   }
-  return {at::stack(means), at::stack(rstds)};
+  return {mean, rstd};
 }
 
 // Layer norm, backward: delta (T, B, H) becomes dL/d(LN output), grad_pre (T, B, H) dL/da_t.
@@ -209,24 +245,18 @@ void layer_norm_backward(at::Tensor delta, at::Tensor grad_pre, const at::Tensor
                          const at::Tensor& mean, const at::Tensor& rstd, const at::Tensor& w_hh,
                          const at::Tensor& gain, const at::Tensor& beta, int64_t kind, const at::Tensor& final,
                          const std::optional<at::Tensor>& outputs) {
-  check_block(delta, "delta");
-  check_block(hs, "hs");
-  check_block(grad_pre, "grad_pre");
-  std::vector<at::Tensor> deltas = delta.unbind(0);
+  check_blocks({&delta, &grad_pre, &hs, &pre, &mean, &rstd}, "every layer-norm buffer");
+  std::vector<at::Tensor> deltas = delta.unbind(0), grad_pres = grad_pre.unbind(0);
   const std::vector<at::Tensor> pres = pre.unbind(0), means = mean.unbind(0), rstds = rstd.unbind(0),
                                 grads = optional_rows(outputs);
-  const float* states = hs.data_ptr<float>();  // read and written through pointers: no view per step
-  float* grad_pres = grad_pre.data_ptr<float>();
+  const float* states = hs.data_ptr<float>();  // read through a pointer: no view per step
   const int64_t steps = static_cast<int64_t>(deltas.size()), n = deltas[0].numel();
-  const std::vector<int64_t> shape{w_hh.size(0)};
+  const LayerNorm norm(gain, beta, pres[0]);
   deltas[steps - 1].copy_(final);
   for (int64_t t = steps - 1; t >= 0; --t) {
     backward_block(kind, deltas[t].data_ptr<float>(), states + (t + 1) * n, n);
-    const at::Tensor da =
-        std::get<0>(at::native_layer_norm_backward(deltas[t], pres[t], shape, means[t], rstds[t], gain, beta,
-                                                   {true, false, false}));
-    copy_block(grad_pres + t * n, da);
-    if (t > 0) recurrent_grad(deltas[t - 1], grads, t, da, w_hh);
+    norm.backward(deltas[t], pres[t], means[t], rstds[t], grad_pres[t]);
+    if (t > 0) recurrent_grad(deltas[t - 1], grads, t, grad_pres[t], w_hh);
   }
 }
 
@@ -234,7 +264,7 @@ void layer_norm_backward(at::Tensor delta, at::Tensor grad_pre, const at::Tensor
 // dL/dgain, as bptt.VanillaLayerNormRecurrence computes them with sub, mul_ and mul_ (one rounding each).
 at::Tensor layer_norm_gain_terms(const at::Tensor& pre, const at::Tensor& mean, const at::Tensor& rstd,
                                  const at::Tensor& delta) {
-  for (const at::Tensor* t : {&pre, &mean, &rstd, &delta}) check_block(*t, "every layer-norm buffer");
+  check_blocks({&pre, &mean, &rstd, &delta}, "every layer-norm buffer");
   at::Tensor out = at::empty_like(pre);
   const int64_t rows = mean.numel(), hidden = pre.size(-1);
   TORCH_CHECK(rstd.numel() == rows && pre.numel() == rows * hidden && delta.numel() == rows * hidden,
@@ -254,33 +284,90 @@ at::Tensor layer_norm_gain_terms(const at::Tensor& pre, const at::Tensor& mean, 
   return out;
 }
 
+// Batch norm over the batch of a contiguous (B, H) block with a gain and no shift, as at::native_batch_norm and
+// its backward compute it on the CPU (batch_norm_cpu, batch_norm_backward_cpu in ATen's Normalization.cpp): their
+// own kernels (the dispatch stubs batch_norm_cpu_collect_stats_stub, batch_norm_cpu_stub and
+// batch_norm_cpu_backward_stub), with the per-channel update of the saved and running statistics between them
+// written out here in ATen's types: the momentum rounded to float, the running mean updated in float, the biased
+// variance var_sum / B a float quotient and 1 / sqrt(var + eps) in double, the unbiased variance var_sum / (B - 1)
+// a float quotient whose update runs in double; each result rounded to float once. at::native_batch_norm checks,
+// allocates five tensors and builds accessors on every call, about half of its 8-microsecond call here. The load
+// check (rnn_gradients.engine.extension) compares the outputs, gradients and running statistics with its, bit for bit.
+struct BatchNorm {
+  at::Tensor gain, no_shift, mean, var_sum, dgain;  // mean, var_sum, dgain: per-step scratch of H floats each
+  int64_t batch, n;
+
+  BatchNorm(const at::Tensor& gain_, const at::Tensor& block)
+      : gain(gain_.contiguous()), batch(block.size(0)), n(block.size(1)) {
+    check_block(block, "a batch-normalized block");
+    check_block(gain, "the batch norm's gain");
+    TORCH_CHECK(block.dim() == 2 && gain.numel() == n && batch > 1 && n > 0,
+                "batch norm over (B, H) blocks of B > 1 with a gain of H");
+    mean = gain.new_empty({n});
+    var_sum = gain.new_empty({n});
+    dgain = gain.new_empty({n});
+  }
+
+  // y = BN(z). Training: with z's batch statistics, saved in save_mean and save_invstd (H each), and the running
+  // row (H each) moved towards them; evaluation: with the running row (save_mean and save_invstd unused).
+  void forward(const at::Tensor& z, at::Tensor& y, const at::Tensor& running_mean, const at::Tensor& running_var,
+               bool training, double momentum, double eps, const at::Tensor& save_mean,
+               const at::Tensor& save_invstd) {
+    if (training) {
+      at::native::batch_norm_cpu_collect_stats_stub(at::kCPU, mean, var_sum, z);
+      const float *m = mean.data_ptr<float>(), *v = var_sum.data_ptr<float>();
+      float *saved_mean = save_mean.data_ptr<float>(), *saved_invstd = save_invstd.data_ptr<float>();
+      float *rm = running_mean.data_ptr<float>(), *rv = running_var.data_ptr<float>();
+      const float weight = static_cast<float>(momentum);
+      for (int64_t f = 0; f < n; ++f) {
+        saved_mean[f] = m[f];
+        const double var = v[f] / batch;  // a float quotient, as ATen's var_sum / n
+        saved_invstd[f] = (var != 0 || eps != 0) ? static_cast<float>(1.0 / std::sqrt(var + eps)) : 0.f;
+        rm[f] = weight * m[f] + (1 - weight) * rm[f];
+        const double unbiased = v[f] / (batch - 1);
+        rv[f] = static_cast<float>(weight * unbiased + (1 - weight) * rv[f]);
+      }
+    }
+    at::native::batch_norm_cpu_stub(at::kCPU, y, z, gain, no_shift, save_mean, save_invstd, running_mean,
+                                    running_var, training, eps);
+  }
+
+  // dz = dL/dz from dy = dL/dy; adds dL/dgain to grad_gain.
+  void backward(const at::Tensor& dy, const at::Tensor& z, const at::Tensor& running_mean,
+                const at::Tensor& running_var, const at::Tensor& save_mean, const at::Tensor& save_invstd,
+                bool training, double eps, at::Tensor& dz, at::Tensor& grad_gain) {
+    at::Tensor no_shift_grad;
+    at::native::batch_norm_cpu_backward_stub(at::kCPU, dz, dgain, no_shift_grad, dy, z, gain, running_mean,
+                                             running_var, save_mean, save_invstd, training, eps);
+    grad_gain.add_(dgain);
+  }
+};
+
 // Batch norm, forward: pre row t becomes z_t = h_{t-1} W_hh^T, hs row t+1 h_t = phi(u_t + BN_t(z_t; gain)), BN_t
 // with step t's batch statistics (training; the running row min(t, rows-1) updated in place) or that row's.
-// Returns (save_mean, save_invstd) of every step, stacked.
+// Returns (save_mean, save_invstd) of every step, stacked ((T, H) each; (T, 0) in evaluation, as ATen's).
 std::tuple<at::Tensor, at::Tensor> batch_norm_forward(at::Tensor hs, at::Tensor pre, const at::Tensor& u,
                                                       const at::Tensor& w_t, const at::Tensor& gain,
                                                       const at::Tensor& running_mean, const at::Tensor& running_var,
                                                       int64_t kind, bool training, double momentum, double eps) {
-  check_block(hs, "hs");
-  check_block(pre, "pre");
-  check_block(u, "u");
+  check_blocks({&hs, &pre, &u, &running_mean, &running_var}, "every batch-norm buffer");
   std::vector<at::Tensor> states = hs.unbind(0), pres = pre.unbind(0);
   const std::vector<at::Tensor> us = u.unbind(0), means = running_mean.unbind(0), variances = running_var.unbind(0);
   const int64_t steps = static_cast<int64_t>(pres.size()), n = pres[0].numel();
   const int64_t rows = static_cast<int64_t>(means.size());
-  std::vector<at::Tensor> save_means, save_invstds;
-  save_means.reserve(steps);
-  save_invstds.reserve(steps);
+  BatchNorm norm(gain, pres[0]);
+  TORCH_CHECK(running_mean.size(1) == norm.n && running_var.size(1) == norm.n, "running statistics of H each");
+  const int64_t saved = training ? norm.n : 0;
+  const at::Tensor save_mean = pre.new_empty({steps, saved}), save_invstd = pre.new_empty({steps, saved});
+  const std::vector<at::Tensor> save_means = save_mean.unbind(0), save_invstds = save_invstd.unbind(0);
+  at::Tensor y = at::empty_like(pres[0]);
   for (int64_t t = 0; t < steps; ++t) {
     const at::Tensor z = at::mm_out(pres[t], states[t], w_t);
     const int64_t row = std::min(t, rows - 1);
-    auto [y, save_mean, save_invstd] =
-        at::native_batch_norm(z, gain, std::nullopt, means[row], variances[row], training, momentum, eps);
+    norm.forward(z, y, means[row], variances[row], training, momentum, eps, save_means[t], save_invstds[t]);
     add_activate_block(kind, y.data_ptr<float>(), us[t].data_ptr<float>(), states[t + 1].data_ptr<float>(), n);
-    save_means.push_back(save_mean);
-    save_invstds.push_back(save_invstd);
   }
-  return {at::stack(save_means), at::stack(save_invstds)};
+  return {save_mean, save_invstd};
 }
 
 // Batch norm, backward: delta becomes dL/du_t (= dL/d(BN output)), grad_pre dL/dz_t; adds dL/dgain to grad_gain.
@@ -289,27 +376,23 @@ void batch_norm_backward(at::Tensor delta, at::Tensor grad_pre, at::Tensor grad_
                          const at::Tensor& w_hh, const at::Tensor& gain, const at::Tensor& running_mean,
                          const at::Tensor& running_var, int64_t kind, bool training, double eps,
                          const at::Tensor& final, const std::optional<at::Tensor>& outputs) {
-  check_block(delta, "delta");
-  check_block(hs, "hs");
-  check_block(grad_pre, "grad_pre");
-  std::vector<at::Tensor> deltas = delta.unbind(0);
-  const float* states = hs.data_ptr<float>();  // read and written through pointers: no view per step
-  float* grad_pres = grad_pre.data_ptr<float>();
+  check_blocks({&delta, &grad_pre, &hs, &pre, &save_mean, &save_invstd, &running_mean, &running_var},
+               "every batch-norm buffer");
+  std::vector<at::Tensor> deltas = delta.unbind(0), grad_pres = grad_pre.unbind(0);
+  const float* states = hs.data_ptr<float>();  // read through a pointer: no view per step
   const std::vector<at::Tensor> pres = pre.unbind(0), saved_means = save_mean.unbind(0),
                                 saved_invstds = save_invstd.unbind(0), means = running_mean.unbind(0),
                                 variances = running_var.unbind(0), grads = optional_rows(outputs);
   const int64_t steps = static_cast<int64_t>(deltas.size()), n = deltas[0].numel();
   const int64_t rows = static_cast<int64_t>(means.size());
+  BatchNorm norm(gain, pres[0]);
   deltas[steps - 1].copy_(final);
   for (int64_t t = steps - 1; t >= 0; --t) {
     backward_block(kind, deltas[t].data_ptr<float>(), states + (t + 1) * n, n);
     const int64_t row = std::min(t, rows - 1);
-    auto [dz, dgain, dbeta] =
-        at::native_batch_norm_backward(deltas[t], pres[t], gain, means[row], variances[row], saved_means[t],
-                                       saved_invstds[t], training, eps, {true, true, false});
-    copy_block(grad_pres + t * n, dz);
-    grad_gain.add_(dgain);
-    if (t > 0) recurrent_grad(deltas[t - 1], grads, t, dz, w_hh);
+    norm.backward(deltas[t], pres[t], means[row], variances[row], saved_means[t], saved_invstds[t], training, eps,
+                  grad_pres[t], grad_gain);
+    if (t > 0) recurrent_grad(deltas[t - 1], grads, t, grad_pres[t], w_hh);
   }
 }
 
@@ -327,8 +410,9 @@ void lerp_row(const float* start, const float* end, const float* weight, float* 
 // GRU, forward (bptt.GRURecurrence): hs (T+1, B, H) holds h_0 = 0 in row 0, gh (T, B, 3H) b_hh in every row,
 // u (T, B, 3H) the input parts (r, z, n). Per step: gh_t += h_{t-1} W_hh^T; rz_t = sigmoid(u_rz + gh_rz);
 // n_t = tanh(u_n + r gh_n), as 2 sigmoid(2 u_n + 2 r gh_n) - 1; h_t = lerp(n_t, h_{t-1}, z).
-void gru_forward(at::Tensor hs, at::Tensor gh, at::Tensor rz, at::Tensor n, const at::Tensor& u, const at::Tensor& w_t) {
-  for (const at::Tensor* t : std::initializer_list<const at::Tensor*>{&hs, &gh, &rz, &n, &u}) check_block(*t, "every GRU buffer");
+void gru_forward(at::Tensor hs, at::Tensor gh, at::Tensor rz, at::Tensor n, const at::Tensor& u,
+                 const at::Tensor& w_t) {
+  check_blocks({&hs, &gh, &rz, &n, &u}, "every GRU buffer");
   std::vector<at::Tensor> states = hs.unbind(0), ghs = gh.unbind(0);
   const int64_t steps = u.size(0), batch = u.size(1), hidden = n.size(2);
   const int64_t two = 2 * hidden, three = 3 * hidden;
@@ -385,7 +469,7 @@ void gru_factors(const GruRow& row, int64_t j, int64_t hidden) {
 void gru_backward(at::Tensor dh, at::Tensor dgh, at::Tensor a, const at::Tensor& hs, const at::Tensor& gh,
                   const at::Tensor& rz, const at::Tensor& n, const at::Tensor& w_hh, const at::Tensor& final,
                   const std::optional<at::Tensor>& outputs) {
-  for (const at::Tensor* t : std::initializer_list<const at::Tensor*>{&dh, &dgh, &a, &hs, &gh, &rz, &n}) check_block(*t, "every GRU buffer");
+  check_blocks({&dh, &dgh, &a, &hs, &gh, &rz, &n}, "every GRU buffer");
   std::vector<at::Tensor> dhs = dh.unbind(0);
   const std::vector<at::Tensor> rows = dgh.view({dgh.size(0), dgh.size(1), -1}).unbind(0);
   // Read through raw pointers below: the gradients from the outputs as one contiguous block (a copy changes no bit).
