@@ -1,11 +1,11 @@
 """The compiled recurrence loops (``engine/csrc/recurrence.cpp``) against the plain-torch loops: bit for bit.
 
-The extension is an accelerator, never a second numerics: every vanilla cell under every normalization, and the
-plain GRU, gives the same outputs, gradients and batch-norm statistics through it as through the Python loops of
-:mod:`rnn_gradients.engine.bptt` (which ``tests/test_engine_equivalence.py`` checks against autograd), and a whole
-run writes the same files with it and without it (``RNN_GRADIENTS_EXTENSION=0``). Where it cannot be built the
-engine falls back to the plain loops; under CI (``CI=true``) it must build, since CI is where a fresh machine proves
-that the README's install gives it.
+The extension is an accelerator, never a second numerics: every vanilla cell and the GRU, under every
+normalization, gives the same outputs, gradients and batch-norm statistics through it as through the Python loops
+of :mod:`rnn_gradients.engine.bptt` and :mod:`rnn_gradients.engine.gru_norm_bptt` (which
+``tests/test_engine_equivalence.py`` checks against autograd), and a whole run writes the same files with it and
+without it (``RNN_GRADIENTS_EXTENSION=0``). Where it cannot be built the engine falls back to the plain loops;
+under CI (``CI=true``) it must build, since CI is where a fresh machine proves that the README's install gives it.
 """
 
 from __future__ import annotations
@@ -78,11 +78,14 @@ def test_compiled_loops_equal_the_python_loops_bit_for_bit(
 )
 @pytest.mark.parametrize("inputs", ["finite", "special"])
 @pytest.mark.parametrize("last", [True, False])
+@pytest.mark.parametrize("norm", ["none", *extension.NORM_CASES[1:]])
 def test_compiled_gru_equals_the_python_gru_bit_for_bit(
-    length: int, batch: int, hidden: int, inputs: str, last: bool
+    length: int, batch: int, hidden: int, inputs: str, last: bool, norm: str
 ) -> None:
-    """The plain GRU (:class:`~rnn_gradients.engine.bptt.GRURecurrence`): outputs, ∂L/∂u, ∂L/∂W_hh and ∂L/∂b_hh,
-    with NaN and ±Inf in the reset, update and candidate blocks of the input parts."""
+    """The GRU, plain (:class:`~rnn_gradients.engine.bptt.GRURecurrence`) and under layer norm and batch norm in
+    training and evaluation (:class:`~rnn_gradients.engine.gru_norm_bptt.GRUNormRecurrence`): outputs, ∂L/∂u,
+    ∂L/∂W_hh, ∂L/∂b_hh, the normalization's gain and shift and batch norm's running statistics, with NaN and ±Inf
+    in the reset, update and candidate blocks of the input parts."""
     generator = torch.Generator().manual_seed(length * 1000 + hidden)
     u = torch.randn(length, batch, 3 * hidden, generator=generator) * 3
     if inputs == "special":
@@ -95,8 +98,8 @@ def test_compiled_gru_equals_the_python_gru_bit_for_bit(
     b_hh = torch.randn(3 * hidden, generator=generator)
     grads = torch.randn(length, batch, hidden, generator=generator)
     grad = grads[-1] if last else grads
-    python = extension._gru_recurrence(u, w_hh, b_hh, last, grad, None)
-    compiled = extension._gru_recurrence(u, w_hh, b_hh, last, grad, KERNELS)
+    python = extension._gru_recurrence(norm, u, w_hh, b_hh, last, grad, None)
+    compiled = extension._gru_recurrence(norm, u, w_hh, b_hh, last, grad, KERNELS)
     for index, (want, got) in enumerate(zip(python, compiled, strict=True)):
         assert extension.same_bits(got, want), f"tensor {index} differs"
     if inputs == "finite":
@@ -137,6 +140,8 @@ def _off_by_one_ulp(function: str) -> object:
         "batch_norm_forward",
         "batch_norm_backward",
         "gru_forward",
+        "gru_norm_forward",
+        "gru_norm_backward",
         "gradient_norms",
         "adam_update",
     ],
@@ -159,7 +164,8 @@ def test_same_bits_tells_apart_what_equality_hides() -> None:
 @pytest.mark.parametrize(
     ("cell", "norm"),
     [(cell, norm) for cell in ("rnn_tanh", "rnn_relu", "rnn_sigmoid") for norm in NORMS]
-    + [("gru", "none"), ("gru", "layer"), ("lstm", "none")],
+    + [("gru", norm) for norm in NORMS]
+    + [("lstm", "none")],
 )
 def test_a_run_writes_the_same_files_with_and_without_the_extension(
     tmp_path,

@@ -26,7 +26,8 @@ The GRU's backward precomputes every factor that does not depend on ∂L/∂h in
 leaving three ops per step.
 
 Where :mod:`~rnn_gradients.engine.extension` offers its compiled module (``kernels``), the time loops of the
-vanilla recurrences and of the plain GRU run in C++ instead: the same ATen GEMM calls, the normalizations' own
+vanilla recurrences and of the GRU (plain here, normalized in :mod:`~rnn_gradients.engine.gru_norm_bptt`) run in
+C++ instead: the same ATen GEMM calls, the normalizations' own
 CPU kernels called without the op's per-call checks and allocations, each step's elementwise work in one pass,
 bit for bit the results of the Python loops below (which stay the fallback,
 and the definition of what the compiled loops must reproduce).
@@ -121,8 +122,8 @@ _batch_norm_backward = torch.ops.aten.native_batch_norm_backward.default
 
 
 COMPILED_KINDS = {"rnn_tanh": 0, "rnn_sigmoid": 1, "rnn_relu": 2}
-"""A vanilla cell -> its kind code in the compiled loops (``csrc/recurrence.cpp``), which also run the plain GRU
-(:class:`GRURecurrence`)."""
+"""A vanilla cell -> its kind code in the compiled loops (``csrc/recurrence.cpp``), which also run the GRU
+(:class:`GRURecurrence`, and the normalized one of :mod:`~rnn_gradients.engine.gru_norm_bptt`)."""
 
 
 def _compiled(kernels: ModuleType | None, *tensors: Tensor) -> bool:

@@ -413,7 +413,7 @@ class RecurrentLayer(nn.Module):
         u = (norms.input.sequence(bptt.project(x, cell.weight_ih, None)) + cell._input_bias()).transpose(0, 1)
         hidden = norms.hidden
         return gru_norm_bptt.GRUNormRecurrence.apply(
-            u, cell.weight_hh, cell.bias_hh, hidden.weight, hidden.bias, hidden, last, keep
+            u, cell.weight_hh, cell.bias_hh, hidden.weight, hidden.bias, hidden, last, keep, extension.kernels()
         )
 
     def forward_with_states(self, x: Tensor) -> tuple[Tensor, list[Tensor]]:

@@ -16,10 +16,11 @@ numerics: :func:`kernels` returns it only when
   source version, cached under ``$XDG_CACHE_HOME/rnn_gradients``, ``~/.cache`` by default, or
   ``RNN_GRADIENTS_EXTENSION_DIR``), and
 - it passes :func:`_agrees_with_python` on this machine: forward states and gradients bit-identical to the Python
-  loop for every vanilla cell and the GRU, with NaN, ±Inf and blocks whose size is no multiple of the vector
-  width, and the norms and 30 Adam updates bit-identical to the torch ops. The check costs 0.16–0.46 s
-  (measured), so its verdict is kept beside the build, one file per machine (:func:`_machine_key`: the CPU model,
-  torch's MKL and oneDNN versions and the numerics variables), and the next process on the same machine reads it
+  loop for every vanilla cell and the GRU under every normalization, with NaN, ±Inf and blocks whose size is no
+  multiple of the vector width, and the norms and 30 Adam updates bit-identical to the torch ops. The check costs
+  0.16–0.46 s (measured before the normalized GRU joined it; 1.3 s on a slower host after), so its verdict is kept
+  beside the build, one file per machine (:func:`_machine_key`: the CPU model, torch's MKL and oneDNN versions,
+  the numerics variables and the check's own source), and the next process on the same machine reads it
   instead of checking again.
 
 Otherwise the engine runs the plain-torch code, which gives the same results more slowly, and :func:`status`
@@ -103,10 +104,12 @@ def kernels() -> ModuleType | None:
 
 def _machine_key() -> str:
     """What the check's verdict depends on beyond the build itself (whose directory names the source, the flags,
-    torch and Python): the CPU model, torch's MKL and oneDNN versions and the numerics variables, hashed."""
+    torch and Python): the CPU model, torch's MKL and oneDNN versions, the numerics variables, and the check
+    itself (this module's source: a check that covers more runs again, even where the build is unchanged), hashed."""
     from rnn_gradients.engine.machine import cpu_model, library_versions, numerics_settings
 
-    identity = "\0".join([cpu_model(), library_versions(), numerics_settings()])
+    check = hashlib.sha256(Path(__file__).read_bytes()).hexdigest()
+    identity = "\0".join([cpu_model(), library_versions(), numerics_settings(), check])
     return hashlib.sha256(identity.encode()).hexdigest()[:12]
 
 
@@ -182,8 +185,8 @@ def _load(capability: str) -> tuple[ModuleType, Path]:
 def _agrees_with_python(module: ModuleType) -> bool:
     """Whether ``module``'s loops give the Python loops' results bit for bit, here.
 
-    Every vanilla cell under no normalization, layer norm and batch norm (training and evaluation), and the plain
-    GRU, at (B, H) =
+    Every vanilla cell and the GRU under no normalization, layer norm and batch norm (training and evaluation),
+    at (B, H) =
     (64, 64) (whole vectors), (3, 7) (scalar tails only) and (5, 13) (both), from inputs with NaN, ±Inf and large
     values, for a model read out at every step and at the last one: the outputs, every gradient, the batch-norm
     running statistics after the step and the no-graph forward of evaluation.
@@ -213,9 +216,11 @@ def _agrees_with_python(module: ModuleType) -> bool:
         gates_special[2, -1, -1] = 90.0
         w_gates = torch.randn(3 * hidden, hidden, generator=generator) / hidden**0.5
         b_gates = torch.randn(3 * hidden, generator=generator)
-        for u, last in itertools.product((gates, gates_special), (True, False)):
+        for u, norm, last in itertools.product((gates, gates_special), ("none", *NORM_CASES[1:]), (True, False)):
             grad = grads[-1] if last else grads
-            python, compiled = (_gru_recurrence(u, w_gates, b_gates, last, grad, kernels) for kernels in (None, module))
+            python, compiled = (
+                _gru_recurrence(norm, u, w_gates, b_gates, last, grad, kernels) for kernels in (None, module)
+            )
             if not all(map(same_bits, python, compiled)):
                 return False
     return _norms_agree(module, generator) and _adam_agrees(module, generator)
@@ -301,15 +306,44 @@ def _recurrence(
 
 
 def _gru_recurrence(
-    u: torch.Tensor, w_hh: torch.Tensor, b_hh: torch.Tensor, last: bool, grad: torch.Tensor, kernels: ModuleType | None
+    norm: str,
+    u: torch.Tensor,
+    w_hh: torch.Tensor,
+    b_hh: torch.Tensor,
+    last: bool,
+    grad: torch.Tensor,
+    kernels: ModuleType | None,
 ) -> list[torch.Tensor]:
-    """The outputs and gradients of one :class:`~rnn_gradients.engine.bptt.GRURecurrence`, run by ``kernels`` or
-    (None) by the Python loops."""
-    from rnn_gradients.engine import bptt
+    """The outputs, gradients and updated buffers of one GRU recurrence, plain
+    (:class:`~rnn_gradients.engine.bptt.GRURecurrence`) or under a normalization of its recurrent term
+    (:class:`~rnn_gradients.engine.gru_norm_bptt.GRUNormRecurrence`: ``norm`` one of ``NORM_CASES[1:]``, its
+    gain, shift and running statistics drawn from fixed seeds), run by ``kernels`` or (None) by the Python loops."""
+    from rnn_gradients.engine import bptt, gru_norm_bptt
+    from rnn_gradients.engine.normalization import LayerNorm, StepwiseBatchNorm
 
     u, w_hh, b_hh = (t.clone().requires_grad_() for t in (u, w_hh, b_hh))
-    outputs = bptt.GRURecurrence.apply(u, w_hh, b_hh, last, kernels)
-    return [outputs.detach(), *torch.autograd.grad(outputs, (u, w_hh, b_hh), grad)]
+    if norm == "none":
+        outputs = bptt.GRURecurrence.apply(u, w_hh, b_hh, last, kernels)
+        return [outputs.detach(), *torch.autograd.grad(outputs, (u, w_hh, b_hh), grad)]
+    features = w_hh.shape[0]
+    draws = torch.Generator().manual_seed(2)
+    module: LayerNorm | StepwiseBatchNorm
+    if norm == "layer":
+        module = LayerNorm(features)
+        with torch.no_grad():
+            module.weight.copy_(1 + torch.rand(features, generator=draws))
+            module.bias.copy_(torch.randn(features, generator=draws))
+    else:
+        module = StepwiseBatchNorm(features, 4, shift=False).train(norm == "batch-train")
+        with torch.no_grad():
+            module.running_mean.copy_(torch.rand(4, features, generator=draws))
+            module.running_var.copy_(torch.rand(4, features, generator=draws))
+    inputs = [u, w_hh, b_hh, *(p for p in (module.weight, module.bias) if p is not None)]
+    outputs = gru_norm_bptt.GRUNormRecurrence.apply(
+        u, w_hh, b_hh, module.weight, module.bias, module, last, True, kernels
+    )
+    buffers = [] if norm == "layer" else [module.running_mean, module.running_var]
+    return [outputs.detach(), *torch.autograd.grad(outputs, inputs, grad), *buffers]
 
 
 def same_bits(a: torch.Tensor, b: torch.Tensor) -> bool:

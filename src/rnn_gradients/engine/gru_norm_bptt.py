@@ -13,7 +13,10 @@ Backward: the plain GRU's loop (∂L/∂gh_t = dh_t ⊙ F_t with the bulk factor
 :func:`~rnn_gradients.engine.bptt.gru_factors`), with ∂L/∂z_t = N_hᵀ(∂L/∂gh_t) by the kernel autograd itself
 runs (``native_layer_norm_backward``, ``native_batch_norm_backward``) before the GEMM
 dh_{t−1} = g_{t−1} + dh_t ⊙ z_t + (∂L/∂z_t) W_hh. ``tests/test_engine_equivalence.py`` checks it against autograd
-through the reference cell (``RecurrentLayer.reference``).
+through the reference cell (``RecurrentLayer.reference``). Where the compiled module runs
+(:mod:`~rnn_gradients.engine.extension`), both loops run in C++ instead (``gru_norm_forward``,
+``gru_norm_backward`` in ``csrc/recurrence.cpp``: the plain GRU's per-step passes with the normalization's CPU
+kernels between them), bit for bit the loops below, which stay the fallback and the definition.
 
 The LSTM under a normalization keeps the unrolled autograd loop: a hand-written version along the same lines
 (two normalizations per step) was 1.1–1.2× faster at T = 60 but 0.8–0.9× at T = 1000, where its bulk buffers
@@ -22,6 +25,7 @@ The LSTM under a normalization keeps the unrolled autograd loop: a hand-written 
 
 from __future__ import annotations
 
+from types import ModuleType
 from typing import Any
 
 import torch
@@ -29,6 +33,7 @@ from torch import Tensor
 
 from rnn_gradients.engine.bptt import (
     _batch_norm_backward,
+    _compiled,
     _flat,
     _layer_norm_backward,
     _OutputGrad,
@@ -53,7 +58,7 @@ class StepNorm:
     """
 
     def __init__(self, module: Normalizer, weight: Tensor, bias: Tensor | None) -> None:
-        self.weight, self.bias = weight, bias
+        self.module, self.weight, self.bias = module, weight, bias
         self.eps = module.eps
         self.layer = isinstance(module, LayerNorm)
         self.shape = (weight.shape[0],)
@@ -103,6 +108,20 @@ class StepNorm:
             self.grad_bias += dbias
         return dz
 
+    def compiled_arguments(self) -> tuple[Any, ...] | None:
+        """What the compiled loops (``csrc/recurrence.cpp``: ``gru_norm_forward``, ``gru_norm_backward``) take for
+        this normalization: (layer, gain, shift, running mean, running variance, training, momentum, eps); None
+        where they do not cover it (a batch norm with a shift, a layer norm without one)."""
+        if self.layer:
+            if self.bias is None:
+                return None
+            return (True, self.weight, self.bias, None, None, False, 0.0, self.eps)
+        if self.bias is not None:
+            return None
+        module = self.module
+        return (False, self.weight, None, module.running_mean, module.running_var, self.training, self.momentum,
+                self.eps)  # fmt: skip
+
     def parameter_grads(self, grads: Tensor, inputs: Tensor) -> tuple[Tensor, Tensor | None]:
         """(∂L/∂gain, ∂L/∂shift or None) from ∂L/∂N(z) and z of every step, (T, B, F) each."""
         if not self.layer:
@@ -127,9 +146,12 @@ def _per_step(like: Tensor, steps: int, shape: tuple[int, ...], keep: bool) -> t
 class GRUNormRecurrence(torch.autograd.Function):
     """The GRU recurrence with N_h (module docstring) for u (T, B, 3H) = N_x(W_ih x_t) + b_ih, h_0 = 0.
 
-    Arguments after u, W_hh and b_hh: the gain and shift (None for batch norm) of N_h, its module, ``last``, and
+    Arguments after u, W_hh and b_hh: the gain and shift (None for batch norm) of N_h, its module, ``last``,
     ``keep``: False when no backward will follow (evaluation), so that only h_1..h_T is kept, not every step's
-    gates and normalization inputs.
+    gates and normalization inputs, and ``kernels``: the compiled module
+    (:mod:`~rnn_gradients.engine.extension`), whose loops run the forward and the backward instead of the Python
+    loops below where there is a backward to come and :meth:`StepNorm.compiled_arguments` covers N_h, with the
+    same bits (its load check compares them).
     """
 
     @staticmethod
@@ -143,6 +165,7 @@ class GRUNormRecurrence(torch.autograd.Function):
         module: Normalizer,
         last: bool,
         keep: bool,
+        kernels: ModuleType | None = None,
     ) -> Tensor:
         if keep:
             u = u.contiguous()
@@ -151,21 +174,26 @@ class GRUNormRecurrence(torch.autograd.Function):
         two = 2 * hidden
         norm_h = StepNorm(module, hidden_weight, hidden_bias)
         hs = _states_buffer(u, hidden)
-        # 2·u_n: the candidate's tanh comes from its doubled input (bptt.tanh_from_twice).
-        states, u_rz, u_n = hs.unbind(0), u[..., :two].unbind(0), torch.mul(u[..., two:], 2.0).unbind(0)
         z, zs = _per_step(u, steps, (batch, features), keep)
         gh, ghs = _per_step(u, steps, (batch, features), keep)
         rz, rzs = _per_step(u, steps, (batch, two), keep)
         n, ns = _per_step(u, steps, (batch, hidden), keep)
         w_t = w_hh.t()
-        for t in range(steps):
-            g = torch.add(norm_h.forward(torch.mm(states[t], w_t, out=zs[t]), t), b_hh, out=ghs[t])
-            gates = torch.add(u_rz[t], g[:, :two], out=rzs[t]).sigmoid_()
-            cand = tanh_from_twice(torch.addcmul(u_n[t], gates[:, :hidden], g[:, two:], value=2.0, out=ns[t]), ns[t])
-            torch.lerp(cand, states[t], gates[:, hidden:], out=states[t + 1])
+        compiled = norm_h.compiled_arguments() if keep and _compiled(kernels, u) else None
+        if compiled is not None:
+            first, second = kernels.gru_norm_forward(hs, z, gh, rz, n, u, w_t, b_hh, *compiled)
+            norm_h.saved = list(zip(first.unbind(0), second.unbind(0), strict=True))
+        else:
+            # 2·u_n: the candidate's tanh comes from its doubled input (bptt.tanh_from_twice).
+            states, u_rz, u_n = hs.unbind(0), u[..., :two].unbind(0), torch.mul(u[..., two:], 2.0).unbind(0)
+            for t in range(steps):
+                g = torch.add(norm_h.forward(torch.mm(states[t], w_t, out=zs[t]), t), b_hh, out=ghs[t])
+                gates = torch.add(u_rz[t], g[:, :two], out=rzs[t]).sigmoid_()
+                cand = torch.addcmul(u_n[t], gates[:, :hidden], g[:, two:], value=2.0, out=ns[t])
+                torch.lerp(tanh_from_twice(cand, ns[t]), states[t], gates[:, hidden:], out=states[t + 1])
         if keep:
             ctx.hs, ctx.z, ctx.gh, ctx.rz, ctx.n = hs, z, gh, rz, n
-            ctx.norm_h = norm_h
+            ctx.norm_h, ctx.kernels, ctx.compiled = norm_h, kernels, compiled
             ctx.save_for_backward(w_hh)
         return _outputs(hs, last)
 
@@ -174,18 +202,32 @@ class GRUNormRecurrence(torch.autograd.Function):
         (w_hh,) = ctx.saved_tensors
         hs, z, gh, rz, n, norm_h = ctx.hs, ctx.z, ctx.gh, ctx.rz, ctx.n, ctx.norm_h
         steps, batch, hidden = n.shape
-        a, factor, zg = gru_factors(hs, gh, rz, n)
         dz = torch.empty_like(z)  # ∂L/∂z = N_hᵀ(∂L/∂gh)
-        dzs, zs = dz.unbind(0), z.unbind(0)
+        output = _OutputGrad(grad)
+        if ctx.compiled is not None and _compiled(ctx.kernels, grad):
+            # As the plain GRU's compiled backward: the factors step by step inside the loop.
+            dh, dgh, a = torch.empty_like(n), n.new_empty(steps, batch, 3, hidden), torch.empty_like(n)
+            layer, gain, shift, running_mean, running_var, training, _, eps = ctx.compiled
+            first = torch.stack([m for m, _ in norm_h.saved])
+            second = torch.stack([r for _, r in norm_h.saved])
+            grad_gain = dz.new_empty(0) if layer else norm_h.grad_weight  # batch norm sums dL/dgain per step
+            outputs = None if output.last_only else grad
+            ctx.kernels.gru_norm_backward(
+                dh, dgh, a, dz, grad_gain, hs, z, gh, rz, n, w_hh, layer, gain, shift, running_mean, running_var,
+                first, second, training, eps, output.final, outputs,
+            )  # fmt: skip
+        else:
+            a, factor, zg = gru_factors(hs, gh, rz, n)
+            dzs, zs = dz.unbind(0), z.unbind(0)
 
-        def through_norm(dgh_t: Tensor, t: int) -> Tensor:
-            return dzs[t].copy_(norm_h.backward(dgh_t, zs[t], t))
+            def through_norm(dgh_t: Tensor, t: int) -> Tensor:
+                return dzs[t].copy_(norm_h.backward(dgh_t, zs[t], t))
 
-        dh, dgh = gru_backward_loop(_OutputGrad(grad), factor, zg, w_hh, through_norm)
+            dh, dgh = gru_backward_loop(output, factor, zg, w_hh, through_norm)
         dgh_all = dgh.view(steps, batch, 3 * hidden)
         grad_w_hh = _flat(dz).t().mm(_flat(hs[:-1]))
         grad_b_hh = _flat(dgh_all).sum(0)
         hidden_grads = norm_h.parameter_grads(dgh_all, z)
         # ∂L/∂u equals ∂L/∂gh in the r and z blocks; in the n block it is dh ⊙ A: overwrite, dgh is spent.
         torch.mul(dh, a, out=dgh[:, :, 2])
-        return dgh_all, grad_w_hh, grad_b_hh, *hidden_grads, None, None, None
+        return dgh_all, grad_w_hh, grad_b_hh, *hidden_grads, None, None, None, None

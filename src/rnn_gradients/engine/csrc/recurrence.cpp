@@ -301,8 +301,8 @@ struct BatchNorm {
       : gain(gain_.contiguous()), batch(block.size(0)), n(block.size(1)) {
     check_block(block, "a batch-normalized block");
     check_block(gain, "the batch norm's gain");
-    TORCH_CHECK(block.dim() == 2 && gain.numel() == n && batch > 1 && n > 0,
-                "batch norm over (B, H) blocks of B > 1 with a gain of H");
+    TORCH_CHECK(block.dim() == 2 && gain.numel() == n && batch > 0 && n > 0,
+                "batch norm over (B, H) blocks with a gain of H");
     mean = gain.new_empty({n});
     var_sum = gain.new_empty({n});
     dgain = gain.new_empty({n});
@@ -407,35 +407,134 @@ void lerp_row(const float* start, const float* end, const float* weight, float* 
   for (; i < n; ++i) out[i] = lerp(start[i], end[i], weight[i]);
 }
 
+// The gates of one GRU step from gh_t (B, 3H) = W_hh h_{t-1} + b_hh (or its normalization plus b_hh) and the input
+// parts u_t (B, 3H): rz_t = sigmoid(u_rz + gh_rz); n_t = tanh(u_n + r gh_n), as 2 sigmoid(2 u_n + 2 r gh_n) - 1;
+// h_t = lerp(n_t, h_{t-1}, z).
+void gru_gates(const float* g, const float* ut, float* gates, float* cand, const float* h_prev, float* h,
+               int64_t batch, int64_t hidden) {
+  const int64_t two = 2 * hidden, three = 3 * hidden;
+  for (int64_t b = 0; b < batch; ++b) {
+    for (int64_t j = 0; j < two; ++j) gates[b * two + j] = ut[b * three + j] + g[b * three + j];
+  }
+  activate_block(kSigmoid, gates, gates, batch * two);
+  for (int64_t b = 0; b < batch; ++b) {
+    const float *un = ut + b * three + two, *gn = g + b * three + two, *r = gates + b * two;
+    for (int64_t j = 0; j < hidden; ++j) cand[b * hidden + j] = std::fma(2.f * r[j], gn[j], 2.f * un[j]);
+  }
+  activate_block(kTanh, cand, cand, batch * hidden);
+  for (int64_t b = 0; b < batch; ++b) {
+    lerp_row(cand + b * hidden, h_prev + b * hidden, gates + b * two + hidden, h + b * hidden, hidden);
+  }
+}
+
 // GRU, forward (bptt.GRURecurrence): hs (T+1, B, H) holds h_0 = 0 in row 0, gh (T, B, 3H) b_hh in every row,
-// u (T, B, 3H) the input parts (r, z, n). Per step: gh_t += h_{t-1} W_hh^T; rz_t = sigmoid(u_rz + gh_rz);
-// n_t = tanh(u_n + r gh_n), as 2 sigmoid(2 u_n + 2 r gh_n) - 1; h_t = lerp(n_t, h_{t-1}, z).
+// u (T, B, 3H) the input parts (r, z, n). Per step: gh_t += h_{t-1} W_hh^T, then gru_gates.
 void gru_forward(at::Tensor hs, at::Tensor gh, at::Tensor rz, at::Tensor n, const at::Tensor& u,
                  const at::Tensor& w_t) {
   check_blocks({&hs, &gh, &rz, &n, &u}, "every GRU buffer");
   std::vector<at::Tensor> states = hs.unbind(0), ghs = gh.unbind(0);
   const int64_t steps = u.size(0), batch = u.size(1), hidden = n.size(2);
-  const int64_t two = 2 * hidden, three = 3 * hidden;
   for (int64_t t = 0; t < steps; ++t) {
     const float* g = ghs[t].addmm_(states[t], w_t).data_ptr<float>();
-    const float* ut = u.data_ptr<float>() + t * batch * three;
-    float* gates = rz.data_ptr<float>() + t * batch * two;
-    float* cand = n.data_ptr<float>() + t * batch * hidden;
-    for (int64_t b = 0; b < batch; ++b) {
-      for (int64_t j = 0; j < two; ++j) gates[b * two + j] = ut[b * three + j] + g[b * three + j];
-    }
-    activate_block(kSigmoid, gates, gates, batch * two);
-    for (int64_t b = 0; b < batch; ++b) {
-      const float *un = ut + b * three + two, *gn = g + b * three + two, *r = gates + b * two;
-      for (int64_t j = 0; j < hidden; ++j) cand[b * hidden + j] = std::fma(2.f * r[j], gn[j], 2.f * un[j]);
-    }
-    activate_block(kTanh, cand, cand, batch * hidden);
-    const float* h_prev = states[t].data_ptr<float>();
-    float* h = states[t + 1].data_ptr<float>();
-    for (int64_t b = 0; b < batch; ++b) {
-      lerp_row(cand + b * hidden, h_prev + b * hidden, gates + b * two + hidden, h + b * hidden, hidden);
+    gru_gates(g, u.data_ptr<float>() + t * batch * 3 * hidden, rz.data_ptr<float>() + t * batch * 2 * hidden,
+              n.data_ptr<float>() + t * batch * hidden, states[t].data_ptr<float>(), states[t + 1].data_ptr<float>(),
+              batch, hidden);
+  }
+}
+
+// The normalization N_h of the GRU's recurrent term (gru_norm_bptt.StepNorm): layer norm with a gain and a shift
+// over the 3H features of each example, or batch norm with a gain and no shift over the batch, step t with the
+// running row min(t, rows - 1). Its statistics of every step: layer norm's mean and rstd (T, B, 1), batch norm's
+// save_mean and save_invstd (T, 3H; (T, 0) in evaluation).
+struct GruNorm {
+  bool layer;
+  std::optional<LayerNorm> ln;
+  std::optional<BatchNorm> bn;
+  std::vector<at::Tensor> means, variances, first, second;  // running rows; each step's two statistics
+  bool training;
+  double momentum, eps;
+
+  GruNorm(bool layer_, const at::Tensor& gain, const std::optional<at::Tensor>& shift,
+          const std::optional<at::Tensor>& running_mean, const std::optional<at::Tensor>& running_var,
+          bool training_, double momentum_, double eps_, const at::Tensor& block)
+      : layer(layer_), training(training_), momentum(momentum_), eps(eps_) {
+    if (layer) {
+      TORCH_CHECK(shift.has_value(), "the GRU's layer norm has a shift");
+      ln.emplace(gain, *shift, block);
+    } else {
+      TORCH_CHECK(!shift.has_value() && running_mean.has_value() && running_var.has_value(),
+                  "the GRU's batch norm has running statistics and no shift");
+      check_blocks({&*running_mean, &*running_var}, "the batch norm's running statistics");
+      bn.emplace(gain, block);
+      means = running_mean->unbind(0);
+      variances = running_var->unbind(0);
     }
   }
+
+  // The (T, ·) tensors the statistics of T steps go into, their rows kept for forward.
+  std::tuple<at::Tensor, at::Tensor> statistics(int64_t steps, const at::Tensor& block) {
+    const at::Tensor one = layer ? block.new_empty({steps, ln->rows, 1})
+                                 : block.new_empty({steps, training ? bn->n : 0});
+    const at::Tensor two = at::empty_like(one);
+    first = one.unbind(0);
+    second = two.unbind(0);
+    return {one, two};
+  }
+
+  // From statistics already computed (the backward).
+  void use(const at::Tensor& one, const at::Tensor& two) {
+    check_blocks({&one, &two}, "the normalization's statistics");
+    first = one.unbind(0);
+    second = two.unbind(0);
+  }
+
+  int64_t row(int64_t t) const { return std::min(t, static_cast<int64_t>(means.size()) - 1); }
+
+  void forward(const at::Tensor& z, at::Tensor& y, int64_t t) {
+    if (layer) {
+      ln->forward(z, eps, y, first[t], second[t]);
+    } else {
+      bn->forward(z, y, means[row(t)], variances[row(t)], training, momentum, eps, first[t], second[t]);
+    }
+  }
+
+  // dz = N^T(dy) at step t (batch norm adds step t's dL/dgain to grad_gain).
+  void backward(const at::Tensor& dy, const at::Tensor& z, int64_t t, at::Tensor& dz, at::Tensor& grad_gain) {
+    if (layer) {
+      ln->backward(dy, z, first[t], second[t], dz);
+    } else {
+      bn->backward(dy, z, means[row(t)], variances[row(t)], first[t], second[t], training, eps, dz, grad_gain);
+    }
+  }
+};
+
+// GRU under N_h, forward (gru_norm_bptt.GRUNormRecurrence): hs (T+1, B, H) holds h_0 = 0 in row 0; per step
+// z_t = h_{t-1} W_hh^T (into z), gh_t = N_h(z_t) + b_hh (into gh), then gru_gates. Returns N_h's statistics.
+std::tuple<at::Tensor, at::Tensor> gru_norm_forward(at::Tensor hs, at::Tensor z, at::Tensor gh, at::Tensor rz,
+                                                    at::Tensor n, const at::Tensor& u, const at::Tensor& w_t,
+                                                    const at::Tensor& b_hh, bool layer, const at::Tensor& gain,
+                                                    const std::optional<at::Tensor>& shift,
+                                                    const std::optional<at::Tensor>& running_mean,
+                                                    const std::optional<at::Tensor>& running_var, bool training,
+                                                    double momentum, double eps) {
+  check_blocks({&hs, &z, &gh, &rz, &n, &u, &b_hh}, "every GRU buffer");
+  std::vector<at::Tensor> states = hs.unbind(0), zs = z.unbind(0), ghs = gh.unbind(0);
+  const int64_t steps = u.size(0), batch = u.size(1), hidden = n.size(2), three = 3 * hidden;
+  TORCH_CHECK(b_hh.numel() == three, "b_hh has 3H entries");
+  GruNorm norm(layer, gain, shift, running_mean, running_var, training, momentum, eps, zs[0]);
+  auto statistics = norm.statistics(steps, zs[0]);
+  const float* bias = b_hh.data_ptr<float>();
+  for (int64_t t = 0; t < steps; ++t) {
+    norm.forward(at::mm_out(zs[t], states[t], w_t), ghs[t], t);
+    float* g = ghs[t].data_ptr<float>();
+    for (int64_t b = 0; b < batch; ++b) {
+      for (int64_t j = 0; j < three; ++j) g[b * three + j] += bias[j];  // torch.add(N(z), b_hh): one rounding
+    }
+    gru_gates(g, u.data_ptr<float>() + t * batch * three, rz.data_ptr<float>() + t * batch * 2 * hidden,
+              n.data_ptr<float>() + t * batch * hidden, states[t].data_ptr<float>(), states[t + 1].data_ptr<float>(),
+              batch, hidden);
+  }
+  return statistics;
 }
 
 // One batch row of the GRU backward's per-step factors, read and written at columns j.. (one vector, or one float):
@@ -465,10 +564,13 @@ void gru_factors(const GruRow& row, int64_t j, int64_t hidden) {
 // GRU, backward: the factors of bptt.gru_factors, computed per step, and the loop of bptt.gru_backward_loop.
 // dh (T, B, H) becomes dL/dh_t, dgh (T, B, 3, H) dL/dgh_t, a (T, B, H) the factor A = (1 - z)(1 - n^2).
 //   dgh_t = dh_t * F_t:  F_r = (A gh_n) (r (1 - r)),  F_z = (h_{t-1} - n) (z (1 - z)),  F_n = A r
-//   dh_{t-1} = g_{t-1} + dh_t z_t + dgh_t W_hh
-void gru_backward(at::Tensor dh, at::Tensor dgh, at::Tensor a, const at::Tensor& hs, const at::Tensor& gh,
-                  const at::Tensor& rz, const at::Tensor& n, const at::Tensor& w_hh, const at::Tensor& final,
-                  const std::optional<at::Tensor>& outputs) {
+//   dh_{t-1} = g_{t-1} + dh_t z_t + through(dgh_t, t) W_hh
+// through(row, t) is the (B, 3H) gradient that meets W_hh: dgh_t itself, or N_h^T(dgh_t) under a normalization
+// (called at every step, t = 0 included, as bptt.gru_backward_loop calls its ``recurrent``).
+template <typename Through>
+void gru_backward_loop(at::Tensor& dh, at::Tensor& dgh, at::Tensor& a, const at::Tensor& hs, const at::Tensor& gh,
+                       const at::Tensor& rz, const at::Tensor& n, const at::Tensor& w_hh, const at::Tensor& final,
+                       const std::optional<at::Tensor>& outputs, Through through) {
   check_blocks({&dh, &dgh, &a, &hs, &gh, &rz, &n}, "every GRU buffer");
   std::vector<at::Tensor> dhs = dh.unbind(0);
   const std::vector<at::Tensor> rows = dgh.view({dgh.size(0), dgh.size(1), -1}).unbind(0);
@@ -493,6 +595,7 @@ void gru_backward(at::Tensor dh, at::Tensor dgh, at::Tensor a, const at::Tensor&
       for (; j + Vec::size() <= hidden; j += Vec::size()) gru_factors<Vec>(row, j, hidden);
       for (; j < hidden; ++j) gru_factors<float>(row, j, hidden);
     }
+    const at::Tensor& recurrent = through(rows[t], t);
     if (t == 0) break;
     float* next = dhs[t - 1].data_ptr<float>();
     const float* g_prev = grads.empty() ? nullptr : grads[t - 1].data_ptr<float>();
@@ -502,8 +605,36 @@ void gru_backward(at::Tensor dh, at::Tensor dgh, at::Tensor a, const at::Tensor&
         next[b * hidden + j] = g_prev == nullptr ? dh_t * z : std::fma(dh_t, z, g_prev[b * hidden + j]);
       }
     }
-    dhs[t - 1].addmm_(rows[t], w_hh);
+    dhs[t - 1].addmm_(recurrent, w_hh);
   }
+}
+
+void gru_backward(at::Tensor dh, at::Tensor dgh, at::Tensor a, const at::Tensor& hs, const at::Tensor& gh,
+                  const at::Tensor& rz, const at::Tensor& n, const at::Tensor& w_hh, const at::Tensor& final,
+                  const std::optional<at::Tensor>& outputs) {
+  gru_backward_loop(dh, dgh, a, hs, gh, rz, n, w_hh, final, outputs,
+                    [](const at::Tensor& row, int64_t) -> const at::Tensor& { return row; });
+}
+
+// GRU under N_h, backward: as gru_backward, with dz (T, B, 3H) becoming dL/dz_t = N_h^T(dL/dgh_t), which meets
+// W_hh; z (T, B, 3H) and N_h's statistics from gru_norm_forward; batch norm adds dL/dgain to grad_gain.
+void gru_norm_backward(at::Tensor dh, at::Tensor dgh, at::Tensor a, at::Tensor dz, at::Tensor grad_gain,
+                       const at::Tensor& hs, const at::Tensor& z, const at::Tensor& gh, const at::Tensor& rz,
+                       const at::Tensor& n, const at::Tensor& w_hh, bool layer, const at::Tensor& gain,
+                       const std::optional<at::Tensor>& shift, const std::optional<at::Tensor>& running_mean,
+                       const std::optional<at::Tensor>& running_var, const at::Tensor& first,
+                       const at::Tensor& second, bool training, double eps, const at::Tensor& final,
+                       const std::optional<at::Tensor>& outputs) {
+  check_blocks({&dz, &z}, "every GRU buffer");
+  std::vector<at::Tensor> dzs = dz.unbind(0);
+  const std::vector<at::Tensor> zs = z.unbind(0);
+  GruNorm norm(layer, gain, shift, running_mean, running_var, training, 0.0, eps, zs[0]);
+  norm.use(first, second);
+  gru_backward_loop(dh, dgh, a, hs, gh, rz, n, w_hh, final, outputs,
+                    [&](const at::Tensor& row, int64_t t) -> const at::Tensor& {
+                      norm.backward(row, zs[t], t, dzs[t], grad_gain);
+                      return dzs[t];
+                    });
 }
 
 }  // namespace
@@ -519,6 +650,8 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("layer_norm_gain_terms", &layer_norm_gain_terms, "((pre - mean) * rstd) * delta, the terms of dL/dgain");
   m.def("gru_forward", &gru_forward, "the GRU recurrence's forward over its buffers, in place");
   m.def("gru_backward", &gru_backward, "dL/dh_t and dL/dgh_t of every step of the GRU recurrence");
+  m.def("gru_norm_forward", &gru_norm_forward, "the GRU recurrence under a normalization, forward");
+  m.def("gru_norm_backward", &gru_norm_backward, "the GRU recurrence under a normalization, backward");
   m.def("gradient_norms", &rnn_gradients::gradient_norms, "the global and per-group gradient norms (GradientMeter)");
   m.def("adam_update", &rnn_gradients::adam_update, "one Adam update of every parameter, in place (optimizers.Adam)");
 }
