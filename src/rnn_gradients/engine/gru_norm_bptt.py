@@ -181,8 +181,8 @@ class GRUNormRecurrence(torch.autograd.Function):
         w_t = w_hh.t()
         compiled = norm_h.compiled_arguments() if keep and _compiled(kernels, u) else None
         if compiled is not None:
-            first, second = kernels.gru_norm_forward(hs, z, gh, rz, n, u, w_t, b_hh, *compiled)
-            norm_h.saved = list(zip(first.unbind(0), second.unbind(0), strict=True))
+            ctx.statistics = kernels.gru_norm_forward(hs, z, gh, rz, n, u, w_t, b_hh, *compiled)
+            norm_h.saved = list(zip(*(s.unbind(0) for s in ctx.statistics), strict=True))
         else:
             # 2·u_n: the candidate's tanh comes from its doubled input (bptt.tanh_from_twice).
             states, u_rz, u_n = hs.unbind(0), u[..., :two].unbind(0), torch.mul(u[..., two:], 2.0).unbind(0)
@@ -208,8 +208,7 @@ class GRUNormRecurrence(torch.autograd.Function):
             # As the plain GRU's compiled backward: the factors step by step inside the loop.
             dh, dgh, a = torch.empty_like(n), n.new_empty(steps, batch, 3, hidden), torch.empty_like(n)
             layer, gain, shift, running_mean, running_var, training, _, eps = ctx.compiled
-            first = torch.stack([m for m, _ in norm_h.saved])
-            second = torch.stack([r for _, r in norm_h.saved])
+            first, second = ctx.statistics
             grad_gain = dz.new_empty(0) if layer else norm_h.grad_weight  # batch norm sums dL/dgain per step
             outputs = None if output.last_only else grad
             ctx.kernels.gru_norm_backward(
