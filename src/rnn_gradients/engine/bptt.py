@@ -27,10 +27,9 @@ leaving three ops per step.
 
 Where :mod:`~rnn_gradients.engine.extension` offers its compiled module (``kernels``), the time loops of the
 vanilla recurrences and of the GRU (plain here, normalized in :mod:`~rnn_gradients.engine.gru_norm_bptt`) run in
-C++ instead: the same ATen GEMM calls, the normalizations' own
-CPU kernels called without the op's per-call checks and allocations, each step's elementwise work in one pass,
-bit for bit the results of the Python loops below (which stay the fallback,
-and the definition of what the compiled loops must reproduce).
+C++ instead: the same ATen GEMM calls, the normalizations' own CPU kernels called without the op's per-call
+checks and allocations, each step's elementwise work in one pass, bit for bit the results of the Python loops
+below (which stay the fallback, and the definition of what the compiled loops must reproduce).
 
 The results agree with autograd through the reference cells to float32 rounding, not bit for bit (another order
 of the same sums); ``tests/test_engine_equivalence.py`` checks every path. NaN and Inf propagate as through the

@@ -15,8 +15,8 @@
 // so doing them per element in this order, instead of one op over the whole tensor after another, changes no bit;
 // each is one IEEE operation (or an FMA, written out), so the vector code and the scalar tail round alike. The
 // square root is the exception: ATen's float32 sqrt kernel is not the correctly rounded vector sqrt (Vec::sqrt)
-// for every value, so it stays ATen's op, between a pass for the moments and one for the parameter. rnn_gradients.engine.extension checks both functions
-// against the torch ops before the module is used.
+// for every value, so it stays ATen's op, between a pass for the moments and one for the parameter.
+// rnn_gradients.engine.extension checks both functions against the torch ops before the module is used.
 #include "elementwise.h"
 
 namespace rnn_gradients {
