@@ -17,8 +17,8 @@ configuration:
     old      the engine before hand-written BPTT (``RecurrentLayer.reference = True``: fused kernel or
              unrolled autograd loop)
     torch    the engine now with its plain-torch BPTT loops (the compiled extension switched off, as
-             ``RNN_GRADIENTS_EXTENSION=0`` does); shown where the extension runs the loops (the vanilla cells and
-             the GRU), ``-`` elsewhere
+             ``RNN_GRADIENTS_EXTENSION=0`` does); shown where the extension runs the loops (every BPTT path:
+             the vanilla cells, the GRU, the LSTM with a normalization), ``-`` elsewhere
     new      the engine now (``RecurrentLayer.path``: bptt, fused or unrolled; the vanilla cells' and the
              GRU's BPTT loops compiled where :func:`~rnn_gradients.engine.extension.status` says so, printed first;
              the step without autograd's graph where :mod:`~rnn_gradients.engine.direct_step` covers the model,
@@ -38,7 +38,7 @@ from dataclasses import replace
 
 import torch
 
-from rnn_gradients.engine import bptt, extension
+from rnn_gradients.engine import extension
 from rnn_gradients.engine.cells import CELLS, RecurrentLayer
 from rnn_gradients.engine.machine import keep_freed_memory
 from rnn_gradients.engine.normalization import NORMS
@@ -145,8 +145,7 @@ def measure(length: int, hidden: int, repeats: int, steps: int) -> None:
             spec = replace(spec, strategy="none" if norm == "none" else norm)
             steppers = {"old": stepper(spec, True), "new": stepper(spec, False)}
             layer = RecurrentLayer(cell, 2, 1, norm)
-            compiled = cell in bptt.COMPILED_KINDS or cell == "gru"
-            if layer.path == "bptt" and compiled and extension.kernels() is not None:
+            if layer.path == "bptt" and extension.kernels() is not None:  # every BPTT path has compiled loops
                 steppers["torch"] = stepper(spec, False, plain=True)
             best = dict.fromkeys(steppers, float("inf"))
             for _ in range(repeats):

@@ -38,7 +38,7 @@ import torch
 import torch.nn.functional as F
 from torch import _VF, Tensor, nn
 
-from rnn_gradients.engine import bptt, extension, gru_norm_bptt
+from rnn_gradients.engine import bptt, extension, gru_norm_bptt, lstm_norm_bptt
 from rnn_gradients.engine.normalization import CellNorms, LayerNorm, StepwiseBatchNorm, validate_norm
 
 CELLS = ("rnn_tanh", "rnn_sigmoid", "rnn_relu", "lstm", "gru")
@@ -47,12 +47,15 @@ VANILLA_CELLS = ("rnn_tanh", "rnn_sigmoid", "rnn_relu")
 FUSED_CELLS = ("rnn_tanh", "rnn_relu", "lstm", "gru")
 BPTT_PATHS = (
     *((cell, norm) for cell in VANILLA_CELLS for norm in ("none", "layer", "batch")),
+    ("lstm", "layer"),
+    ("lstm", "batch"),
     ("gru", "none"),
     ("gru", "layer"),
     ("gru", "batch"),
 )
 """(cell, norm) pairs that ``RecurrentLayer.forward`` runs by hand-written BPTT (:mod:`rnn_gradients.engine.bptt`,
-:mod:`rnn_gradients.engine.gru_norm_bptt`); the LSTM keeps torch's fused kernel, or the unrolled loop with a norm."""
+:mod:`rnn_gradients.engine.gru_norm_bptt`, :mod:`rnn_gradients.engine.lstm_norm_bptt`); the plain LSTM keeps torch's
+fused kernel (oneDNN's: faster here than a hand-written one)."""
 PATHS = ("bptt", "fused", "unrolled")
 
 State = Tensor | tuple[Tensor, Tensor]
@@ -367,6 +370,8 @@ class RecurrentLayer(nn.Module):
         graph = torch.is_grad_enabled() and any(p.requires_grad for p in (x, *self.parameters()))
         if kind == "gru" and norms.hidden is not None:
             return self._gru_norm_bptt(x, last, keep=graph)
+        if kind == "lstm":
+            return self._lstm_norm_bptt(x, last, keep=graph)
         if kind == "gru":
             u = bptt.project(xt, cell.weight_ih, cell.bias_ih)
             if not graph:
@@ -403,17 +408,40 @@ class RecurrentLayer(nn.Module):
             return states[-1] if last else states
         return bptt.VanillaRecurrence.apply(u, cell.weight_hh, kind, last, extension.kernels())
 
-    def _gru_norm_bptt(self, x: Tensor, last: bool, keep: bool) -> Tensor:
-        """The GRU under layer or batch norm by :mod:`~rnn_gradients.engine.gru_norm_bptt`; the input part
-        N_x(W_ih x_t) + b_ih of every step by autograd over the whole sequence (W_ih x_t by ``bptt.project``)."""
+    def _normalized_inputs(self, x: Tensor) -> Tensor:
+        """The input part N_x(W_ih x_t) + bias of every step of a gated cell under a normalization, time-major
+        (L, B, G·H), by autograd over the whole sequence (W_ih x_t by ``bptt.project``); checks first that batch
+        norm keeps statistics for every step of a training sequence."""
         cell, norms = self.cell, self.norm
-        for module in (norms.input, norms.hidden):
+        for module in (norms.input, norms.hidden, norms.cell_state):
             if isinstance(module, StepwiseBatchNorm):
                 module._check_training_length(x.shape[1])
-        u = (norms.input.sequence(bptt.project(x, cell.weight_ih, None)) + cell._input_bias()).transpose(0, 1)
+        return (norms.input.sequence(bptt.project(x, cell.weight_ih, None)) + cell._input_bias()).transpose(0, 1)
+
+    def _gru_norm_bptt(self, x: Tensor, last: bool, keep: bool) -> Tensor:
+        """The GRU under layer or batch norm by :mod:`~rnn_gradients.engine.gru_norm_bptt`."""
+        cell, norms = self.cell, self.norm
+        u = self._normalized_inputs(x)
         hidden = norms.hidden
         return gru_norm_bptt.GRUNormRecurrence.apply(
             u, cell.weight_hh, cell.bias_hh, hidden.weight, hidden.bias, hidden, last, keep, extension.kernels()
+        )
+
+    def _lstm_norm_bptt(self, x: Tensor, last: bool, keep: bool) -> Tensor:
+        """The LSTM under layer or batch norm by :mod:`~rnn_gradients.engine.lstm_norm_bptt`."""
+        hidden, cell_state = self.norm.hidden, self.norm.cell_state
+        return lstm_norm_bptt.LSTMNormRecurrence.apply(
+            self._normalized_inputs(x),
+            self.cell.weight_hh,
+            hidden.weight,
+            hidden.bias,
+            cell_state.weight,
+            cell_state.bias,
+            hidden,
+            cell_state,
+            last,
+            keep,
+            extension.kernels(),
         )
 
     def forward_with_states(self, x: Tensor) -> tuple[Tensor, list[Tensor]]:

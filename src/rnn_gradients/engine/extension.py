@@ -41,8 +41,12 @@ import warnings
 from functools import cache
 from pathlib import Path
 from types import ModuleType
+from typing import TYPE_CHECKING
 
 import torch
+
+if TYPE_CHECKING:
+    from rnn_gradients.engine.normalization import Normalizer
 
 CSRC = Path(__file__).with_name("csrc")
 SOURCES = (CSRC / "recurrence.cpp", CSRC / "update.cpp")
@@ -223,6 +227,16 @@ def _agrees_with_python(module: ModuleType) -> bool:
             )
             if not all(map(same_bits, python, compiled)):
                 return False
+        lstm_gates = torch.randn(6, batch, 4 * hidden, generator=generator) * 3
+        lstm_special = lstm_gates.clone()
+        lstm_special[1, 0, :3] = lstm_special[1, 0, -3:] = torch.tensor([float("nan"), float("inf"), -float("inf")])
+        lstm_special[2, -1, -1] = 90.0
+        w_lstm = torch.randn(4 * hidden, hidden, generator=generator) / hidden**0.5
+        for u, norm, last in itertools.product((lstm_gates, lstm_special), NORM_CASES[1:], (True, False)):
+            grad = grads[-1] if last else grads
+            python, compiled = (_lstm_recurrence(norm, u, w_lstm, last, grad, kernels) for kernels in (None, module))
+            if not all(map(same_bits, python, compiled)):
+                return False
     return _norms_agree(module, generator) and _adam_agrees(module, generator)
 
 
@@ -319,31 +333,61 @@ def _gru_recurrence(
     (:class:`~rnn_gradients.engine.gru_norm_bptt.GRUNormRecurrence`: ``norm`` one of ``NORM_CASES[1:]``, its
     gain, shift and running statistics drawn from fixed seeds), run by ``kernels`` or (None) by the Python loops."""
     from rnn_gradients.engine import bptt, gru_norm_bptt
-    from rnn_gradients.engine.normalization import LayerNorm, StepwiseBatchNorm
 
     u, w_hh, b_hh = (t.clone().requires_grad_() for t in (u, w_hh, b_hh))
     if norm == "none":
         outputs = bptt.GRURecurrence.apply(u, w_hh, b_hh, last, kernels)
         return [outputs.detach(), *torch.autograd.grad(outputs, (u, w_hh, b_hh), grad)]
-    features = w_hh.shape[0]
-    draws = torch.Generator().manual_seed(2)
-    module: LayerNorm | StepwiseBatchNorm
-    if norm == "layer":
-        module = LayerNorm(features)
-        with torch.no_grad():
-            module.weight.copy_(1 + torch.rand(features, generator=draws))
-            module.bias.copy_(torch.randn(features, generator=draws))
-    else:
-        module = StepwiseBatchNorm(features, 4, shift=False).train(norm == "batch-train")
-        with torch.no_grad():
-            module.running_mean.copy_(torch.rand(4, features, generator=draws))
-            module.running_var.copy_(torch.rand(4, features, generator=draws))
+    module = _step_norm(norm, w_hh.shape[0], torch.Generator().manual_seed(2), shift=False)
     inputs = [u, w_hh, b_hh, *(p for p in (module.weight, module.bias) if p is not None)]
     outputs = gru_norm_bptt.GRUNormRecurrence.apply(
         u, w_hh, b_hh, module.weight, module.bias, module, last, True, kernels
     )
     buffers = [] if norm == "layer" else [module.running_mean, module.running_var]
     return [outputs.detach(), *torch.autograd.grad(outputs, inputs, grad), *buffers]
+
+
+def _step_norm(norm: str, features: int, draws: torch.Generator, shift: bool) -> Normalizer:
+    """A layer norm (``norm`` "layer") or a recurrent batch norm over four steps ("batch-train" in training mode,
+    "batch-eval" in evaluation; with a shift where ``shift``) of ``features``, its gain, shift and running statistics
+    drawn from ``draws``."""
+    from rnn_gradients.engine.normalization import LayerNorm, StepwiseBatchNorm
+
+    module: Normalizer
+    if norm == "layer":
+        module = LayerNorm(features)
+    else:
+        module = StepwiseBatchNorm(features, 4, shift=shift).train(norm == "batch-train")
+        with torch.no_grad():
+            module.running_mean.copy_(torch.rand(4, features, generator=draws))
+            module.running_var.copy_(torch.rand(4, features, generator=draws))
+    with torch.no_grad():
+        module.weight.copy_(1 + torch.rand(features, generator=draws))
+        if module.bias is not None:
+            module.bias.copy_(torch.randn(features, generator=draws))
+    return module
+
+
+def _lstm_recurrence(
+    norm: str, u: torch.Tensor, w_hh: torch.Tensor, last: bool, grad: torch.Tensor, kernels: ModuleType | None
+) -> list[torch.Tensor]:
+    """The outputs, gradients and updated buffers of one LSTM recurrence under a normalization of its recurrent term
+    and of its cell state (:class:`~rnn_gradients.engine.lstm_norm_bptt.LSTMNormRecurrence`: ``norm`` one of
+    ``NORM_CASES[1:]``, the cell state's batch norm with a shift, as the model's), run by ``kernels`` or (None) by
+    the Python loops."""
+    from rnn_gradients.engine import lstm_norm_bptt
+
+    draws = torch.Generator().manual_seed(2)
+    u, w_hh = (t.clone().requires_grad_() for t in (u, w_hh))
+    hidden_norm = _step_norm(norm, w_hh.shape[0], draws, shift=False)
+    cell_norm = _step_norm(norm, w_hh.shape[1], draws, shift=True)
+    parameters = [p for module in (hidden_norm, cell_norm) for p in (module.weight, module.bias) if p is not None]
+    outputs = lstm_norm_bptt.LSTMNormRecurrence.apply(
+        u, w_hh, hidden_norm.weight, hidden_norm.bias, cell_norm.weight, cell_norm.bias, hidden_norm, cell_norm,
+        last, True, kernels,
+    )  # fmt: skip
+    buffers = [] if norm == "layer" else [b for module in (hidden_norm, cell_norm) for b in module.buffers()]
+    return [outputs.detach(), *torch.autograd.grad(outputs, [u, w_hh, *parameters], grad), *buffers]
 
 
 def same_bits(a: torch.Tensor, b: torch.Tensor) -> bool:

@@ -53,8 +53,10 @@ class StepNorm:
     norm: statistics per step over the batch (in training: the batch's, updating step t's running row in place;
     in evaluation: step t's running row, steps past ``max_len`` the last one), as
     :class:`~rnn_gradients.engine.normalization.StepwiseBatchNorm` does. ``forward`` and ``backward`` run the
-    kernels autograd runs for ``F.layer_norm`` / ``F.batch_norm``; the gain's and shift's gradients are summed
-    by :meth:`parameter_grads` (layer norm: in bulk after the loop; batch norm: per step, by its kernel).
+    kernels autograd runs for ``F.layer_norm`` / ``F.batch_norm``; ``backward`` also adds step t's share of the
+    gain's and shift's gradients into ``grad_weight`` and ``grad_bias``, as autograd through the unrolled loop
+    accumulates them step by step (one (B, F) block at a time, in cache, where a sum over all steps afterwards
+    would read (T, B, F) tensors again).
     """
 
     def __init__(self, module: Normalizer, weight: Tensor, bias: Tensor | None) -> None:
@@ -63,12 +65,12 @@ class StepNorm:
         self.layer = isinstance(module, LayerNorm)
         self.shape = (weight.shape[0],)
         self.saved: list[tuple[Tensor, Tensor]] = []
+        self.grad_weight = torch.zeros_like(weight)
+        self.grad_bias = None if bias is None else torch.zeros_like(bias)
         if isinstance(module, StepwiseBatchNorm):
             self.training, self.momentum = module.training, module.momentum
             self.means, self.variances = module.running_mean.unbind(0), module.running_var.unbind(0)
             self.rows = module.max_len
-            self.grad_weight = torch.zeros_like(weight)
-            self.grad_bias = None if bias is None else torch.zeros_like(bias)
 
     def _row(self, t: int) -> int:
         return min(t, self.rows - 1)
@@ -93,44 +95,43 @@ class StepNorm:
         return y
 
     def backward(self, grad: Tensor, z: Tensor, t: int) -> Tensor:
-        """∂L/∂z from ∂L/∂N(z) at step t (batch norm also adds step t's share of the gain's and shift's)."""
+        """∂L/∂z from ∂L/∂N(z) at step t; adds step t's share of ∂L/∂gain and ∂L/∂shift."""
         mean, rstd = self.saved[t]
-        if self.layer:
-            mask = [True, False, False]
-            return _layer_norm_backward(grad, z, self.shape, mean, rstd, self.weight, self.bias, mask)[0]
-        row = self._row(t)
         mask = [True, True, self.bias is not None]
-        dz, dweight, dbias = _batch_norm_backward(
-            grad, z, self.weight, self.means[row], self.variances[row], mean, rstd, self.training, self.eps, mask
-        )
+        if self.layer:
+            dz, dweight, dbias = _layer_norm_backward(grad, z, self.shape, mean, rstd, self.weight, self.bias, mask)
+        else:
+            row = self._row(t)
+            dz, dweight, dbias = _batch_norm_backward(
+                grad, z, self.weight, self.means[row], self.variances[row], mean, rstd, self.training, self.eps, mask
+            )
         self.grad_weight += dweight
         if self.grad_bias is not None:
             self.grad_bias += dbias
         return dz
 
     def compiled_arguments(self) -> tuple[Any, ...] | None:
-        """What the compiled loops (``csrc/recurrence.cpp``: ``gru_norm_forward``, ``gru_norm_backward``) take for
-        this normalization: (layer, gain, shift, running mean, running variance, training, momentum, eps); None
-        where they do not cover it (a batch norm with a shift, a layer norm without one)."""
+        """What the compiled forward loops (``csrc/recurrence.cpp``: ``gru_norm_forward``, ``lstm_norm_forward``)
+        take for this normalization: (layer, gain, shift, running mean, running variance, training, momentum,
+        eps); None where they do not cover it (a layer norm without a shift)."""
         if self.layer:
             if self.bias is None:
                 return None
             return (True, self.weight, self.bias, None, None, False, 0.0, self.eps)
-        if self.bias is not None:
-            return None
         module = self.module
-        return (False, self.weight, None, module.running_mean, module.running_var, self.training, self.momentum,
+        return (False, self.weight, self.bias, module.running_mean, module.running_var, self.training, self.momentum,
                 self.eps)  # fmt: skip
 
-    def parameter_grads(self, grads: Tensor, inputs: Tensor) -> tuple[Tensor, Tensor | None]:
-        """(∂L/∂gain, ∂L/∂shift or None) from ∂L/∂N(z) and z of every step, (T, B, F) each."""
-        if not self.layer:
-            return self.grad_weight, self.grad_bias
-        mean = torch.stack([m for m, _ in self.saved])
-        rstd = torch.stack([r for _, r in self.saved])
-        grad_bias = None if self.bias is None else _flat(grads).sum(0)
-        # ∂L/∂gain = Σ ∂L/∂N(z) ⊙ ẑ, ẑ = (z − μ)·rstd: one (T, B, F) temporary, overwritten in place.
-        return _flat(inputs.sub(mean).mul_(rstd).mul_(grads)).sum(0), grad_bias
+    def compiled_backward_arguments(self, statistics: tuple[Tensor, Tensor]) -> tuple[Any, ...]:
+        """What the compiled backward loops take for this normalization, with the statistics the compiled forward
+        returned: (layer, gain, shift, running mean, running variance, first statistic, second statistic,
+        training, eps). They add the gain's and shift's gradients into ``grad_weight`` and ``grad_bias``."""
+        layer, gain, shift, running_mean, running_var, training, _, eps = self.compiled_arguments()
+        return (layer, gain, shift, running_mean, running_var, *statistics, training, eps)
+
+    def parameter_grads(self) -> tuple[Tensor, Tensor | None]:
+        """(∂L/∂gain, ∂L/∂shift or None), summed over the steps by :meth:`backward` (or the compiled backward)."""
+        return self.grad_weight, self.grad_bias
 
 
 def _per_step(like: Tensor, steps: int, shape: tuple[int, ...], keep: bool) -> tuple[Tensor, tuple[Tensor, ...]]:
@@ -182,7 +183,6 @@ class GRUNormRecurrence(torch.autograd.Function):
         compiled = norm_h.compiled_arguments() if keep and _compiled(kernels, u) else None
         if compiled is not None:
             ctx.statistics = kernels.gru_norm_forward(hs, z, gh, rz, n, u, w_t, b_hh, *compiled)
-            norm_h.saved = list(zip(*(s.unbind(0) for s in ctx.statistics), strict=True))
         else:
             # 2·u_n: the candidate's tanh comes from its doubled input (bptt.tanh_from_twice).
             states, u_rz, u_n = hs.unbind(0), u[..., :two].unbind(0), torch.mul(u[..., two:], 2.0).unbind(0)
@@ -207,13 +207,10 @@ class GRUNormRecurrence(torch.autograd.Function):
         if ctx.compiled is not None and _compiled(ctx.kernels, grad):
             # As the plain GRU's compiled backward: the factors step by step inside the loop.
             dh, dgh, a = torch.empty_like(n), n.new_empty(steps, batch, 3, hidden), torch.empty_like(n)
-            layer, gain, shift, running_mean, running_var, training, _, eps = ctx.compiled
-            first, second = ctx.statistics
-            grad_gain = dz.new_empty(0) if layer else norm_h.grad_weight  # batch norm sums dL/dgain per step
             outputs = None if output.last_only else grad
             ctx.kernels.gru_norm_backward(
-                dh, dgh, a, dz, grad_gain, hs, z, gh, rz, n, w_hh, layer, gain, shift, running_mean, running_var,
-                first, second, training, eps, output.final, outputs,
+                dh, dgh, a, dz, norm_h.grad_weight, hs, z, gh, rz, n, w_hh,
+                *norm_h.compiled_backward_arguments(ctx.statistics), output.final, outputs, norm_h.grad_bias,
             )  # fmt: skip
         else:
             a, factor, zg = gru_factors(hs, gh, rz, n)
@@ -226,7 +223,6 @@ class GRUNormRecurrence(torch.autograd.Function):
         dgh_all = dgh.view(steps, batch, 3 * hidden)
         grad_w_hh = _flat(dz).t().mm(_flat(hs[:-1]))
         grad_b_hh = _flat(dgh_all).sum(0)
-        hidden_grads = norm_h.parameter_grads(dgh_all, z)
         # ∂L/∂u equals ∂L/∂gh in the r and z blocks; in the n block it is dh ⊙ A: overwrite, dgh is spent.
         torch.mul(dh, a, out=dgh[:, :, 2])
-        return dgh_all, grad_w_hh, grad_b_hh, *hidden_grads, None, None, None, None
+        return dgh_all, grad_w_hh, grad_b_hh, *norm_h.parameter_grads(), None, None, None, None

@@ -195,7 +195,7 @@ void add_activate_block(int64_t kind, const float* y, const float* u, float* out
 // once per sequence. at::native_layer_norm checks its arguments and allocates its three outputs on every call, 4-5
 // microseconds of a 10-microsecond step here; the kernel it then calls is this one, so the results are its bit for bit.
 struct LayerNorm {
-  at::Tensor gain, beta;
+  at::Tensor gain, beta, dgain, dbeta;  // dgain, dbeta: per-step scratch of n floats each
   int64_t rows, n;
 
   LayerNorm(const at::Tensor& gain_, const at::Tensor& beta_, const at::Tensor& block)
@@ -205,6 +205,8 @@ struct LayerNorm {
     check_block(beta, "the layer norm's shift");
     TORCH_CHECK(block.dim() == 2 && gain.numel() == n && beta.numel() == n && rows > 0 && n > 0,
                 "layer norm over (rows, n) blocks with a gain and a shift of n each");
+    dgain = gain.new_empty({n});
+    dbeta = gain.new_empty({n});
   }
 
   // y = LN(x) with rstd = 1 / sqrt(var + eps), and the row statistics into mean and rstd (rows floats each).
@@ -217,6 +219,15 @@ struct LayerNorm {
                 at::Tensor& dx) const {
     at::Tensor no_gain_grad, no_beta_grad;
     at::native::LayerNormBackwardKernel(at::kCPU, dy, x, mean, rstd, gain, rows, n, &dx, &no_gain_grad, &no_beta_grad);
+  }
+
+  // dx as backward, and this block's dL/dgain and dL/dshift added to grad_gain and grad_shift (n each), as
+  // native_layer_norm_backward computes all three (gru_norm_bptt.StepNorm.backward adds its per-step results alike).
+  void backward(const at::Tensor& dy, const at::Tensor& x, const at::Tensor& mean, const at::Tensor& rstd,
+                at::Tensor& dx, at::Tensor& grad_gain, at::Tensor& grad_shift) {
+    at::native::LayerNormBackwardKernel(at::kCPU, dy, x, mean, rstd, gain, rows, n, &dx, &dgain, &dbeta);
+    grad_gain.add_(dgain);
+    grad_shift.add_(dbeta);
   }
 };
 
@@ -284,9 +295,9 @@ at::Tensor layer_norm_gain_terms(const at::Tensor& pre, const at::Tensor& mean, 
   return out;
 }
 
-// Batch norm over the batch of a contiguous (B, H) block with a gain and no shift, as at::native_batch_norm and
-// its backward compute it on the CPU (batch_norm_cpu, batch_norm_backward_cpu in ATen's Normalization.cpp): their
-// own kernels (the dispatch stubs batch_norm_cpu_collect_stats_stub, batch_norm_cpu_stub and
+// Batch norm over the batch of a contiguous (B, H) block with a gain and, optionally, a shift, as
+// at::native_batch_norm and its backward compute it on the CPU (batch_norm_cpu, batch_norm_backward_cpu in ATen's
+// Normalization.cpp): their own kernels (the dispatch stubs batch_norm_cpu_collect_stats_stub, batch_norm_cpu_stub and
 // batch_norm_cpu_backward_stub), with the per-channel update of the saved and running statistics between them
 // written out here in ATen's types: the momentum rounded to float, the running mean updated in float, the biased
 // variance var_sum / B a float quotient and 1 / sqrt(var + eps) in double, the unbiased variance var_sum / (B - 1)
@@ -294,10 +305,10 @@ at::Tensor layer_norm_gain_terms(const at::Tensor& pre, const at::Tensor& mean, 
 // allocates five tensors and builds accessors on every call, about half of its 8-microsecond call here. The load
 // check (rnn_gradients.engine.extension) compares the outputs, gradients and running statistics with its, bit for bit.
 struct BatchNorm {
-  at::Tensor gain, no_shift, mean, var_sum, dgain;  // mean, var_sum, dgain: per-step scratch of H floats each
+  at::Tensor gain, shift, mean, var_sum, dgain, dshift;  // shift undefined where none; the rest per-step scratch
   int64_t batch, n;
 
-  BatchNorm(const at::Tensor& gain_, const at::Tensor& block)
+  BatchNorm(const at::Tensor& gain_, const std::optional<at::Tensor>& shift_, const at::Tensor& block)
       : gain(gain_.contiguous()), batch(block.size(0)), n(block.size(1)) {
     check_block(block, "a batch-normalized block");
     check_block(gain, "the batch norm's gain");
@@ -306,6 +317,12 @@ struct BatchNorm {
     mean = gain.new_empty({n});
     var_sum = gain.new_empty({n});
     dgain = gain.new_empty({n});
+    if (shift_.has_value()) {
+      shift = shift_->contiguous();
+      check_block(shift, "the batch norm's shift");
+      TORCH_CHECK(shift.numel() == n, "batch norm with a shift of H");
+      dshift = gain.new_empty({n});
+    }
   }
 
   // y = BN(z). Training: with z's batch statistics, saved in save_mean and save_invstd (H each), and the running
@@ -328,18 +345,21 @@ struct BatchNorm {
         rv[f] = static_cast<float>(weight * unbiased + (1 - weight) * rv[f]);
       }
     }
-    at::native::batch_norm_cpu_stub(at::kCPU, y, z, gain, no_shift, save_mean, save_invstd, running_mean,
-                                    running_var, training, eps);
+    at::native::batch_norm_cpu_stub(at::kCPU, y, z, gain, shift, save_mean, save_invstd, running_mean, running_var,
+                                    training, eps);
   }
 
-  // dz = dL/dz from dy = dL/dy; adds dL/dgain to grad_gain.
+  // dz = dL/dz from dy = dL/dy; adds dL/dgain to grad_gain (and dL/dshift to grad_shift, with a shift).
   void backward(const at::Tensor& dy, const at::Tensor& z, const at::Tensor& running_mean,
                 const at::Tensor& running_var, const at::Tensor& save_mean, const at::Tensor& save_invstd,
-                bool training, double eps, at::Tensor& dz, at::Tensor& grad_gain) {
-    at::Tensor no_shift_grad;
-    at::native::batch_norm_cpu_backward_stub(at::kCPU, dz, dgain, no_shift_grad, dy, z, gain, running_mean,
-                                             running_var, save_mean, save_invstd, training, eps);
+                bool training, double eps, at::Tensor& dz, at::Tensor& grad_gain, at::Tensor* grad_shift = nullptr) {
+    at::native::batch_norm_cpu_backward_stub(at::kCPU, dz, dgain, dshift, dy, z, gain, running_mean, running_var,
+                                             save_mean, save_invstd, training, eps);
     grad_gain.add_(dgain);
+    if (shift.defined()) {
+      TORCH_CHECK(grad_shift != nullptr && grad_shift->defined(), "a batch norm with a shift sums its gradient");
+      grad_shift->add_(dshift);
+    }
   }
 };
 
@@ -355,7 +375,7 @@ std::tuple<at::Tensor, at::Tensor> batch_norm_forward(at::Tensor hs, at::Tensor 
   const std::vector<at::Tensor> us = u.unbind(0), means = running_mean.unbind(0), variances = running_var.unbind(0);
   const int64_t steps = static_cast<int64_t>(pres.size()), n = pres[0].numel();
   const int64_t rows = static_cast<int64_t>(means.size());
-  BatchNorm norm(gain, pres[0]);
+  BatchNorm norm(gain, std::nullopt, pres[0]);
   TORCH_CHECK(running_mean.size(1) == norm.n && running_var.size(1) == norm.n, "running statistics of H each");
   const int64_t saved = training ? norm.n : 0;
   const at::Tensor save_mean = pre.new_empty({steps, saved}), save_invstd = pre.new_empty({steps, saved});
@@ -385,7 +405,7 @@ void batch_norm_backward(at::Tensor delta, at::Tensor grad_pre, at::Tensor grad_
                                 variances = running_var.unbind(0), grads = optional_rows(outputs);
   const int64_t steps = static_cast<int64_t>(deltas.size()), n = deltas[0].numel();
   const int64_t rows = static_cast<int64_t>(means.size());
-  BatchNorm norm(gain, pres[0]);
+  BatchNorm norm(gain, std::nullopt, pres[0]);
   deltas[steps - 1].copy_(final);
   for (int64_t t = steps - 1; t >= 0; --t) {
     backward_block(kind, deltas[t].data_ptr<float>(), states + (t + 1) * n, n);
@@ -442,11 +462,11 @@ void gru_forward(at::Tensor hs, at::Tensor gh, at::Tensor rz, at::Tensor n, cons
   }
 }
 
-// The normalization N_h of the GRU's recurrent term (gru_norm_bptt.StepNorm): layer norm with a gain and a shift
-// over the 3H features of each example, or batch norm with a gain and no shift over the batch, step t with the
-// running row min(t, rows - 1). Its statistics of every step: layer norm's mean and rstd (T, B, 1), batch norm's
-// save_mean and save_invstd (T, 3H; (T, 0) in evaluation).
-struct GruNorm {
+// A normalization applied step by step inside a recurrence (gru_norm_bptt.StepNorm): layer norm with a gain and a
+// shift over the features of each example, or batch norm with a gain and an optional shift over the batch, step t
+// with the running row min(t, rows - 1). Its statistics of every step: layer norm's mean and rstd (T, B, 1), batch
+// norm's save_mean and save_invstd (T, F; (T, 0) in evaluation).
+struct StepNorm {
   bool layer;
   std::optional<LayerNorm> ln;
   std::optional<BatchNorm> bn;
@@ -454,18 +474,20 @@ struct GruNorm {
   bool training;
   double momentum, eps;
 
-  GruNorm(bool layer_, const at::Tensor& gain, const std::optional<at::Tensor>& shift,
-          const std::optional<at::Tensor>& running_mean, const std::optional<at::Tensor>& running_var,
-          bool training_, double momentum_, double eps_, const at::Tensor& block)
+  StepNorm(bool layer_, const at::Tensor& gain, const std::optional<at::Tensor>& shift,
+           const std::optional<at::Tensor>& running_mean, const std::optional<at::Tensor>& running_var,
+           bool training_, double momentum_, double eps_, const at::Tensor& block)
       : layer(layer_), training(training_), momentum(momentum_), eps(eps_) {
     if (layer) {
-      TORCH_CHECK(shift.has_value(), "the GRU's layer norm has a shift");
+      TORCH_CHECK(shift.has_value(), "a recurrence's layer norm has a shift");
       ln.emplace(gain, *shift, block);
     } else {
-      TORCH_CHECK(!shift.has_value() && running_mean.has_value() && running_var.has_value(),
-                  "the GRU's batch norm has running statistics and no shift");
+      TORCH_CHECK(running_mean.has_value() && running_var.has_value(),
+                  "a recurrence's batch norm has running statistics");
       check_blocks({&*running_mean, &*running_var}, "the batch norm's running statistics");
-      bn.emplace(gain, block);
+      bn.emplace(gain, shift, block);
+      TORCH_CHECK(running_mean->dim() == 2 && running_mean->size(1) == bn->n && running_var->sizes() == running_mean->sizes(),
+                  "running statistics of (rows, F) each");
       means = running_mean->unbind(0);
       variances = running_var->unbind(0);
     }
@@ -498,12 +520,15 @@ struct GruNorm {
     }
   }
 
-  // dz = N^T(dy) at step t (batch norm adds step t's dL/dgain to grad_gain).
-  void backward(const at::Tensor& dy, const at::Tensor& z, int64_t t, at::Tensor& dz, at::Tensor& grad_gain) {
+  // dz = N^T(dy) at step t; adds step t's dL/dgain to grad_gain, and dL/dshift to grad_shift where there is a shift.
+  void backward(const at::Tensor& dy, const at::Tensor& z, int64_t t, at::Tensor& dz, at::Tensor& grad_gain,
+                at::Tensor* grad_shift) {
     if (layer) {
-      ln->backward(dy, z, first[t], second[t], dz);
+      TORCH_CHECK(grad_shift != nullptr && grad_shift->defined(), "a layer norm sums its shift's gradient");
+      ln->backward(dy, z, first[t], second[t], dz, grad_gain, *grad_shift);
     } else {
-      bn->backward(dy, z, means[row(t)], variances[row(t)], first[t], second[t], training, eps, dz, grad_gain);
+      bn->backward(dy, z, means[row(t)], variances[row(t)], first[t], second[t], training, eps, dz, grad_gain,
+                   grad_shift);
     }
   }
 };
@@ -521,7 +546,7 @@ std::tuple<at::Tensor, at::Tensor> gru_norm_forward(at::Tensor hs, at::Tensor z,
   std::vector<at::Tensor> states = hs.unbind(0), zs = z.unbind(0), ghs = gh.unbind(0);
   const int64_t steps = u.size(0), batch = u.size(1), hidden = n.size(2), three = 3 * hidden;
   TORCH_CHECK(b_hh.numel() == three, "b_hh has 3H entries");
-  GruNorm norm(layer, gain, shift, running_mean, running_var, training, momentum, eps, zs[0]);
+  StepNorm norm(layer, gain, shift, running_mean, running_var, training, momentum, eps, zs[0]);
   auto statistics = norm.statistics(steps, zs[0]);
   const float* bias = b_hh.data_ptr<float>();
   for (int64_t t = 0; t < steps; ++t) {
@@ -617,24 +642,152 @@ void gru_backward(at::Tensor dh, at::Tensor dgh, at::Tensor a, const at::Tensor&
 }
 
 // GRU under N_h, backward: as gru_backward, with dz (T, B, 3H) becoming dL/dz_t = N_h^T(dL/dgh_t), which meets
-// W_hh; z (T, B, 3H) and N_h's statistics from gru_norm_forward; batch norm adds dL/dgain to grad_gain.
+// W_hh; z (T, B, 3H) and N_h's statistics from gru_norm_forward; batch norm adds dL/dgain to grad_gain (and, with a
+// shift, dL/dshift to grad_shift).
 void gru_norm_backward(at::Tensor dh, at::Tensor dgh, at::Tensor a, at::Tensor dz, at::Tensor grad_gain,
                        const at::Tensor& hs, const at::Tensor& z, const at::Tensor& gh, const at::Tensor& rz,
                        const at::Tensor& n, const at::Tensor& w_hh, bool layer, const at::Tensor& gain,
                        const std::optional<at::Tensor>& shift, const std::optional<at::Tensor>& running_mean,
                        const std::optional<at::Tensor>& running_var, const at::Tensor& first,
                        const at::Tensor& second, bool training, double eps, const at::Tensor& final,
-                       const std::optional<at::Tensor>& outputs) {
+                       const std::optional<at::Tensor>& outputs, std::optional<at::Tensor> grad_shift) {
   check_blocks({&dz, &z}, "every GRU buffer");
+  at::Tensor* shift_grad = grad_shift.has_value() ? &*grad_shift : nullptr;
   std::vector<at::Tensor> dzs = dz.unbind(0);
   const std::vector<at::Tensor> zs = z.unbind(0);
-  GruNorm norm(layer, gain, shift, running_mean, running_var, training, 0.0, eps, zs[0]);
+  StepNorm norm(layer, gain, shift, running_mean, running_var, training, 0.0, eps, zs[0]);
   norm.use(first, second);
   gru_backward_loop(dh, dgh, a, hs, gh, rz, n, w_hh, final, outputs,
                     [&](const at::Tensor& row, int64_t t) -> const at::Tensor& {
-                      norm.backward(row, zs[t], t, dzs[t], grad_gain);
+                      norm.backward(row, zs[t], t, dzs[t], grad_gain, shift_grad);
                       return dzs[t];
                     });
+}
+
+// LSTM under N_h and N_c, forward (lstm_norm_bptt.LSTMNormRecurrence): hs (T+1, B, H) and c (T+1, B, H) hold
+// h_0 = c_0 = 0 in row 0; u (T, B, 4H) the input parts (i, f, g, o). Per step:
+//   z_t = h_{t-1} W_hh^T (into z);  a = u_t + N_h(z_t), then in gates (T, B, 4H) sigmoid(a) over the i, f and o
+//   blocks and tanh(a) = 2 sigmoid(2a) - 1 over the g block, row by row (as torch's sigmoid_ on a column slice);
+//   c_t = fma(sigmoid(i), tanh(g), sigmoid(f) c_{t-1});  tc_t = tanh(N_c(c_t)) over the whole (B, H) block;
+//   h_t = sigmoid(o) tc_t.
+// Returns the four statistics (N_h's two, N_c's two).
+std::vector<at::Tensor> lstm_norm_forward(at::Tensor hs, at::Tensor c, at::Tensor z, at::Tensor gates, at::Tensor tc,
+                                          const at::Tensor& u, const at::Tensor& w_t, bool h_layer,
+                                          const at::Tensor& h_gain, const std::optional<at::Tensor>& h_shift,
+                                          const std::optional<at::Tensor>& h_mean,
+                                          const std::optional<at::Tensor>& h_var, bool h_training, double h_momentum,
+                                          double h_eps, bool c_layer, const at::Tensor& c_gain,
+                                          const std::optional<at::Tensor>& c_shift,
+                                          const std::optional<at::Tensor>& c_mean,
+                                          const std::optional<at::Tensor>& c_var, bool c_training, double c_momentum,
+                                          double c_eps) {
+  check_blocks({&hs, &c, &z, &gates, &tc, &u}, "every LSTM buffer");
+  std::vector<at::Tensor> states = hs.unbind(0), cells = c.unbind(0), zs = z.unbind(0);
+  const int64_t steps = u.size(0), batch = u.size(1), hidden = tc.size(2), four = 4 * hidden, block = batch * hidden;
+  TORCH_CHECK(u.size(2) == four && z.sizes() == u.sizes() && gates.sizes() == u.sizes(), "(T, B, 4H) gate buffers");
+  StepNorm norm_h(h_layer, h_gain, h_shift, h_mean, h_var, h_training, h_momentum, h_eps, zs[0]);
+  StepNorm norm_c(c_layer, c_gain, c_shift, c_mean, c_var, c_training, c_momentum, c_eps, cells[1]);
+  auto [h_first, h_second] = norm_h.statistics(steps, zs[0]);
+  auto [c_first, c_second] = norm_c.statistics(steps, cells[1]);
+  at::Tensor y = at::empty_like(zs[0]), yc = at::empty_like(cells[1]);
+  const float *ny = y.data_ptr<float>(), *nc = yc.data_ptr<float>();
+  for (int64_t t = 0; t < steps; ++t) {
+    norm_h.forward(at::mm_out(zs[t], states[t], w_t), y, t);
+    const float* ut = u.data_ptr<float>() + t * batch * four;
+    float* a = gates.data_ptr<float>() + t * batch * four;
+    for (int64_t b = 0; b < batch; ++b) {
+      float* row = a + b * four;
+      for (int64_t j = 0; j < four; ++j) row[j] = ut[b * four + j] + ny[b * four + j];
+      for (int64_t j = 2 * hidden; j < 3 * hidden; ++j) row[j] = row[j] + row[j];  // g.mul_(2): exact
+      activate_block(kSigmoid, row, row, 2 * hidden);
+      activate_block(kTanh, row + 2 * hidden, row + 2 * hidden, hidden);
+      activate_block(kSigmoid, row + 3 * hidden, row + 3 * hidden, hidden);
+    }
+    const float* c_prev = cells[t].data_ptr<float>();
+    float* c_t = cells[t + 1].data_ptr<float>();
+    for (int64_t b = 0; b < batch; ++b) {
+      const float* row = a + b * four;
+      for (int64_t j = 0; j < hidden; ++j) {
+        c_t[b * hidden + j] = std::fma(row[j], row[2 * hidden + j], row[hidden + j] * c_prev[b * hidden + j]);
+      }
+    }
+    norm_c.forward(cells[t + 1], yc, t);
+    float* tct = tc.data_ptr<float>() + t * block;
+    for (int64_t k = 0; k < block; ++k) tct[k] = nc[k] + nc[k];  // mul_(2): exact
+    activate_block(kTanh, tct, tct, block);
+    float* h = states[t + 1].data_ptr<float>();
+    for (int64_t b = 0; b < batch; ++b) {
+      for (int64_t j = 0; j < hidden; ++j) h[b * hidden + j] = a[b * four + 3 * hidden + j] * tct[b * hidden + j];
+    }
+  }
+  return {h_first, h_second, c_first, c_second};
+}
+
+// LSTM under N_h and N_c, backward: dh (T, B, H) becomes dL/dh_t, dgates (T, B, 4H) dL/d(i, f, g, o) = dL/du_t,
+// dz (T, B, 4H) dL/dz_t = N_h^T(dgates_t); the statistics from lstm_norm_forward; each step's share of the
+// normalizations' gain and shift gradients is added to h_grad_gain, h_grad_shift, c_grad_gain and c_grad_shift
+// (the shifts where there are: none for the recurrent term's batch norm). Per step, in
+// lstm_norm_bptt.LSTMNormRecurrence.backward's order and rounding:
+//   do = (dh tc) (o (1 - o)),  delta = (dh o) (1 - tc tc),  dc = N_c^T(delta) (+ carry past the last step),
+//   di = (dc g) (i (1 - i)),  df = (dc c_{t-1}) (f (1 - f)),  dg = (dc i) (1 - g g),  carry = dc f,
+//   dz_t = N_h^T(dgates_t),  dh_{t-1} = g_{t-1} + dz_t W_hh.
+void lstm_norm_backward(at::Tensor dh, at::Tensor dgates, at::Tensor dz, at::Tensor h_grad_gain,
+                        std::optional<at::Tensor> h_grad_shift, at::Tensor c_grad_gain,
+                        std::optional<at::Tensor> c_grad_shift, const at::Tensor& c,
+                        const at::Tensor& z, const at::Tensor& gates, const at::Tensor& tc, const at::Tensor& w_hh,
+                        bool h_layer, const at::Tensor& h_gain, const std::optional<at::Tensor>& h_shift,
+                        const std::optional<at::Tensor>& h_mean, const std::optional<at::Tensor>& h_var,
+                        const at::Tensor& h_first, const at::Tensor& h_second, bool h_training, double h_eps,
+                        bool c_layer, const at::Tensor& c_gain, const std::optional<at::Tensor>& c_shift,
+                        const std::optional<at::Tensor>& c_mean, const std::optional<at::Tensor>& c_var,
+                        const at::Tensor& c_first, const at::Tensor& c_second, bool c_training, double c_eps,
+                        const at::Tensor& final, const std::optional<at::Tensor>& outputs) {
+  check_blocks({&dh, &dgates, &dz, &c, &z, &gates, &tc}, "every LSTM buffer");
+  std::vector<at::Tensor> dhs = dh.unbind(0), dgs = dgates.unbind(0), dzs = dz.unbind(0);
+  const std::vector<at::Tensor> cells = c.unbind(0), zs = z.unbind(0), grads = optional_rows(outputs);
+  const int64_t steps = tc.size(0), batch = tc.size(1), hidden = tc.size(2), four = 4 * hidden;
+  const int64_t block = batch * hidden;
+  StepNorm norm_h(h_layer, h_gain, h_shift, h_mean, h_var, h_training, 0.0, h_eps, zs[0]);
+  StepNorm norm_c(c_layer, c_gain, c_shift, c_mean, c_var, c_training, 0.0, c_eps, cells[1]);
+  norm_h.use(h_first, h_second);
+  norm_c.use(c_first, c_second);
+  at::Tensor delta = at::empty_like(cells[0]), dc = at::empty_like(cells[0]), carry = at::empty_like(cells[0]);
+  at::Tensor* h_shift_grad = h_grad_shift.has_value() ? &*h_grad_shift : nullptr;
+  at::Tensor* c_shift_grad = c_grad_shift.has_value() ? &*c_grad_shift : nullptr;
+  float *dcp = dc.data_ptr<float>(), *kp = carry.data_ptr<float>();
+  dhs[steps - 1].copy_(final);
+  for (int64_t t = steps - 1; t >= 0; --t) {
+    const float *d = dhs[t].data_ptr<float>(), *a = gates.data_ptr<float>() + t * batch * four;
+    const float* tct = tc.data_ptr<float>() + t * block;
+    float *dg = dgs[t].data_ptr<float>(), *dl = delta.data_ptr<float>();
+    for (int64_t b = 0; b < batch; ++b) {
+      for (int64_t j = 0; j < hidden; ++j) {
+        const int64_t k = b * hidden + j;
+        const float o = a[b * four + 3 * hidden + j], dk = d[k], tk = tct[k];
+        dg[b * four + 3 * hidden + j] = (dk * tk) * (o * (1.f - o));
+        dl[k] = (dk * o) * (1.f - tk * tk);
+      }
+    }
+    norm_c.backward(delta, cells[t + 1], t, dc, c_grad_gain, c_shift_grad);
+    if (t < steps - 1) {
+      for (int64_t k = 0; k < block; ++k) dcp[k] = dcp[k] + kp[k];
+    }
+    const float* c_prev = cells[t].data_ptr<float>();
+    for (int64_t b = 0; b < batch; ++b) {
+      const float* row = a + b * four;
+      float* out = dg + b * four;
+      for (int64_t j = 0; j < hidden; ++j) {
+        const int64_t k = b * hidden + j;
+        const float i = row[j], f = row[hidden + j], g = row[2 * hidden + j], dck = dcp[k];
+        out[j] = (dck * g) * (i * (1.f - i));
+        out[hidden + j] = (dck * c_prev[k]) * (f * (1.f - f));
+        out[2 * hidden + j] = (dck * i) * (1.f - g * g);
+        kp[k] = dck * f;
+      }
+    }
+    norm_h.backward(dgs[t], zs[t], t, dzs[t], h_grad_gain, h_shift_grad);
+    if (t > 0) recurrent_grad(dhs[t - 1], grads, t, dzs[t], w_hh);
+  }
 }
 
 }  // namespace
@@ -652,6 +805,8 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("gru_backward", &gru_backward, "dL/dh_t and dL/dgh_t of every step of the GRU recurrence");
   m.def("gru_norm_forward", &gru_norm_forward, "the GRU recurrence under a normalization, forward");
   m.def("gru_norm_backward", &gru_norm_backward, "the GRU recurrence under a normalization, backward");
+  m.def("lstm_norm_forward", &lstm_norm_forward, "the LSTM recurrence under a normalization, forward");
+  m.def("lstm_norm_backward", &lstm_norm_backward, "the LSTM recurrence under a normalization, backward");
   m.def("gradient_norms", &rnn_gradients::gradient_norms, "the global and per-group gradient norms (GradientMeter)");
   m.def("adam_update", &rnn_gradients::adam_update, "one Adam update of every parameter, in place (optimizers.Adam)");
 }
