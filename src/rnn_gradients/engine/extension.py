@@ -214,11 +214,7 @@ def _agrees_with_python(module: ModuleType) -> bool:
             )
             if not all(map(same_bits, python, compiled)):
                 return False
-        gates = torch.randn(6, batch, 3 * hidden, generator=generator) * 3
-        gates_special = gates.clone()
-        gates_special[1, 0, :3] = gates_special[1, 0, -3:] = torch.tensor([float("nan"), float("inf"), -float("inf")])
-        gates_special[2, -1, -1] = 90.0
-        w_gates = torch.randn(3 * hidden, hidden, generator=generator) / hidden**0.5
+        gates, gates_special, w_gates = _gate_inputs(3, batch, hidden, generator)
         b_gates = torch.randn(3 * hidden, generator=generator)
         for u, norm, last in itertools.product((gates, gates_special), ("none", *NORM_CASES[1:]), (True, False)):
             grad = grads[-1] if last else grads
@@ -227,17 +223,25 @@ def _agrees_with_python(module: ModuleType) -> bool:
             )
             if not all(map(same_bits, python, compiled)):
                 return False
-        lstm_gates = torch.randn(6, batch, 4 * hidden, generator=generator) * 3
-        lstm_special = lstm_gates.clone()
-        lstm_special[1, 0, :3] = lstm_special[1, 0, -3:] = torch.tensor([float("nan"), float("inf"), -float("inf")])
-        lstm_special[2, -1, -1] = 90.0
-        w_lstm = torch.randn(4 * hidden, hidden, generator=generator) / hidden**0.5
+        lstm_gates, lstm_special, w_lstm = _gate_inputs(4, batch, hidden, generator)
         for u, norm, last in itertools.product((lstm_gates, lstm_special), NORM_CASES[1:], (True, False)):
             grad = grads[-1] if last else grads
             python, compiled = (_lstm_recurrence(norm, u, w_lstm, last, grad, kernels) for kernels in (None, module))
             if not all(map(same_bits, python, compiled)):
                 return False
     return _norms_agree(module, generator) and _adam_agrees(module, generator)
+
+
+def _gate_inputs(
+    gates: int, batch: int, hidden: int, generator: torch.Generator
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The input parts of a gated cell's check, drawn from ``generator``: finite ones (6, B, G·H), the same with
+    NaN, ±Inf at the first and last gates of one row and a large value, and W_hh (G·H, H)."""
+    finite = torch.randn(6, batch, gates * hidden, generator=generator) * 3
+    special = finite.clone()
+    special[1, 0, :3] = special[1, 0, -3:] = torch.tensor([float("nan"), float("inf"), -float("inf")])
+    special[2, -1, -1] = 90.0
+    return finite, special, torch.randn(gates * hidden, hidden, generator=generator) / hidden**0.5
 
 
 def _norms_agree(module: ModuleType, generator: torch.Generator) -> bool:

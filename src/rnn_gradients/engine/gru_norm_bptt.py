@@ -129,6 +129,11 @@ class StepNorm:
         layer, gain, shift, running_mean, running_var, training, _, eps = self.compiled_arguments()
         return (layer, gain, shift, running_mean, running_var, *statistics, training, eps)
 
+    def use_statistics(self, statistics: tuple[Tensor, Tensor]) -> None:
+        """Take every step's statistics from a compiled forward's (T, ·) pair, so that :meth:`backward` can run
+        after it."""
+        self.saved = list(zip(*(s.unbind(0) for s in statistics), strict=True))
+
     def parameter_grads(self) -> tuple[Tensor, Tensor | None]:
         """(∂L/∂gain, ∂L/∂shift or None), summed over the steps by :meth:`backward` (or the compiled backward)."""
         return self.grad_weight, self.grad_bias
@@ -183,6 +188,7 @@ class GRUNormRecurrence(torch.autograd.Function):
         compiled = norm_h.compiled_arguments() if keep and _compiled(kernels, u) else None
         if compiled is not None:
             ctx.statistics = kernels.gru_norm_forward(hs, z, gh, rz, n, u, w_t, b_hh, *compiled)
+            norm_h.use_statistics(ctx.statistics)
         else:
             # 2·u_n: the candidate's tanh comes from its doubled input (bptt.tanh_from_twice).
             states, u_rz, u_n = hs.unbind(0), u[..., :two].unbind(0), torch.mul(u[..., two:], 2.0).unbind(0)

@@ -99,6 +99,8 @@ class LSTMNormRecurrence(torch.autograd.Function):
         if ctx.compiled:
             statistics = kernels.lstm_norm_forward(hs, c, z, gates, tc, u, w_hh.t(), *arguments[0], *arguments[1])
             ctx.statistics = (statistics[0], statistics[1]), (statistics[2], statistics[3])
+            norm_h.use_statistics(ctx.statistics[0])
+            norm_c.use_statistics(ctx.statistics[1])
         else:
             _forward_loop(u, w_hh, norm_h, norm_c, hs.unbind(0), cells, zs, gs, tcs)
         if keep:
