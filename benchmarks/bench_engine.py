@@ -3,6 +3,7 @@
     python benchmarks/bench_engine.py            # B = 64, H = 64, adding at T = 60 (under a minute)
     python benchmarks/bench_engine.py --sweep    # T = 60, 200, 1000 and H = 64, 256 (several minutes)
     python benchmarks/bench_engine.py --lengths 1000 --hidden 256    # one shape of the sweep
+    python benchmarks/bench_engine.py --sweep --cells lstm gru        # the sweep for some cells only
 
 A step is the study's own :func:`~rnn_gradients.engine.training.optimization_step` (forward, MSE, backward,
 gradient norms, Adam) on a model of :func:`~rnn_gradients.engine.training.build_model`, one torch thread.
@@ -32,7 +33,7 @@ from __future__ import annotations
 
 import argparse
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from contextlib import contextmanager
 from dataclasses import replace
 
@@ -136,10 +137,10 @@ def stepper(spec: RunSpec, reference: bool, plain: bool = False) -> Callable[[],
     return step
 
 
-def measure(length: int, hidden: int, repeats: int, steps: int) -> None:
+def measure(length: int, hidden: int, repeats: int, steps: int, cells: Sequence[str] = CELLS) -> None:
     rates: dict[tuple[int, int, int], float] = {}
     rows = []
-    for cell in CELLS:
+    for cell in cells:
         for norm in NORMS:
             spec = replace(BASE, cell=cell, seq_len=length, hidden_size=hidden, strategy_params={"norm": norm})
             spec = replace(spec, strategy="none" if norm == "none" else norm)
@@ -180,6 +181,7 @@ def main() -> None:
     parser.add_argument("--lengths", type=int, nargs="+", help="the sweep's T (default 60 200 1000)")
     parser.add_argument("--hidden", type=int, nargs="+", help="the sweep's H (default 64 256)")
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--cells", nargs="+", choices=CELLS, default=list(CELLS), help="the cells (default all)")
     args = parser.parse_args()
     torch.set_num_threads(1)
     torch.set_flush_denormal(True)
@@ -194,9 +196,9 @@ def main() -> None:
         for hidden in args.hidden or (64, 256):
             for length in args.lengths or (60, 200, 1000):
                 steps = max(1, 600 // length) if hidden == 64 else 1
-                measure(length, hidden, max(2, args.repeats // 2), steps)
+                measure(length, hidden, max(2, args.repeats // 2), steps, args.cells)
     else:
-        measure(60, 64, args.repeats, 5)
+        measure(60, 64, args.repeats, 5, args.cells)
     print(f"total {time.perf_counter() - started:.0f} s")
 
 

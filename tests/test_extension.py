@@ -1,11 +1,12 @@
 """The compiled recurrence loops (``engine/csrc/recurrence.cpp``) against the plain-torch loops: bit for bit.
 
-The extension is an accelerator, never a second numerics: every vanilla cell and the GRU, under every
-normalization, gives the same outputs, gradients and batch-norm statistics through it as through the Python loops
-of :mod:`rnn_gradients.engine.bptt` and :mod:`rnn_gradients.engine.gru_norm_bptt` (which
-``tests/test_engine_equivalence.py`` checks against autograd), and a whole run writes the same files with it and
-without it (``RNN_GRADIENTS_EXTENSION=0``). Where it cannot be built the engine falls back to the plain loops;
-under CI (``CI=true``) it must build, since CI is where a fresh machine proves that the README's install gives it.
+The extension is an accelerator, never a second numerics: every vanilla cell and the GRU under every
+normalization, and the LSTM under layer and batch norm, give the same outputs, gradients and batch-norm statistics
+through it as through the Python loops of :mod:`rnn_gradients.engine.bptt`, :mod:`~rnn_gradients.engine.gru_norm_bptt`
+and :mod:`~rnn_gradients.engine.lstm_norm_bptt` (which ``tests/test_engine_equivalence.py`` checks against
+autograd), and a whole run writes the same files with it and without it (``RNN_GRADIENTS_EXTENSION=0``). Where it
+cannot be built the engine falls back to the plain loops; under CI (``CI=true``) it must build, since CI is where a
+fresh machine proves that the README's install gives it.
 """
 
 from __future__ import annotations
@@ -106,25 +107,65 @@ def test_compiled_gru_equals_the_python_gru_bit_for_bit(
         assert all(bool(t.isfinite().all()) for t in python)
 
 
+@needs_kernels
+@pytest.mark.parametrize(
+    ("length", "batch", "hidden"), [(1, 64, 64), (5, 3, 7), (60, 64, 64), (200, 16, 33), (17, 5, 13)]
+)
+@pytest.mark.parametrize("inputs", ["finite", "special"])
+@pytest.mark.parametrize("last", [True, False])
+@pytest.mark.parametrize("norm", extension.NORM_CASES[1:])
+def test_compiled_lstm_under_a_norm_equals_the_python_lstm_bit_for_bit(
+    length: int, batch: int, hidden: int, inputs: str, last: bool, norm: str
+) -> None:
+    """The LSTM under layer norm and batch norm in training and evaluation
+    (:class:`~rnn_gradients.engine.lstm_norm_bptt.LSTMNormRecurrence`): outputs, ∂L/∂u, ∂L/∂W_hh, both
+    normalizations' gains and shifts and batch norm's running statistics, with NaN and ±Inf in the input, forget,
+    candidate and output blocks of the input parts."""
+    generator = torch.Generator().manual_seed(length * 1000 + hidden)
+    u = torch.randn(length, batch, 4 * hidden, generator=generator) * 3
+    if inputs == "special":
+        for block in range(4):  # i, f, g and o
+            u[0, 0, block * hidden : block * hidden + min(3, hidden)] = torch.tensor(
+                [float("nan"), float("inf"), -float("inf")]
+            )[: min(3, hidden)]
+        u[-1, -1, -1] = 90.0
+    w_hh = torch.randn(4 * hidden, hidden, generator=generator) / hidden**0.5
+    grads = torch.randn(length, batch, hidden, generator=generator)
+    grad = grads[-1] if last else grads
+    python = extension._lstm_recurrence(norm, u, w_hh, last, grad, None)
+    compiled = extension._lstm_recurrence(norm, u, w_hh, last, grad, KERNELS)
+    assert len(python) == len(compiled)
+    for index, (want, got) in enumerate(zip(python, compiled, strict=True)):
+        assert extension.same_bits(got, want), f"tensor {index} differs"
+    if inputs == "finite":
+        assert all(bool(t.isfinite().all()) for t in python)
+
+
 def _nudge(t: torch.Tensor, index: int) -> None:
     """Move entry ``index`` of ``t`` (flattened) by one ulp, in place."""
     flat = t.detach().view(-1)
     flat[index] = torch.nextafter(flat[index], torch.tensor(2.0))
 
 
+NUDGED_ARGUMENT = {"lstm_norm_backward": 1}
+"""Which argument the wrong module's function writes one ulp off, where not the first: the LSTM's backward writes
+∂L/∂h_t (which nothing reads afterwards) first and ∂L/∂(i, f, g, o) second."""
+
+
 def _off_by_one_ulp(function: str) -> object:
     """``KERNELS``'s ``function``, wrong by one ulp in one element of what it writes or returns."""
     right = getattr(KERNELS, function)
 
-    def wrong(first: object, *args: object) -> object:
-        result = right(first, *args)
+    def wrong(*args: object) -> object:
+        result = right(*args)
         if function == "gradient_norms":
             total = torch.tensor(result[0], dtype=torch.float64)
             return [float(torch.nextafter(total, torch.tensor(1e300, dtype=torch.float64))), *result[1:]]
-        if isinstance(first, list):
-            _nudge(first[0], -1)  # Adam's first parameter (whose first entry the check's NaN gradient reaches)
+        written = args[NUDGED_ARGUMENT.get(function, 0)]
+        if isinstance(written, list):
+            _nudge(written[0], -1)  # Adam's first parameter (whose first entry the check's NaN gradient reaches)
         else:
-            _nudge(first[-1], 0)  # a forward's last state, or a backward's dL/d(input part) of the last step
+            _nudge(written[-1], 0)  # a forward's last state, or a backward's dL/d(input part) of the last step
         return result
 
     return wrong
@@ -142,6 +183,8 @@ def _off_by_one_ulp(function: str) -> object:
         "gru_forward",
         "gru_norm_forward",
         "gru_norm_backward",
+        "lstm_norm_forward",
+        "lstm_norm_backward",
         "gradient_norms",
         "adam_update",
     ],
@@ -164,8 +207,7 @@ def test_same_bits_tells_apart_what_equality_hides() -> None:
 @pytest.mark.parametrize(
     ("cell", "norm"),
     [(cell, norm) for cell in ("rnn_tanh", "rnn_relu", "rnn_sigmoid") for norm in NORMS]
-    + [("gru", norm) for norm in NORMS]
-    + [("lstm", "none")],
+    + [(cell, norm) for cell in ("gru", "lstm") for norm in NORMS],
 )
 def test_a_run_writes_the_same_files_with_and_without_the_extension(
     tmp_path,

@@ -282,8 +282,9 @@ class RecurrentLayer(nn.Module):
 
     ``forward`` runs by ``path``: hand-written BPTT for the (cell, norm) pairs of ``BPTT_PATHS``, the fused
     torch kernel for the LSTM without normalization (oneDNN: faster than a hand-written one here), the unrolled
-    loop otherwise; ``forward_with_states`` always unrolls and returns every h_t as a node of the autograd
-    graph, so ``torch.autograd.grad(loss, states)`` gives the total derivative ∂L/∂h_t through time (the probes).
+    loop where ``reference`` is set (every cell × norm has one of the other two); ``forward_with_states`` always
+    unrolls and returns every h_t as a node of the autograd graph, so ``torch.autograd.grad(loss, states)`` gives
+    the total derivative ∂L/∂h_t through time (the probes).
     """
 
     def __init__(

@@ -1,13 +1,14 @@
 """The compiled kernels (``csrc/``): built on first use, used only where they are exact.
 
-The vanilla and GRU recurrences of :mod:`~rnn_gradients.engine.bptt` spend most of a step outside their GEMMs, on
-one torch call per elementwise op and time step. ``csrc/recurrence.cpp`` runs the same time loops in C++: the same
-ATen GEMM calls, and each step's elementwise work in one pass over its (B, H) block with the arithmetic of the ATen
-kernels the Python loop calls, so its results are the Python path's bit for bit. ``csrc/update.cpp`` does the rest
-of every step's small work in one call each: the gradient norms (the same ATen ops as
-:func:`~rnn_gradients.engine.training.gradient_norms`) and Adam's update of every parameter (the arithmetic of
-:class:`~rnn_gradients.engine.optimizers.Adam`'s torch ops, per element). It is an accelerator, never a second
-numerics: :func:`kernels` returns it only when
+The hand-written recurrences (:mod:`~rnn_gradients.engine.bptt`: the vanilla cells and the GRU;
+:mod:`~rnn_gradients.engine.gru_norm_bptt`, :mod:`~rnn_gradients.engine.lstm_norm_bptt`: the gated cells under a
+normalization) spend most of a step outside their GEMMs, on one torch call per elementwise op and time step.
+``csrc/recurrence.cpp`` runs the same time loops in C++: the same ATen GEMM calls, and each step's elementwise work in
+one pass over its (B, H) block with the arithmetic of the ATen kernels the Python loop calls, so its results are the
+Python path's bit for bit. ``csrc/update.cpp`` does the rest of every step's small work in one call each: the gradient
+norms (the same ATen ops as :func:`~rnn_gradients.engine.training.gradient_norms`) and Adam's update of every parameter
+(the arithmetic of :class:`~rnn_gradients.engine.optimizers.Adam`'s torch ops, per element). It is an accelerator,
+never a second numerics: :func:`kernels` returns it only when
 
 - it is not switched off (``RNN_GRADIENTS_EXTENSION=0``),
 - torch's CPU kernels run with an instruction set it can be compiled for (``torch.backends.cpu``: AVX512, AVX2 or
@@ -16,16 +17,16 @@ numerics: :func:`kernels` returns it only when
   source version, cached under ``$XDG_CACHE_HOME/rnn_gradients``, ``~/.cache`` by default, or
   ``RNN_GRADIENTS_EXTENSION_DIR``), and
 - it passes :func:`_agrees_with_python` on this machine: forward states and gradients bit-identical to the Python
-  loop for every vanilla cell and the GRU under every normalization, with NaN, ±Inf and blocks whose size is no
-  multiple of the vector width, and the norms and 30 Adam updates bit-identical to the torch ops. The check costs
-  0.16–0.46 s (measured before the normalized GRU joined it; 1.3 s on a slower host after), so its verdict is kept
+  loop for every vanilla cell and the GRU under every normalization and the LSTM under layer and batch norm, with
+  NaN, ±Inf and blocks whose size is no multiple of the vector width, and the norms and 30 Adam updates
+  bit-identical to the torch ops. The check costs CHECK_TIME, so its verdict is kept
   beside the build, one file per machine (:func:`_machine_key`: the CPU model, torch's MKL and oneDNN versions,
   the numerics variables and the check's own source), and the next process on the same machine reads it
   instead of checking again.
 
 Otherwise the engine runs the plain-torch code, which gives the same results more slowly, and :func:`status`
 says why. Runs are therefore the same runs with or without it. Nothing is built or checked until a training step
-(or a vanilla cell's or the GRU's evaluation) asks for it.
+(or an evaluation on a hand-written path) asks for it.
 """
 
 from __future__ import annotations
@@ -190,10 +191,10 @@ def _agrees_with_python(module: ModuleType) -> bool:
     """Whether ``module``'s loops give the Python loops' results bit for bit, here.
 
     Every vanilla cell and the GRU under no normalization, layer norm and batch norm (training and evaluation),
-    at (B, H) =
-    (64, 64) (whole vectors), (3, 7) (scalar tails only) and (5, 13) (both), from inputs with NaN, ±Inf and large
-    values, for a model read out at every step and at the last one: the outputs, every gradient, the batch-norm
-    running statistics after the step and the no-graph forward of evaluation.
+    and the LSTM under the last three, at (B, H) = (64, 64) (whole vectors), (3, 7) (scalar tails only) and
+    (5, 13) (both), from inputs with NaN, ±Inf and large values, for a model read out at every step and at the last
+    one: the outputs, every gradient, the batch-norm running statistics after the step and the no-graph forward of
+    evaluation (where the compiled module runs it).
     """
     from rnn_gradients.engine import bptt
 

@@ -2,10 +2,11 @@
 
 As :mod:`rnn_gradients.engine.bptt` does for the vanilla cells and the plain GRU: the recurrence of a whole
 sequence is one :class:`torch.autograd.Function`, its forward fills preallocated (T, B, ·) buffers without a graph,
-its backward is one reverse-time loop, and every gradient that is a sum over steps (∂L/∂W_hh, ∂L/∂b_hh, the
-normalization's gain and shift) is one GEMM or one reduction after the loop. The input part u_t = N_x(W_ih x_t) +
-b_ih is computed outside, over the whole sequence, by ordinary autograd ops. Per step, with N_h the normalization
-of the recurrent term (:mod:`rnn_gradients.engine.normalization` for where it sits):
+its backward is one reverse-time loop, and ∂L/∂W_hh and ∂L/∂b_hh, sums over steps, are one GEMM and one reduction
+after the loop; the normalization's gain and shift gradients are added step by step inside it, by
+:class:`~rnn_gradients.engine.step_norm.StepNorm`, as autograd through the unrolled loop adds them. The input part
+u_t = N_x(W_ih x_t) + b_ih is computed outside, over the whole sequence, by ordinary autograd ops. Per step, with
+N_h the normalization of the recurrent term (:mod:`rnn_gradients.engine.normalization` for where it sits):
 
     z_t = h_{t−1} W_hhᵀ,   gh_t = N_h(z_t) + b_hh,   then the gates of :class:`~rnn_gradients.engine.bptt.GRURecurrence`
 
@@ -18,9 +19,8 @@ through the reference cell (``RecurrentLayer.reference``). Where the compiled mo
 ``gru_norm_backward`` in ``csrc/recurrence.cpp``: the plain GRU's per-step passes with the normalization's CPU
 kernels between them), bit for bit the loops below, which stay the fallback and the definition.
 
-The LSTM under a normalization keeps the unrolled autograd loop: a hand-written version along the same lines
-(two normalizations per step) was 1.1–1.2× faster at T = 60 but 0.8–0.9× at T = 1000, where its bulk buffers
-(T·B·4H floats each) no longer stay in cache (``benchmarks/README.md``), so it was not kept.
+The LSTM under a normalization has its own module, :mod:`~rnn_gradients.engine.lstm_norm_bptt`, along the same
+lines.
 """
 
 from __future__ import annotations
@@ -32,10 +32,8 @@ import torch
 from torch import Tensor
 
 from rnn_gradients.engine.bptt import (
-    _batch_norm_backward,
     _compiled,
     _flat,
-    _layer_norm_backward,
     _OutputGrad,
     _outputs,
     _states_buffer,
@@ -43,110 +41,8 @@ from rnn_gradients.engine.bptt import (
     gru_factors,
     tanh_from_twice,
 )
-from rnn_gradients.engine.normalization import LayerNorm, Normalizer, StepwiseBatchNorm
-
-
-class StepNorm:
-    """One normalization applied step by step inside a recurrence, with the parameters passed in explicitly.
-
-    Layer norm: statistics per example over the F features, one (gain, shift) for all steps; recurrent batch
-    norm: statistics per step over the batch (in training: the batch's, updating step t's running row in place;
-    in evaluation: step t's running row, steps past ``max_len`` the last one), as
-    :class:`~rnn_gradients.engine.normalization.StepwiseBatchNorm` does. ``forward`` and ``backward`` run the
-    kernels autograd runs for ``F.layer_norm`` / ``F.batch_norm``; ``backward`` also adds step t's share of the
-    gain's and shift's gradients into ``grad_weight`` and ``grad_bias``, as autograd through the unrolled loop
-    accumulates them step by step (one (B, F) block at a time, in cache, where a sum over all steps afterwards
-    would read (T, B, F) tensors again).
-    """
-
-    def __init__(self, module: Normalizer, weight: Tensor, bias: Tensor | None) -> None:
-        self.module, self.weight, self.bias = module, weight, bias
-        self.eps = module.eps
-        self.layer = isinstance(module, LayerNorm)
-        self.shape = (weight.shape[0],)
-        self.saved: list[tuple[Tensor, Tensor]] = []
-        self.grad_weight = torch.zeros_like(weight)
-        self.grad_bias = None if bias is None else torch.zeros_like(bias)
-        if isinstance(module, StepwiseBatchNorm):
-            self.training, self.momentum = module.training, module.momentum
-            self.means, self.variances = module.running_mean.unbind(0), module.running_var.unbind(0)
-            self.rows = module.max_len
-
-    def _row(self, t: int) -> int:
-        return min(t, self.rows - 1)
-
-    def forward(self, z: Tensor, t: int) -> Tensor:
-        """N(z) for step t's (B, F) input; saves what the backward needs."""
-        if self.layer:
-            y, mean, rstd = torch.native_layer_norm(z, self.shape, self.weight, self.bias, self.eps)
-        else:
-            row = self._row(t)
-            y, mean, rstd = torch.native_batch_norm(
-                z,
-                self.weight,
-                self.bias,
-                self.means[row],
-                self.variances[row],
-                self.training,
-                self.momentum,
-                self.eps,
-            )
-        self.saved.append((mean, rstd))
-        return y
-
-    def backward(self, grad: Tensor, z: Tensor, t: int) -> Tensor:
-        """∂L/∂z from ∂L/∂N(z) at step t; adds step t's share of ∂L/∂gain and ∂L/∂shift."""
-        mean, rstd = self.saved[t]
-        mask = [True, True, self.bias is not None]
-        if self.layer:
-            dz, dweight, dbias = _layer_norm_backward(grad, z, self.shape, mean, rstd, self.weight, self.bias, mask)
-        else:
-            row = self._row(t)
-            dz, dweight, dbias = _batch_norm_backward(
-                grad, z, self.weight, self.means[row], self.variances[row], mean, rstd, self.training, self.eps, mask
-            )
-        self.grad_weight += dweight
-        if self.grad_bias is not None:
-            self.grad_bias += dbias
-        return dz
-
-    def compiled_arguments(self) -> tuple[Any, ...] | None:
-        """What the compiled forward loops (``csrc/recurrence.cpp``: ``gru_norm_forward``, ``lstm_norm_forward``)
-        take for this normalization: (layer, gain, shift, running mean, running variance, training, momentum,
-        eps); None where they do not cover it (a layer norm without a shift)."""
-        if self.layer:
-            if self.bias is None:
-                return None
-            return (True, self.weight, self.bias, None, None, False, 0.0, self.eps)
-        module = self.module
-        return (False, self.weight, self.bias, module.running_mean, module.running_var, self.training, self.momentum,
-                self.eps)  # fmt: skip
-
-    def compiled_backward_arguments(self, statistics: tuple[Tensor, Tensor]) -> tuple[Any, ...]:
-        """What the compiled backward loops take for this normalization, with the statistics the compiled forward
-        returned: (layer, gain, shift, running mean, running variance, first statistic, second statistic,
-        training, eps). They add the gain's and shift's gradients into ``grad_weight`` and ``grad_bias``."""
-        layer, gain, shift, running_mean, running_var, training, _, eps = self.compiled_arguments()
-        return (layer, gain, shift, running_mean, running_var, *statistics, training, eps)
-
-    def use_statistics(self, statistics: tuple[Tensor, Tensor]) -> None:
-        """Take every step's statistics from a compiled forward's (T, ·) pair, so that :meth:`backward` can run
-        after it."""
-        self.saved = list(zip(*(s.unbind(0) for s in statistics), strict=True))
-
-    def parameter_grads(self) -> tuple[Tensor, Tensor | None]:
-        """(∂L/∂gain, ∂L/∂shift or None), summed over the steps by :meth:`backward` (or the compiled backward)."""
-        return self.grad_weight, self.grad_bias
-
-
-def _per_step(like: Tensor, steps: int, shape: tuple[int, ...], keep: bool) -> tuple[Tensor, tuple[Tensor, ...]]:
-    """A per-step buffer and its rows: a (steps, *shape) tensor kept for the backward pass, or, when nothing will
-    be differentiated (``keep`` False: evaluation), one scratch row reused by every step."""
-    if keep:
-        buffer = like.new_empty(steps, *shape)
-        return buffer, buffer.unbind(0)
-    row = like.new_empty(*shape)
-    return row, (row,) * steps
+from rnn_gradients.engine.normalization import Normalizer
+from rnn_gradients.engine.step_norm import StepNorm, per_step
 
 
 class GRUNormRecurrence(torch.autograd.Function):
@@ -180,10 +76,10 @@ class GRUNormRecurrence(torch.autograd.Function):
         two = 2 * hidden
         norm_h = StepNorm(module, hidden_weight, hidden_bias)
         hs = _states_buffer(u, hidden)
-        z, zs = _per_step(u, steps, (batch, features), keep)
-        gh, ghs = _per_step(u, steps, (batch, features), keep)
-        rz, rzs = _per_step(u, steps, (batch, two), keep)
-        n, ns = _per_step(u, steps, (batch, hidden), keep)
+        z, zs = per_step(u, steps, (batch, features), keep)
+        gh, ghs = per_step(u, steps, (batch, features), keep)
+        rz, rzs = per_step(u, steps, (batch, two), keep)
+        n, ns = per_step(u, steps, (batch, hidden), keep)
         w_t = w_hh.t()
         compiled = norm_h.compiled_arguments() if keep and _compiled(kernels, u) else None
         if compiled is not None:

@@ -3,15 +3,18 @@
 As :mod:`rnn_gradients.engine.gru_norm_bptt` does for the GRU: the recurrence of a whole sequence is one
 :class:`torch.autograd.Function`, its forward fills preallocated (T, B, ·) buffers without a graph, its backward is
 one reverse-time loop with every factor computed step by step inside it (no (T, B, 4H) factor tensor: at T = 1000
-those bulk tensors fall out of cache), and every gradient that is a sum over steps (∂L/∂W_hh, the normalizations'
-gains and shifts) is one GEMM or one reduction after the loop. The input part u_t = N_x(W_ih x_t) + b_ih + b_hh is
-computed outside, over the whole sequence, by ordinary autograd ops. Per step, with N_h the normalization of the
-recurrent term and N_c that of the cell state (:mod:`rnn_gradients.engine.normalization`):
+those bulk tensors fall out of cache); ∂L/∂W_hh is one GEMM after the loop, and the normalizations' gain and shift
+gradients are added step by step inside it (:class:`~rnn_gradients.engine.step_norm.StepNorm`). The input part
+u_t = N_x(W_ih x_t) + b_ih + b_hh is computed outside, over the whole sequence, by ordinary autograd ops. Per step,
+with N_h the normalization of the recurrent term and N_c that of the cell state
+(:mod:`rnn_gradients.engine.normalization`):
 
     z_t = h_{t−1} W_hhᵀ,   (i, f, g, o) = u_t + N_h(z_t),   c_t = σ(f) ⊙ c_{t−1} + σ(i) ⊙ tanh(g)
     h_t = σ(o) ⊙ tanh(N_c(c_t))
 
-with every tanh computed as 2σ(2x) − 1 (:func:`~rnn_gradients.engine.bptt.tanh_from_twice`). Backward, with
+with tanh(g) computed as 2σ(2g) − 1 (:func:`~rnn_gradients.engine.bptt.tanh_from_twice`) but tanh(N_c(c_t)) by
+``torch.tanh``: that one multiplies σ(o) straight into h_t, and the identity's absolute error near 0 (a few ulp of
+½) doubled the fast path's distance to float64 there, past the 1e-5 the equivalence tests allow. Backward, with
 dh_t = ∂L/∂h_t (total) and the carry k_t = ∂L/∂c_t ⊙ σ(f_t) that c_{t−1} receives from step t (k_T = 0):
 
     ∂L/∂o = (dh_t ⊙ tanh ĉ_t) ⊙ σ(o)(1 − σ(o)),   δ_t = ∂L/∂N_c(c_t) = (dh_t ⊙ σ(o)) ⊙ (1 − tanh² ĉ_t)
@@ -43,8 +46,8 @@ from rnn_gradients.engine.bptt import (
     states_buffer,
     tanh_from_twice,
 )
-from rnn_gradients.engine.gru_norm_bptt import StepNorm, _per_step
 from rnn_gradients.engine.normalization import Normalizer
+from rnn_gradients.engine.step_norm import StepNorm, per_step
 
 
 def _cell_states(like: Tensor, steps: int, batch: int, hidden: int, keep: bool) -> tuple[Tensor, tuple[Tensor, ...]]:
@@ -91,9 +94,9 @@ class LSTMNormRecurrence(torch.autograd.Function):
         norm_c = StepNorm(cell_module, cell_weight, cell_bias)
         hs = _states_buffer(u, hidden)
         c, cells = _cell_states(u, steps, batch, hidden, keep)
-        z, zs = _per_step(u, steps, (batch, features), keep)
-        gates, gs = _per_step(u, steps, (batch, features), keep)  # (σ(i), σ(f), tanh g, σ(o)) of every step
-        tc, tcs = _per_step(u, steps, (batch, hidden), keep)  # tanh N_c(c_t)
+        z, zs = per_step(u, steps, (batch, features), keep)
+        gates, gs = per_step(u, steps, (batch, features), keep)  # (σ(i), σ(f), tanh g, σ(o)) of every step
+        tc, tcs = per_step(u, steps, (batch, hidden), keep)  # tanh N_c(c_t)
         arguments = (norm_h.compiled_arguments(), norm_c.compiled_arguments())
         ctx.compiled = keep and _compiled(kernels, u) and None not in arguments
         if ctx.compiled:
@@ -153,7 +156,7 @@ def _forward_loop(
         g = a[:, two:three]
         tanh_from_twice(g.mul_(2.0), g)
         c_t = torch.mul(a[:, hidden:two], cells[t], out=cells[t + 1]).addcmul_(a[:, :hidden], g)
-        tanh_from_twice(norm_c.forward(c_t, t).mul_(2.0), tcs[t])
+        torch.tanh(norm_c.forward(c_t, t), out=tcs[t])
         torch.mul(a[:, three:], tcs[t], out=states[t + 1])
 
 

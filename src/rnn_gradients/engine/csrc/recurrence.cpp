@@ -668,7 +668,9 @@ void gru_norm_backward(at::Tensor dh, at::Tensor dgh, at::Tensor a, at::Tensor d
 // h_0 = c_0 = 0 in row 0; u (T, B, 4H) the input parts (i, f, g, o). Per step:
 //   z_t = h_{t-1} W_hh^T (into z);  a = u_t + N_h(z_t), then in gates (T, B, 4H) sigmoid(a) over the i, f and o
 //   blocks and tanh(a) = 2 sigmoid(2a) - 1 over the g block, row by row (as torch's sigmoid_ on a column slice);
-//   c_t = fma(sigmoid(i), tanh(g), sigmoid(f) c_{t-1});  tc_t = tanh(N_c(c_t)) over the whole (B, H) block;
+//   c_t = fma(sigmoid(i), tanh(g), sigmoid(f) c_{t-1});  tc_t = tanh(N_c(c_t)) over the whole (B, H) block, by
+//   ATen's tanh kernel (at::tanh_out, torch.tanh in the Python loop), not 2 sigmoid(2a) - 1: that identity's
+//   absolute error near 0 (a few ulp of 1/2) reaches h_t directly here and doubled the distance to float64;
 //   h_t = sigmoid(o) tc_t.
 // Returns the four statistics (N_h's two, N_c's two).
 std::vector<at::Tensor> lstm_norm_forward(at::Tensor hs, at::Tensor c, at::Tensor z, at::Tensor gates, at::Tensor tc,
@@ -683,14 +685,14 @@ std::vector<at::Tensor> lstm_norm_forward(at::Tensor hs, at::Tensor c, at::Tenso
                                           double c_eps) {
   check_blocks({&hs, &c, &z, &gates, &tc, &u}, "every LSTM buffer");
   std::vector<at::Tensor> states = hs.unbind(0), cells = c.unbind(0), zs = z.unbind(0);
-  const int64_t steps = u.size(0), batch = u.size(1), hidden = tc.size(2), four = 4 * hidden, block = batch * hidden;
+  const int64_t steps = u.size(0), batch = u.size(1), hidden = tc.size(2), four = 4 * hidden;
   TORCH_CHECK(u.size(2) == four && z.sizes() == u.sizes() && gates.sizes() == u.sizes(), "(T, B, 4H) gate buffers");
   StepNorm norm_h(h_layer, h_gain, h_shift, h_mean, h_var, h_training, h_momentum, h_eps, zs[0]);
   StepNorm norm_c(c_layer, c_gain, c_shift, c_mean, c_var, c_training, c_momentum, c_eps, cells[1]);
   auto [h_first, h_second] = norm_h.statistics(steps, zs[0]);
   auto [c_first, c_second] = norm_c.statistics(steps, cells[1]);
   at::Tensor y = at::empty_like(zs[0]), yc = at::empty_like(cells[1]);
-  const float *ny = y.data_ptr<float>(), *nc = yc.data_ptr<float>();
+  const float* ny = y.data_ptr<float>();
   for (int64_t t = 0; t < steps; ++t) {
     norm_h.forward(at::mm_out(zs[t], states[t], w_t), y, t);
     const float* ut = u.data_ptr<float>() + t * batch * four;
@@ -712,9 +714,9 @@ std::vector<at::Tensor> lstm_norm_forward(at::Tensor hs, at::Tensor c, at::Tenso
       }
     }
     norm_c.forward(cells[t + 1], yc, t);
-    float* tct = tc.data_ptr<float>() + t * block;
-    for (int64_t k = 0; k < block; ++k) tct[k] = nc[k] + nc[k];  // mul_(2): exact
-    activate_block(kTanh, tct, tct, block);
+    at::Tensor tc_t = tc.select(0, t);
+    at::tanh_out(tc_t, yc);  // ATen's own tanh kernel, as the Python loop's torch.tanh: see the comment above
+    const float* tct = tc_t.data_ptr<float>();
     float* h = states[t + 1].data_ptr<float>();
     for (int64_t b = 0; b < batch; ++b) {
       for (int64_t j = 0; j < hidden; ++j) h[b * hidden + j] = a[b * four + 3 * hidden + j] * tct[b * hidden + j];
