@@ -36,11 +36,13 @@ import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Literal
 
@@ -313,18 +315,50 @@ def _execute(notebook: Any, qmd: Path, timeout: int, kernel_log: Path) -> None:
     client = NotebookClient(
         notebook, timeout=timeout, kernel_name="python3", resources={"metadata": {"path": str(qmd.parent)}}
     )
-    with kernel_log.open("w", encoding="utf-8") as log:
+    with kernel_log.open("w", encoding="utf-8") as log, _noting_interrupts() as interrupts:
         try:
             client.execute(env=_kernel_environment(), stderr=log)
         except asyncio.CancelledError:  # Ctrl-C while nbclient waits on the kernel cancels its event loop's task
             raise KeyboardInterrupt from None
-        except (CellControlSignal, CellTimeoutError, DeadKernelError) as err:
-            if getattr(err, "ename", None) == "KeyboardInterrupt":  # Ctrl-C reached the kernel inside a cell
+        except (CellControlSignal, CellTimeoutError, DeadKernelError, RuntimeError) as err:
+            # Ctrl-C reached the kernel inside a cell (its KeyboardInterrupt), or this process while the kernel
+            # started: the kernel, in the same process group, died of it, and jupyter_client reports that death
+            # ("Kernel died before replying to kernel_info") rather than the interrupt.
+            if interrupts.seen or getattr(err, "ename", None) == "KeyboardInterrupt":
                 raise KeyboardInterrupt from None
             failure = _failed_cell(notebook, err)
-            if isinstance(err, DeadKernelError):
+            if isinstance(err, (DeadKernelError, RuntimeError)):
                 failure += "\n\nkernel log:\n" + kernel_log.read_text(encoding="utf-8")[-4000:]
             raise RenderError(f"{qmd.name}: {failure}") from err
+
+
+class _Interrupts:
+    seen = False
+
+
+@contextmanager
+def _noting_interrupts() -> Iterator[_Interrupts]:
+    """Note a Ctrl-C (SIGINT) that arrives inside the block, then raise it as Python's own handler does.
+
+    nbclient runs the kernel's start-up in an event loop, and a KeyboardInterrupt raised there can end up inside
+    the loop's machinery instead of reaching the caller; ``seen`` says it came all the same. A SIGINT that this
+    process ignores (or handles some other way) is left alone.
+    """
+    interrupts = _Interrupts()
+    previous = signal.getsignal(signal.SIGINT)
+    if previous is not signal.default_int_handler:
+        yield interrupts
+        return
+
+    def note(signum: int, frame: Any) -> None:
+        interrupts.seen = True
+        signal.default_int_handler(signum, frame)
+
+    signal.signal(signal.SIGINT, note)
+    try:
+        yield interrupts
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def _failed_cell(notebook: Any, err: Exception) -> str:
