@@ -73,6 +73,21 @@ def test_compiled_loops_equal_the_python_loops_bit_for_bit(
         assert all(bool(t.isfinite().all()) for t in python)  # the comparison is not one of NaNs
 
 
+def gated_inputs(
+    gates: int, length: int, batch: int, hidden: int, special: bool, generator: torch.Generator
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(T, B, G·H) input parts of a gated cell, drawn from ``generator``, with NaN, ±Inf at the start of every gate
+    block of one row and a saturating value where ``special``; then W_hh (G·H, H)."""
+    u = torch.randn(length, batch, gates * hidden, generator=generator) * 3
+    if special:
+        for block in range(gates):
+            u[0, 0, block * hidden : block * hidden + min(3, hidden)] = torch.tensor(
+                [float("nan"), float("inf"), -float("inf")]
+            )[: min(3, hidden)]
+        u[-1, -1, -1] = 90.0
+    return u, torch.randn(gates * hidden, hidden, generator=generator) / hidden**0.5
+
+
 @needs_kernels
 @pytest.mark.parametrize(
     ("length", "batch", "hidden"), [(1, 64, 64), (5, 3, 7), (60, 64, 64), (200, 16, 33), (17, 5, 13)]
@@ -88,14 +103,7 @@ def test_compiled_gru_equals_the_python_gru_bit_for_bit(
     ∂L/∂W_hh, ∂L/∂b_hh, the normalization's gain and shift and batch norm's running statistics, with NaN and ±Inf
     in the reset, update and candidate blocks of the input parts."""
     generator = torch.Generator().manual_seed(length * 1000 + hidden)
-    u = torch.randn(length, batch, 3 * hidden, generator=generator) * 3
-    if inputs == "special":
-        for block in range(3):  # r, z and n
-            u[0, 0, block * hidden : block * hidden + min(3, hidden)] = torch.tensor(
-                [float("nan"), float("inf"), -float("inf")]
-            )[: min(3, hidden)]
-        u[-1, -1, -1] = 90.0
-    w_hh = torch.randn(3 * hidden, hidden, generator=generator) / hidden**0.5
+    u, w_hh = gated_inputs(3, length, batch, hidden, inputs == "special", generator)  # r, z and n
     b_hh = torch.randn(3 * hidden, generator=generator)
     grads = torch.randn(length, batch, hidden, generator=generator)
     grad = grads[-1] if last else grads
@@ -122,14 +130,7 @@ def test_compiled_lstm_under_a_norm_equals_the_python_lstm_bit_for_bit(
     normalizations' gains and shifts and batch norm's running statistics, with NaN and ±Inf in the input, forget,
     candidate and output blocks of the input parts."""
     generator = torch.Generator().manual_seed(length * 1000 + hidden)
-    u = torch.randn(length, batch, 4 * hidden, generator=generator) * 3
-    if inputs == "special":
-        for block in range(4):  # i, f, g and o
-            u[0, 0, block * hidden : block * hidden + min(3, hidden)] = torch.tensor(
-                [float("nan"), float("inf"), -float("inf")]
-            )[: min(3, hidden)]
-        u[-1, -1, -1] = 90.0
-    w_hh = torch.randn(4 * hidden, hidden, generator=generator) / hidden**0.5
+    u, w_hh = gated_inputs(4, length, batch, hidden, inputs == "special", generator)  # i, f, g and o
     grads = torch.randn(length, batch, hidden, generator=generator)
     grad = grads[-1] if last else grads
     python = extension._lstm_recurrence(norm, u, w_hh, last, grad, None)

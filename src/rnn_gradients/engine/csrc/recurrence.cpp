@@ -222,7 +222,7 @@ struct LayerNorm {
   }
 
   // dx as backward, and this block's dL/dgain and dL/dshift added to grad_gain and grad_shift (n each), as
-  // native_layer_norm_backward computes all three (gru_norm_bptt.StepNorm.backward adds its per-step results alike).
+  // native_layer_norm_backward computes all three (step_norm.StepNorm.backward adds its per-step results alike).
   void backward(const at::Tensor& dy, const at::Tensor& x, const at::Tensor& mean, const at::Tensor& rstd,
                 at::Tensor& dx, at::Tensor& grad_gain, at::Tensor& grad_shift) {
     at::native::LayerNormBackwardKernel(at::kCPU, dy, x, mean, rstd, gain, rows, n, &dx, &dgain, &dbeta);
@@ -462,7 +462,7 @@ void gru_forward(at::Tensor hs, at::Tensor gh, at::Tensor rz, at::Tensor n, cons
   }
 }
 
-// A normalization applied step by step inside a recurrence (gru_norm_bptt.StepNorm): layer norm with a gain and a
+// A normalization applied step by step inside a recurrence (step_norm.StepNorm): layer norm with a gain and a
 // shift over the features of each example, or batch norm with a gain and an optional shift over the batch, step t
 // with the running row min(t, rows - 1). Its statistics of every step: layer norm's mean and rstd (T, B, 1), batch
 // norm's save_mean and save_invstd (T, F; (T, 0) in evaluation).
