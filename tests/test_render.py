@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.util
 import re
 import shutil
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -152,6 +153,16 @@ def test_offline_render_of_a_small_document(tmp_path: Path) -> None:
     assert "<title>Tiny report</title>" in html and '<html xmlns="http://www.w3.org/1999/xhtml" lang="en"' in html
     assert '<p class="date">2024-01-02</p>' in html
     assert not EXTERNAL.search(html)
+
+
+def test_a_render_on_another_thread_than_the_main_one(tmp_path: Path) -> None:
+    """A library caller may render from a worker thread, where Python refuses to install signal handlers."""
+    qmd = write(tmp_path / "tiny.qmd", TINY)
+    out = tmp_path / "tiny.html"
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        engine = pool.submit(render_report, qmd, out, tmp_path, engine="offline").result()
+    assert engine == "offline"
+    assert "<title>Tiny report</title>" in out.read_text(encoding="utf-8")
 
 
 def test_the_words_follow_the_documents_language(tmp_path: Path) -> None:

@@ -40,6 +40,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import warnings
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -342,11 +343,12 @@ def _noting_interrupts() -> Iterator[_Interrupts]:
 
     nbclient runs the kernel's start-up in an event loop, and a KeyboardInterrupt raised there can end up inside
     the loop's machinery instead of reaching the caller; ``seen`` says it came all the same. A SIGINT that this
-    process ignores (or handles some other way) is left alone.
+    process ignores (or handles some other way) is left alone, and so is a render on a thread other than the main
+    one: Python runs signal handlers only on the main thread and lets only that thread install them.
     """
     interrupts = _Interrupts()
     previous = signal.getsignal(signal.SIGINT)
-    if previous is not signal.default_int_handler:
+    if previous is not signal.default_int_handler or threading.current_thread() is not threading.main_thread():
         yield interrupts
         return
 
