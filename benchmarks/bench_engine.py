@@ -4,6 +4,7 @@
     python benchmarks/bench_engine.py --sweep    # T = 60, 200, 1000 and H = 64, 256 (several minutes)
     python benchmarks/bench_engine.py --lengths 1000 --hidden 256    # one shape of the sweep
     python benchmarks/bench_engine.py --sweep --cells lstm gru        # the sweep for some cells only
+    python benchmarks/bench_engine.py --parts    # where a step's time goes: compiled loops, norms and Adam, the rest
 
 A step is the study's own :func:`~rnn_gradients.engine.training.optimization_step` (forward, MSE, backward,
 gradient norms, Adam) on a model of :func:`~rnn_gradients.engine.training.build_model`, one torch thread.
@@ -26,6 +27,12 @@ configuration:
              in the ``torch`` column too)
     new/fl   new / floor;   old/new, torch/new   the speed-ups
 
+``--parts`` splits the new engine's step instead: the thread time inside each call of the compiled module (the
+recurrence's forward and backward loops; the gradient norms and Adam's update), and the rest of the step
+(everything outside those calls: the input part and its normalization, the layout copies, the weight-gradient
+GEMM after the backward loop, the read-out, the loss, autograd's bookkeeping), from the repetition whose step was
+fastest.
+
 Timings on a shared machine are noisy (read a figure ±30 %, a ratio ±15 %).
 """
 
@@ -33,9 +40,12 @@ from __future__ import annotations
 
 import argparse
 import time
+from collections import Counter
 from collections.abc import Callable, Sequence
 from contextlib import contextmanager
 from dataclasses import replace
+from types import ModuleType
+from typing import Any
 
 import torch
 
@@ -114,6 +124,81 @@ def plain_torch_loops():
         extension.kernels = compiled
 
 
+class TimedKernels:
+    """The compiled module, with the thread time of every call added up under the function's name."""
+
+    def __init__(self, module: ModuleType) -> None:
+        self.module = module
+        self.seconds: Counter[str] = Counter()
+
+    def __getattr__(self, name: str) -> Any:
+        function = getattr(self.module, name)
+        if not callable(function):
+            return function
+
+        def timed(*args: Any, **kwargs: Any) -> Any:
+            start = time.thread_time()
+            try:
+                return function(*args, **kwargs)
+            finally:
+                self.seconds[name] += time.thread_time() - start
+
+        return timed
+
+
+@contextmanager
+def timed_kernels(module: ModuleType):
+    """Inside the block the engine gets a :class:`TimedKernels` around ``module`` wherever it asks for the
+    compiled module."""
+    compiled = extension.kernels
+    timed = TimedKernels(module)
+    extension.kernels = lambda: timed
+    try:
+        yield timed
+    finally:
+        extension.kernels = compiled
+
+
+UPDATE_CALLS = ("gradient_norms", "adam_update")
+"""The compiled module's calls that are not the recurrence (``csrc/update.cpp``)."""
+
+
+def measure_parts(length: int, hidden: int, repeats: int, steps: int, cells: Sequence[str] = CELLS) -> None:
+    """Per cell × norm: the step, the compiled recurrence loops, the compiled norms and Adam, and the rest."""
+    module = extension.kernels()
+    if module is None:
+        print(f"no compiled module here ({extension.status()}): nothing to split")
+        return
+    print(f"\nT={length} H={hidden} B={BATCH} (adding task, Adam), ms per optimization step, new engine")
+    header = f"{'cell':<12} {'norm':<6} {'path':<9} {'step':>7} {'loops':>7} {'upd':>6} {'rest':>7}  loop calls"
+    print(header)
+    print("-" * (len(header) + 40))
+    for cell in cells:
+        for norm in NORMS:
+            spec = replace(BASE, cell=cell, seq_len=length, hidden_size=hidden, strategy_params={"norm": norm})
+            step = stepper(replace(spec, strategy="none" if norm == "none" else norm), False)
+            best, parts = float("inf"), Counter()
+            for _ in range(repeats):
+                step()
+                with timed_kernels(module) as timed:
+                    start = time.thread_time()
+                    for _ in range(steps):
+                        step()
+                    seconds = time.thread_time() - start
+                if seconds < best:
+                    best, parts = seconds, timed.seconds
+            per_step = {name: 1000 * value / steps for name, value in parts.items()}
+            update = sum(per_step.pop(name, 0.0) for name in UPDATE_CALLS)
+            loops = sum(per_step.values())
+            total = 1000 * best / steps
+            calls = ", ".join(f"{name} {ms:.2f}" for name, ms in sorted(per_step.items())) or "-"
+            path = RecurrentLayer(cell, 2, 1, norm).path
+            print(
+                f"{cell:<12} {norm:<6} {path:<9} {total:>7.2f} {loops:>7.2f} {update:>6.2f} "
+                f"{total - loops - update:>7.2f}  {calls}"
+            )
+
+
 def stepper(spec: RunSpec, reference: bool, plain: bool = False) -> Callable[[], None]:
     """One optimization step of ``spec``'s model on a fixed batch; ``reference`` picks the old engine, ``plain``
     the new engine without its compiled loops."""
@@ -182,6 +267,7 @@ def main() -> None:
     parser.add_argument("--hidden", type=int, nargs="+", help="the sweep's H (default 64 256)")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--cells", nargs="+", choices=CELLS, default=list(CELLS), help="the cells (default all)")
+    parser.add_argument("--parts", action="store_true", help="split the new engine's step into its parts instead")
     args = parser.parse_args()
     torch.set_num_threads(1)
     torch.set_flush_denormal(True)
@@ -192,7 +278,11 @@ def main() -> None:
         f"BPTT loops: {extension.status()}"
     )
     started = time.perf_counter()
-    if args.sweep or args.lengths or args.hidden:
+    if args.parts:
+        for hidden in args.hidden or (64,):
+            for length in args.lengths or (60,):
+                measure_parts(length, hidden, args.repeats, max(1, 300 // length), args.cells)
+    elif args.sweep or args.lengths or args.hidden:
         for hidden in args.hidden or (64, 256):
             for length in args.lengths or (60, 200, 1000):
                 steps = max(1, 600 // length) if hidden == 64 else 1
