@@ -113,17 +113,6 @@ def floor_ms(cell: str, length: int, hidden: int, inputs: int, rates: dict[tuple
     return 1000 * seconds
 
 
-@contextmanager
-def plain_torch_loops():
-    """The engine's plain-torch BPTT loops inside the block (the compiled extension is not offered to them)."""
-    compiled = extension.kernels
-    extension.kernels = lambda: None
-    try:
-        yield
-    finally:
-        extension.kernels = compiled
-
-
 class TimedKernels:
     """The compiled module, with the thread time of every call added up under the function's name."""
 
@@ -147,14 +136,13 @@ class TimedKernels:
 
 
 @contextmanager
-def timed_kernels(module: ModuleType):
-    """Inside the block the engine gets a :class:`TimedKernels` around ``module`` wherever it asks for the
-    compiled module."""
+def kernels_replaced_by(replacement: ModuleType | TimedKernels | None):
+    """Inside the block the engine gets ``replacement`` wherever it asks for the compiled module; None gives it
+    its plain-torch BPTT loops."""
     compiled = extension.kernels
-    timed = TimedKernels(module)
-    extension.kernels = lambda: timed
+    extension.kernels = lambda: replacement
     try:
-        yield timed
+        yield
     finally:
         extension.kernels = compiled
 
@@ -180,7 +168,8 @@ def measure_parts(length: int, hidden: int, repeats: int, steps: int, cells: Seq
             best, parts = float("inf"), Counter()
             for _ in range(repeats):
                 step()
-                with timed_kernels(module) as timed:
+                timed = TimedKernels(module)
+                with kernels_replaced_by(timed):
                     start = time.thread_time()
                     for _ in range(steps):
                         step()
@@ -214,7 +203,7 @@ def stepper(spec: RunSpec, reference: bool, plain: bool = False) -> Callable[[],
 
     def step() -> None:
         if plain:
-            with plain_torch_loops():
+            with kernels_replaced_by(None):
                 optimization_step(0, model, optimizer, meter, strategy, task, x, y)
         else:
             optimization_step(0, model, optimizer, meter, strategy, task, x, y)
