@@ -7,7 +7,7 @@ extra and a cluster that `sinfo` reaches), then, for every training job that SLU
 
 - its wall time: StartTime to EndTime from `scontrol show job` (whole seconds; SLURM keeps finished jobs for
   MinJobAge, so this runs right after the workflow; `sacct` needs an accounting database);
-- its training jobs: the `rule train_...:` lines in its log, .snakemake/slurm_logs/group_train_train/<id>.log
+- its training jobs: the `rule train_...:` lines in its log, .snakemake/slurm_logs/group_train_<jobs>/<id>.log
   (a training job is one process: every strategy and seed of one task, T and cell by default, or the seeds of one
   combination under `jobs: {training: combination}`: rnn_gradients.study.grid.training_jobs);
 - their training time: each run's `runtime.json` `wall_time_s` (the training loop with its evaluations and
@@ -61,7 +61,9 @@ MEDIUM = {
     },
 }
 SCHEMA = ROOT / "workflow" / "schemas" / "config.schema.yaml"
-TRAIN_JOB = re.compile(r"^rule (train_\w+):$", re.M)
+TRAIN_JOB = re.compile(r"^\s*(?:local)?rule (train_\w+):$", re.M)
+"""A training job's line in a cluster job's log: Snakemake names each as ``rule train_...:`` (indented, as the group
+lists them) and again as ``localrule train_...:`` when the job step runs it."""
 
 
 def study_text(study: str) -> str:
@@ -150,6 +152,8 @@ def main() -> None:
         if info.get("JobState") != "COMPLETED":
             sys.exit(f"SLURM job {log.stem} is {info.get('JobState')}")
         jobs = [by_name[name] for name in sorted(set(TRAIN_JOB.findall(log.read_text())))]
+        if not jobs:
+            sys.exit(f"no training job named in {log}: has Snakemake's log format changed?")
         cores = int(info["NumCPUs"])
         wall = seconds_between(info["StartTime"], info["EndTime"])
         n_runs, train, process = (sum(v) for v in zip(*(training_job(workdir, job) for job in jobs), strict=True))
