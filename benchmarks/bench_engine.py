@@ -113,6 +113,18 @@ def floor_ms(cell: str, length: int, hidden: int, inputs: int, rates: dict[tuple
     return 1000 * seconds
 
 
+def spec_for(cell: str, norm: str, length: int, hidden: int) -> RunSpec:
+    """The benchmark's run spec for one cell × normalization at T = ``length``, H = ``hidden``."""
+    return replace(
+        BASE,
+        cell=cell,
+        seq_len=length,
+        hidden_size=hidden,
+        strategy="none" if norm == "none" else norm,
+        strategy_params={"norm": norm},
+    )
+
+
 class TimedKernels:
     """The compiled module, with the thread time of every call added up under the function's name."""
 
@@ -163,8 +175,7 @@ def measure_parts(length: int, hidden: int, repeats: int, steps: int, cells: Seq
     print("-" * (len(header) + 40))
     for cell in cells:
         for norm in NORMS:
-            spec = replace(BASE, cell=cell, seq_len=length, hidden_size=hidden, strategy_params={"norm": norm})
-            step = stepper(replace(spec, strategy="none" if norm == "none" else norm), False)
+            step = stepper(spec_for(cell, norm, length, hidden), False)
             best, parts = float("inf"), Counter()
             for _ in range(repeats):
                 step()
@@ -216,8 +227,7 @@ def measure(length: int, hidden: int, repeats: int, steps: int, cells: Sequence[
     rows = []
     for cell in cells:
         for norm in NORMS:
-            spec = replace(BASE, cell=cell, seq_len=length, hidden_size=hidden, strategy_params={"norm": norm})
-            spec = replace(spec, strategy="none" if norm == "none" else norm)
+            spec = spec_for(cell, norm, length, hidden)
             steppers = {"old": stepper(spec, True), "new": stepper(spec, False)}
             layer = RecurrentLayer(cell, 2, 1, norm)
             if layer.path == "bptt" and extension.kernels() is not None:  # every BPTT path has compiled loops
