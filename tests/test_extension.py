@@ -19,7 +19,7 @@ import pytest
 import torch
 from test_engine_equivalence import datasets, results, run_spec  # noqa: F401 (datasets is a fixture)
 
-from rnn_gradients.engine import bptt, extension
+from rnn_gradients.engine import bptt, extension, fused_batch_norm
 from rnn_gradients.engine.normalization import NORMS
 from rnn_gradients.engine.training import train_run
 
@@ -142,6 +142,57 @@ def test_compiled_lstm_under_a_norm_equals_the_python_lstm_bit_for_bit(
         assert all(bool(t.isfinite().all()) for t in python)
 
 
+@needs_kernels
+@pytest.mark.parametrize("norm", ["batch-train", "batch-eval"])
+@pytest.mark.parametrize("kind", list(bptt.COMPILED_KINDS))
+@pytest.mark.parametrize(
+    ("length", "batch", "hidden"), [(1, 64, 64), (5, 3, 7), (60, 64, 64), (200, 16, 33), (17, 5, 13)]
+)
+@pytest.mark.parametrize("inputs", ["finite", "special"])
+@pytest.mark.parametrize("last", [True, False])
+def test_fused_batch_norm_equals_the_reference_path_bit_for_bit(
+    norm: str, kind: str, length: int, batch: int, hidden: int, inputs: str, last: bool
+) -> None:
+    """The vanilla cell under batch norm with its input part normalized step by step in the compiled loop
+    (:mod:`~rnn_gradients.engine.fused_batch_norm`), against the input part's batch norm over the whole sequence
+    by autograd and the Python loops: outputs, ∂L/∂v, ∂L/∂W_hh, the bias's and both gains' gradients and both
+    running statistics, on one thread; in evaluation with fewer running rows than steps. H = 7, 13 and 33 put the
+    whole (B, T·H) block's last channels, whose gradient ATen computes without an FMA, inside a step."""
+    generator = torch.Generator().manual_seed(length * 1000 + hidden)
+    v = special_inputs(length, batch, hidden, length).transpose(0, 1).contiguous()
+    if inputs == "finite":
+        v = torch.randn(batch, length, hidden, generator=generator) * 3
+    w_hh = torch.randn(hidden, hidden, generator=generator) * (0.9 / hidden**0.5)
+    bias = torch.randn(hidden, generator=generator)
+    grads = torch.randn(length, batch, hidden, generator=generator)
+    grad = grads[-1] if last else grads
+    with extension._one_thread():
+        reference = extension._fused_batch_norm(norm, v, w_hh, bias, kind, last, grad, None)
+        fused = extension._fused_batch_norm(norm, v, w_hh, bias, kind, last, grad, KERNELS)
+    for index, (want, got) in enumerate(zip(reference, fused, strict=True)):
+        assert extension.same_bits(got, want), f"tensor {index} differs"
+    if inputs == "finite" and norm == "batch-train":  # (evaluation's drawn statistics let a ReLU cell explode)
+        assert all(bool(t.isfinite().all()) for t in reference)
+
+
+@needs_kernels
+def test_fused_batch_norm_runs_where_its_arithmetic_is_atens() -> None:
+    """One thread and a batch of more than one: with more threads, or one example, ATen's batch norm accumulates
+    differently, and the reference path runs."""
+    v = torch.zeros(4, 3, 5)
+    with extension._one_thread():
+        assert fused_batch_norm.applies(KERNELS, v)
+        assert not fused_batch_norm.applies(KERNELS, v[:1])
+        assert not fused_batch_norm.applies(KERNELS, v.double())
+        assert not fused_batch_norm.applies(None, v)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        assert not fused_batch_norm.applies(KERNELS, v)
+    finally:
+        torch.set_num_threads(threads)
+
+
 def _nudge(t: torch.Tensor, index: int) -> None:
     """Move entry ``index`` of ``t`` (flattened) by one ulp, in place."""
     flat = t.detach().view(-1)
@@ -181,6 +232,8 @@ def _off_by_one_ulp(function: str) -> object:
         "layer_norm_backward",
         "batch_norm_forward",
         "batch_norm_backward",
+        "batch_norm_fused_forward",
+        "batch_norm_fused_backward",
         "gru_forward",
         "gru_norm_forward",
         "gru_norm_backward",

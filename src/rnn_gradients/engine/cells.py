@@ -38,7 +38,7 @@ import torch
 import torch.nn.functional as F
 from torch import _VF, Tensor, nn
 
-from rnn_gradients.engine import bptt, extension, gru_norm_bptt, lstm_norm_bptt
+from rnn_gradients.engine import bptt, extension, fused_batch_norm, gru_norm_bptt, lstm_norm_bptt
 from rnn_gradients.engine.normalization import CellNorms, LayerNorm, StepwiseBatchNorm, validate_norm
 
 CELLS = ("rnn_tanh", "rnn_sigmoid", "rnn_relu", "lstm", "gru")
@@ -387,9 +387,27 @@ class RecurrentLayer(nn.Module):
                 u, cell.weight_hh, ln.weight, beta, kind, ln.eps, last, extension.kernels()
             )
         if isinstance(norms.hidden, StepwiseBatchNorm):
-            bn = norms.hidden
+            bn, bn_x = norms.hidden, norms.input
             bn._check_training_length(x.shape[1])
-            u = (norms.input.sequence(bptt.project(x, cell.weight_ih, None)) + cell._input_bias()).transpose(0, 1)
+            v = bptt.project(x, cell.weight_ih, None)
+            if fused_batch_norm.applies(extension.kernels(), v):
+                bn_x._check_training_length(x.shape[1])
+                return fused_batch_norm.FusedVanillaBatchNorm.apply(
+                    v,
+                    bn_x.weight.repeat(x.shape[1]),
+                    cell._input_bias().expand_as(v),
+                    cell.weight_hh,
+                    bn.weight,
+                    (bn_x.running_mean, bn_x.running_var),
+                    (bn.running_mean, bn.running_var),
+                    kind,
+                    bn.training,
+                    (bn_x.momentum, bn.momentum),
+                    (bn_x.eps, bn.eps),
+                    last,
+                    extension.kernels(),
+                )
+            u = (bn_x.sequence(v) + cell._input_bias()).transpose(0, 1)
             return bptt.VanillaBatchNormRecurrence.apply(
                 u,
                 cell.weight_hh,

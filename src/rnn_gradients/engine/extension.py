@@ -39,6 +39,8 @@ import itertools
 import os
 import sys
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from functools import cache
 from pathlib import Path
 from types import ModuleType
@@ -230,7 +232,7 @@ def _agrees_with_python(module: ModuleType) -> bool:
             python, compiled = (_lstm_recurrence(norm, u, w_lstm, last, grad, kernels) for kernels in (None, module))
             if not all(map(same_bits, python, compiled)):
                 return False
-    return _norms_agree(module, generator) and _adam_agrees(module, generator)
+    return all(check(module, generator) for check in (_fused_batch_norm_agrees, _norms_agree, _adam_agrees))
 
 
 def _gate_inputs(
@@ -243,6 +245,45 @@ def _gate_inputs(
     special[1, 0, :3] = special[1, 0, -3:] = torch.tensor([float("nan"), float("inf"), -float("inf")])
     special[2, -1, -1] = 90.0
     return finite, special, torch.randn(gates * hidden, hidden, generator=generator) / hidden**0.5
+
+
+@contextmanager
+def _one_thread() -> Iterator[None]:
+    """torch on one thread inside the block, as training runs."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _fused_batch_norm_agrees(module: ModuleType, generator: torch.Generator) -> bool:
+    """Whether :mod:`~rnn_gradients.engine.fused_batch_norm` through ``module`` gives the reference path's results
+    bit for bit, on one thread (the only place it runs): every vanilla cell, training and evaluation, read out at
+    every step and at the last one, at (B, H) = (64, 64), (3, 7) and (5, 13), from finite inputs and from NaN, ±Inf
+    and large ones."""
+    from rnn_gradients.engine import bptt
+
+    with _one_thread():
+        for batch, hidden in ((64, 64), (3, 7), (5, 13)):
+            finite = torch.randn(batch, 6, hidden, generator=generator) * 3
+            special = finite.clone()
+            special[0, 1, :3] = torch.tensor([float("nan"), float("inf"), -float("inf")])
+            special[-1, 2, -1] = 90.0
+            w_hh = torch.randn(hidden, hidden, generator=generator) / hidden**0.5
+            bias = torch.randn(hidden, generator=generator)
+            grads = torch.randn(6, batch, hidden, generator=generator)
+            modes = ("batch-train", "batch-eval")
+            cases = itertools.product((finite, special), bptt.COMPILED_KINDS, modes, (True, False))
+            for v, kind, norm, last in cases:
+                grad = grads[-1] if last else grads
+                reference, fused = (
+                    _fused_batch_norm(norm, v, w_hh, bias, kind, last, grad, kernels) for kernels in (None, module)
+                )
+                if not all(map(same_bits, reference, fused)):
+                    return False
+    return True
 
 
 def _norms_agree(module: ModuleType, generator: torch.Generator) -> bool:
@@ -324,6 +365,47 @@ def _recurrence(
     return [outputs.detach(), *torch.autograd.grad(outputs, inputs, grad), *buffers]
 
 
+def _fused_batch_norm(
+    norm: str,
+    v: torch.Tensor,
+    w_hh: torch.Tensor,
+    bias: torch.Tensor,
+    kind: str,
+    last: bool,
+    grad: torch.Tensor,
+    kernels: ModuleType | None,
+) -> list[torch.Tensor]:
+    """The outputs, gradients and updated running statistics of the vanilla recurrence under batch norm on both
+    parts from input projections ``v`` (B, T, H): by :class:`~rnn_gradients.engine.fused_batch_norm.
+    FusedVanillaBatchNorm` through ``kernels``, or (None) as the reference path computes it (the input part's
+    batch norm over the whole sequence by autograd, then the Python loops). ``norm``: "batch-train" or
+    "batch-eval" (whose running statistics keep fewer rows than the steps); gains and statistics from fixed seeds."""
+    from rnn_gradients.engine import bptt, fused_batch_norm
+
+    steps = v.shape[1]
+    rows = steps if norm == "batch-train" else max(steps - 2, 1)
+    draws = torch.Generator().manual_seed(3)
+    input_norm, hidden_norm = (_step_norm(norm, v.shape[2], draws, shift=False, rows=rows) for _ in range(2))
+    v, w_hh, bias = (t.clone().requires_grad_() for t in (v, w_hh, bias))
+    training = norm == "batch-train"
+    if kernels is None:
+        u = (input_norm.sequence(v) + bias).transpose(0, 1)
+        outputs = bptt.VanillaBatchNormRecurrence.apply(
+            u, w_hh, hidden_norm.weight, hidden_norm.running_mean, hidden_norm.running_var, kind, training,
+            hidden_norm.momentum, hidden_norm.eps, last, None,
+        )  # fmt: skip
+    else:
+        outputs = fused_batch_norm.FusedVanillaBatchNorm.apply(
+            v, input_norm.weight.repeat(steps), bias.expand_as(v), w_hh, hidden_norm.weight,
+            (input_norm.running_mean, input_norm.running_var), (hidden_norm.running_mean, hidden_norm.running_var),
+            kind, training, (input_norm.momentum, hidden_norm.momentum), (input_norm.eps, hidden_norm.eps), last,
+            kernels,
+        )  # fmt: skip
+    inputs = [v, w_hh, bias, input_norm.weight, hidden_norm.weight]
+    buffers = [b for module in (input_norm, hidden_norm) for b in module.buffers()]
+    return [outputs.detach(), *torch.autograd.grad(outputs, inputs, grad), *buffers]
+
+
 def _gru_recurrence(
     norm: str,
     u: torch.Tensor,
@@ -352,20 +434,20 @@ def _gru_recurrence(
     return [outputs.detach(), *torch.autograd.grad(outputs, inputs, grad), *buffers]
 
 
-def _step_norm(norm: str, features: int, draws: torch.Generator, shift: bool) -> Normalizer:
-    """A layer norm (``norm`` "layer") or a recurrent batch norm over four steps ("batch-train" in training mode,
-    "batch-eval" in evaluation; with a shift where ``shift``) of ``features``, its gain, shift and running statistics
-    drawn from ``draws``."""
+def _step_norm(norm: str, features: int, draws: torch.Generator, shift: bool, rows: int = 4) -> Normalizer:
+    """A layer norm (``norm`` "layer") or a recurrent batch norm over ``rows`` steps ("batch-train" in training
+    mode, "batch-eval" in evaluation; with a shift where ``shift``) of ``features``, its gain, shift and running
+    statistics drawn from ``draws``."""
     from rnn_gradients.engine.normalization import LayerNorm, StepwiseBatchNorm
 
     module: Normalizer
     if norm == "layer":
         module = LayerNorm(features)
     else:
-        module = StepwiseBatchNorm(features, 4, shift=shift).train(norm == "batch-train")
+        module = StepwiseBatchNorm(features, rows, shift=shift).train(norm == "batch-train")
         with torch.no_grad():
-            module.running_mean.copy_(torch.rand(4, features, generator=draws))
-            module.running_var.copy_(torch.rand(4, features, generator=draws))
+            module.running_mean.copy_(torch.rand(rows, features, generator=draws))
+            module.running_var.copy_(torch.rand(rows, features, generator=draws))
     with torch.no_grad():
         module.weight.copy_(1 + torch.rand(features, generator=draws))
         if module.bias is not None:

@@ -15,6 +15,25 @@ using Vec = at::vec::Vectorized<float>;
 // ATen's elementwise loops (cpu_kernel_vec) take two vectors at a time and the remainder with the scalar function.
 constexpr int64_t kChunk = 2 * Vec::size();
 
+// a*b + c as ATen's kernels compute an expression of that form that their source writes as a product and a sum: torch
+// is built with GCC's default contraction, so its AVX2 and AVX512 kernels (compiled with -mfma) round it once, as
+// one FMA, and its DEFAULT kernels twice.
+inline float contracted(float a, float b, float c) {
+#if defined(CPU_CAPABILITY_AVX2) || defined(CPU_CAPABILITY_AVX512)
+  return std::fma(a, b, c);
+#else
+  return a * b + c;
+#endif
+}
+
+inline Vec contracted(const Vec& a, const Vec& b, const Vec& c) {
+#if defined(CPU_CAPABILITY_AVX2) || defined(CPU_CAPABILITY_AVX512)
+  return at::vec::fmadd(a, b, c);
+#else
+  return a * b + c;
+#endif
+}
+
 // lerp(start, end, w) as ATen's kernel: start + w (end - start) where |w| < 0.5, else end - (end - start)(1 - w),
 // each as one FMA (its vectors with the coefficient w or w - 1, its scalars contracted alike).
 inline float lerp(float start, float end, float weight) {

@@ -1,5 +1,5 @@
-// The time loops of rnn_gradients.engine.bptt (the vanilla recurrences and the GRU's) in C++, bit for bit the same
-// arithmetic.
+// The time loops of rnn_gradients.engine.bptt (the vanilla recurrences and the GRU's), gru_norm_bptt, lstm_norm_bptt
+// and fused_batch_norm in C++, bit for bit the arithmetic of their plain-torch paths.
 //
 // Each loop calls the same ATen GEMMs as the Python loop (addmm_, mm_out, addmm_out) and, for a normalization, the
 // CPU kernels that at::native_layer_norm and at::native_batch_norm (and their backwards) call, directly through
@@ -38,6 +38,7 @@
 #include <ATen/native/layer_norm.h>
 #include <torch/extension.h>
 
+#include <algorithm>
 #include <cmath>
 #include <optional>
 #include <vector>
@@ -46,6 +47,7 @@
 
 namespace {
 
+using rnn_gradients::contracted;
 using rnn_gradients::kChunk;
 using rnn_gradients::lerp;
 using rnn_gradients::Vec;
@@ -297,23 +299,36 @@ at::Tensor layer_norm_gain_terms(const at::Tensor& pre, const at::Tensor& mean, 
 
 // Batch norm over the batch of a contiguous (B, H) block with a gain and, optionally, a shift, as
 // at::native_batch_norm and its backward compute it on the CPU (batch_norm_cpu, batch_norm_backward_cpu in ATen's
-// Normalization.cpp): their own kernels (the dispatch stubs batch_norm_cpu_collect_stats_stub, batch_norm_cpu_stub and
-// batch_norm_cpu_backward_stub), with the per-channel update of the saved and running statistics between them
-// written out here in ATen's types: the momentum rounded to float, the running mean updated in float, the biased
-// variance var_sum / B a float quotient and 1 / sqrt(var + eps) in double, the unbiased variance var_sum / (B - 1)
-// a float quotient whose update runs in double; each result rounded to float once. at::native_batch_norm checks,
-// allocates five tensors and builds accessors on every call, about half of its 8-microsecond call here. The load
-// check (rnn_gradients.engine.extension) compares the outputs, gradients and running statistics with its, bit for bit.
+// Normalization.cpp): their own kernels (batch_norm_cpu_collect_stats_stub, batch_norm_cpu_stub and
+// batch_norm_cpu_backward_stub; a (B, H) block takes their channels-last path), with the per-channel update of the
+// saved and running statistics between them written out here in ATen's types: the momentum rounded to float, the
+// running mean updated in float, the biased variance var_sum / B a float quotient and 1 / sqrt(var + eps) in double,
+// the unbiased variance var_sum / (B - 1) a float quotient whose update runs in double; each result rounded to float
+// once. at::native_batch_norm checks, allocates five tensors and builds accessors on every call, about half of its
+// 8-microsecond call here.
+//
+// On one thread with B > 1 (every training step of the study) the kernels' arithmetic is written out here too, in
+// one pass per reduction over the block instead of their allocations, zero-filled buffers and separate passes:
+// per channel c, over the rows b in order,
+//   forward    s = x_b + s;  mean = (float)((double)s / B);  v = (x_b - mean)^2 + v;  var_sum = v
+//              alpha = invstd * gain;  beta = shift - mean * alpha;  y_b = x_b * alpha + beta
+//   backward   S = dy_b + S;  P = (x_b - mean) dy_b + P;  k = P invstd invstd / B
+//              dx_b = ((dy_b - S / B) - (x_b - mean) k) invstd gain  (evaluation: dy_b invstd gain)
+//              dgain = P invstd;  dshift = S
+// each a*b + c contracted as torch's build contracts it (contracted() in elementwise.h; dx's (x_b - mean) k only over
+// the first multiple of 8 channels of the block ATen normalizes, see contracted_channels), each other operation one
+// float rounding; with more threads (or B = 1) the kernels take paths that split the rows or accumulate in double,
+// and are called. The load check (rnn_gradients.engine.extension) compares the outputs, gradients and running
+// statistics with at::native_batch_norm's, bit for bit.
 struct BatchNorm {
   at::Tensor gain, shift, mean, var_sum, dgain, dshift;  // shift undefined where none; the rest per-step scratch
+  std::vector<float> scratch;  // the written-out kernels' per-channel scratch: part(0) to part(3)
   int64_t batch, n;
 
-  BatchNorm(const at::Tensor& gain_, const std::optional<at::Tensor>& shift_, const at::Tensor& block)
-      : gain(gain_.contiguous()), batch(block.size(0)), n(block.size(1)) {
-    check_block(block, "a batch-normalized block");
+  BatchNorm(const at::Tensor& gain_, const std::optional<at::Tensor>& shift_, int64_t batch_, int64_t n_)
+      : gain(gain_.contiguous()), batch(batch_), n(n_) {
     check_block(gain, "the batch norm's gain");
-    TORCH_CHECK(block.dim() == 2 && gain.numel() == n && batch > 0 && n > 0,
-                "batch norm over (B, H) blocks with a gain of H");
+    TORCH_CHECK(gain.numel() == n && batch > 0 && n > 0, "batch norm over (B, H) blocks with a gain of H");
     mean = gain.new_empty({n});
     var_sum = gain.new_empty({n});
     dgain = gain.new_empty({n});
@@ -323,6 +338,93 @@ struct BatchNorm {
       TORCH_CHECK(shift.numel() == n, "batch norm with a shift of H");
       dshift = gain.new_empty({n});
     }
+    scratch.resize(4 * n);
+  }
+
+  BatchNorm(const at::Tensor& gain_, const std::optional<at::Tensor>& shift_, const at::Tensor& block)
+      : BatchNorm(gain_, shift_, block.size(0), block.size(1)) {
+    check_block(block, "a batch-normalized block");
+    TORCH_CHECK(block.dim() == 2, "batch norm over (B, H) blocks");
+  }
+
+  float* part(int64_t i) { return scratch.data() + i * n; }
+
+  // Whether ATen's kernels would take the one-thread path written out here.
+  bool written_out() const { return batch > 1 && at::get_num_threads() == 1; }
+
+  // Over the B rows of x (``stride`` floats apart): m = mean, v = sum of (x - m)^2 (n floats each).
+  void collect_stats(const float* x, int64_t stride, float* m, float* v) const {
+    std::fill(m, m + n, 0.f);
+    for (int64_t b = 0; b < batch; ++b) {
+      const float* row = x + b * stride;
+      int64_t c = 0;
+      for (; c + Vec::size() <= n; c += Vec::size()) (Vec::loadu(row + c) + Vec::loadu(m + c)).store(m + c);
+      for (; c < n; ++c) m[c] = row[c] + m[c];
+    }
+    for (int64_t c = 0; c < n; ++c) m[c] = static_cast<float>(static_cast<double>(m[c]) / batch);
+    std::fill(v, v + n, 0.f);
+    for (int64_t b = 0; b < batch; ++b) {
+      const float* row = x + b * stride;
+      int64_t c = 0;
+      for (; c + Vec::size() <= n; c += Vec::size()) {
+        const Vec d = Vec::loadu(row + c) - Vec::loadu(m + c);
+        contracted(d, d, Vec::loadu(v + c)).store(v + c);
+      }
+      for (; c < n; ++c) {
+        const float d = row[c] - m[c];
+        v[c] = contracted(d, d, v[c]);
+      }
+    }
+  }
+
+  // The saved statistics and the running row's update from the batch's mean m and var_sum v (ATen's types).
+  void update_statistics(const float* m, const float* v, float* saved_mean, float* saved_invstd, float* rm,
+                         float* rv, double momentum, double eps) const {
+    const float weight = static_cast<float>(momentum);
+    for (int64_t f = 0; f < n; ++f) {
+      saved_mean[f] = m[f];
+      const double var = v[f] / batch;  // a float quotient, as ATen's var_sum / n
+      saved_invstd[f] = (var != 0 || eps != 0) ? static_cast<float>(1.0 / std::sqrt(var + eps)) : 0.f;
+      rm[f] = weight * m[f] + (1 - weight) * rm[f];
+      const double unbiased = v[f] / (batch - 1);
+      rv[f] = static_cast<float>(weight * unbiased + (1 - weight) * rv[f]);
+    }
+  }
+
+  // y (contiguous) = x * alpha + beta per channel, alpha = invstd * gain, beta = shift - mean * alpha.
+  void normalize(const float* x, int64_t stride, float* y, const float* m, const float* invstd) {
+    const float *g = gain.data_ptr<float>(), *sh = shift.defined() ? shift.data_ptr<float>() : nullptr;
+    float *alpha = part(0), *beta = part(1);
+    for (int64_t c = 0; c < n; ++c) {
+      alpha[c] = invstd[c] * g[c];
+      beta[c] = contracted(-m[c], alpha[c], sh != nullptr ? sh[c] : 0.f);
+    }
+    for (int64_t b = 0; b < batch; ++b) {
+      const float* in = x + b * stride;
+      float* out = y + b * n;
+      int64_t c = 0;
+      for (; c + Vec::size() <= n; c += Vec::size()) {
+        contracted(Vec::loadu(in + c), Vec::loadu(alpha + c), Vec::loadu(beta + c)).store(out + c);
+      }
+      for (; c < n; ++c) out[c] = contracted(in[c], alpha[c], beta[c]);
+    }
+  }
+
+  // The written-out forward: y (B, n contiguous) = BN(x), x's rows ``stride`` floats apart; training updates the
+  // running row rm, rv and saves the batch's statistics, evaluation normalizes with the running row.
+  void forward_rows(const float* x, int64_t stride, float* y, float* rm, float* rv, bool training, double momentum,
+                    double eps, float* saved_mean, float* saved_invstd) {
+    if (training) {
+      float *m = mean.data_ptr<float>(), *v = var_sum.data_ptr<float>();
+      collect_stats(x, stride, m, v);
+      update_statistics(m, v, saved_mean, saved_invstd, rm, rv, momentum, eps);
+      normalize(x, stride, y, saved_mean, saved_invstd);
+    } else {
+      float* invstd = part(2);
+      const float e = static_cast<float>(eps);
+      for (int64_t c = 0; c < n; ++c) invstd[c] = 1.f / std::sqrt(rv[c] + e);
+      normalize(x, stride, y, rm, invstd);
+    }
   }
 
   // y = BN(z). Training: with z's batch statistics, saved in save_mean and save_invstd (H each), and the running
@@ -330,31 +432,106 @@ struct BatchNorm {
   void forward(const at::Tensor& z, at::Tensor& y, const at::Tensor& running_mean, const at::Tensor& running_var,
                bool training, double momentum, double eps, const at::Tensor& save_mean,
                const at::Tensor& save_invstd) {
+    float *rm = running_mean.data_ptr<float>(), *rv = running_var.data_ptr<float>();
+    if (written_out()) {
+      forward_rows(z.data_ptr<float>(), n, y.data_ptr<float>(), rm, rv, training, momentum, eps,
+                   training ? save_mean.data_ptr<float>() : nullptr, training ? save_invstd.data_ptr<float>() : nullptr);
+      return;
+    }
     if (training) {
       at::native::batch_norm_cpu_collect_stats_stub(at::kCPU, mean, var_sum, z);
-      const float *m = mean.data_ptr<float>(), *v = var_sum.data_ptr<float>();
-      float *saved_mean = save_mean.data_ptr<float>(), *saved_invstd = save_invstd.data_ptr<float>();
-      float *rm = running_mean.data_ptr<float>(), *rv = running_var.data_ptr<float>();
-      const float weight = static_cast<float>(momentum);
-      for (int64_t f = 0; f < n; ++f) {
-        saved_mean[f] = m[f];
-        const double var = v[f] / batch;  // a float quotient, as ATen's var_sum / n
-        saved_invstd[f] = (var != 0 || eps != 0) ? static_cast<float>(1.0 / std::sqrt(var + eps)) : 0.f;
-        rm[f] = weight * m[f] + (1 - weight) * rm[f];
-        const double unbiased = v[f] / (batch - 1);
-        rv[f] = static_cast<float>(weight * unbiased + (1 - weight) * rv[f]);
-      }
+      update_statistics(mean.data_ptr<float>(), var_sum.data_ptr<float>(), save_mean.data_ptr<float>(),
+                        save_invstd.data_ptr<float>(), rm, rv, momentum, eps);
     }
     at::native::batch_norm_cpu_stub(at::kCPU, y, z, gain, shift, save_mean, save_invstd, running_mean, running_var,
                                     training, eps);
   }
 
+  // The written-out backward: dx (rows dx_stride apart) from dy (B, n contiguous) and x (rows x_stride apart),
+  // with the batch's statistics m, invstd (training) or the running row's (evaluation; rv the running variance);
+  // dgain (and dshift) hold this block's gradients. ``contracted_until``: the channels before it take the
+  // contracted form of (x - mean) k, the rest the two roundings (see backward).
+  void backward_rows(const float* dy, const float* x, int64_t x_stride, const float* m, const float* saved_invstd,
+                     const float* rv, bool training, double eps, float* dx, int64_t dx_stride,
+                     int64_t contracted_until) {
+    const float* invstd = saved_invstd;
+    if (!training) {
+      float* own = part(2);
+      for (int64_t c = 0; c < n; ++c) own[c] = static_cast<float>(1 / std::sqrt(rv[c] + eps));
+      invstd = own;
+    }
+    float *sum = part(3), *dotp = part(0);
+    std::fill(sum, sum + n, 0.f);
+    std::fill(dotp, dotp + n, 0.f);
+    for (int64_t b = 0; b < batch; ++b) {
+      const float *xr = x + b * x_stride, *dr = dy + b * n;
+      int64_t c = 0;
+      for (; c + Vec::size() <= n; c += Vec::size()) {
+        const Vec d = Vec::loadu(dr + c);
+        (Vec::loadu(sum + c) + d).store(sum + c);
+        contracted(Vec::loadu(xr + c) - Vec::loadu(m + c), d, Vec::loadu(dotp + c)).store(dotp + c);
+      }
+      for (; c < n; ++c) {
+        sum[c] = sum[c] + dr[c];
+        dotp[c] = contracted(xr[c] - m[c], dr[c], dotp[c]);
+      }
+    }
+    const float* g = gain.data_ptr<float>();
+    float* dg = dgain.data_ptr<float>();
+    for (int64_t c = 0; c < n; ++c) dg[c] = dotp[c] * invstd[c];
+    if (dshift.defined()) std::copy(sum, sum + n, dshift.data_ptr<float>());
+    float *k = dotp, *grad_mean = part(1);  // dotp is not read again
+    const float count = static_cast<float>(batch);
+    for (int64_t c = 0; c < n; ++c) {
+      k[c] = dotp[c] * invstd[c] * invstd[c] / count;
+      grad_mean[c] = sum[c] / count;
+    }
+    const int64_t vector_end = training ? std::min(n, contracted_until) : n;
+    for (int64_t b = 0; b < batch; ++b) {
+      const float *xr = x + b * x_stride, *dr = dy + b * n;
+      float* out = dx + b * dx_stride;
+      int64_t c = 0;
+      for (; c + Vec::size() <= vector_end; c += Vec::size()) {
+        const Vec iv = Vec::loadu(invstd + c), w = Vec::loadu(g + c);
+        if (training) {
+          const Vec centred = Vec::loadu(xr + c) - Vec::loadu(m + c);
+          const Vec rest = Vec::loadu(dr + c) - Vec::loadu(grad_mean + c);
+          (contracted(centred.neg(), Vec::loadu(k + c), rest) * iv * w).store(out + c);
+        } else {
+          (Vec::loadu(dr + c) * iv * w).store(out + c);
+        }
+      }
+      for (; c < n; ++c) {
+        if (!training) {
+          out[c] = dr[c] * invstd[c] * g[c];
+        } else if (c < contracted_until) {
+          out[c] = contracted(-(xr[c] - m[c]), k[c], dr[c] - grad_mean[c]) * invstd[c] * g[c];
+        } else {
+          out[c] = (dr[c] - grad_mean[c] - (xr[c] - m[c]) * k[c]) * invstd[c] * g[c];
+        }
+      }
+    }
+  }
+
+  // Where ATen's backward over a block of ``channels`` channels contracts (x - mean) k: torch's build does over
+  // the first multiple of 8 channels and not over the rest (measured against its AVX2 and AVX512 kernels; the
+  // load check holds every build to it).
+  static int64_t contracted_channels(int64_t channels) { return channels - channels % 8; }
+
   // dz = dL/dz from dy = dL/dy; adds dL/dgain to grad_gain (and dL/dshift to grad_shift, with a shift).
   void backward(const at::Tensor& dy, const at::Tensor& z, const at::Tensor& running_mean,
                 const at::Tensor& running_var, const at::Tensor& save_mean, const at::Tensor& save_invstd,
                 bool training, double eps, at::Tensor& dz, at::Tensor& grad_gain, at::Tensor* grad_shift = nullptr) {
-    at::native::batch_norm_cpu_backward_stub(at::kCPU, dz, dgain, dshift, dy, z, gain, running_mean, running_var,
-                                             save_mean, save_invstd, training, eps);
+    if (written_out()) {
+      TORCH_CHECK(dy.is_contiguous() && dz.is_contiguous(), "batch norm's backward on contiguous blocks");
+      backward_rows(dy.data_ptr<float>(), z.data_ptr<float>(), n,
+                    (training ? save_mean : running_mean).data_ptr<float>(),
+                    training ? save_invstd.data_ptr<float>() : nullptr, running_var.data_ptr<float>(), training, eps,
+                    dz.data_ptr<float>(), n, contracted_channels(n));
+    } else {
+      at::native::batch_norm_cpu_backward_stub(at::kCPU, dz, dgain, dshift, dy, z, gain, running_mean, running_var,
+                                               save_mean, save_invstd, training, eps);
+    }
     grad_gain.add_(dgain);
     if (shift.defined()) {
       TORCH_CHECK(grad_shift != nullptr && grad_shift->defined(), "a batch norm with a shift sums its gradient");
@@ -412,6 +589,121 @@ void batch_norm_backward(at::Tensor delta, at::Tensor grad_pre, at::Tensor grad_
     const int64_t row = std::min(t, rows - 1);
     norm.backward(deltas[t], pres[t], means[row], variances[row], saved_means[t], saved_invstds[t], training, eps,
                   grad_pres[t], grad_gain);
+    if (t > 0) recurrent_grad(deltas[t - 1], grads, t, grad_pres[t], w_hh);
+  }
+}
+
+// Asks the cache for ``rows`` rows of n floats, ``stride`` floats apart, from p (for writing where ``write``): the
+// input part's rows of the next step lie one (B, T, H) row apart, a page or more, where the hardware's prefetchers
+// do not look ahead; measured, the backward's first pass waited on them for most of its time.
+void prefetch_rows(const float* p, int64_t rows, int64_t n, int64_t stride, bool write) {
+  constexpr int64_t kLine = 64 / sizeof(float);
+  for (int64_t b = 0; b < rows; ++b) {
+    for (int64_t c = 0; c < n; c += kLine) {
+      if (write) {
+        __builtin_prefetch(p + b * stride + c, 1);
+      } else {
+        __builtin_prefetch(p + b * stride + c, 0);
+      }
+    }
+  }
+}
+
+// Batch norm on both parts (the vanilla cell under batch norm: h_t = phi(BN_x,t(W_ih x_t) + bias + BN_t(W_hh h_{t-1}))),
+// forward, the input part's batch norm done step by step in this loop (cells.CellNorms' input StepwiseBatchNorm
+// normalizes the whole (B, T·H) block at once, channel t·H + j being step t's unit j: the same arithmetic channel by
+// channel). v (B, T, H) holds W_ih x_t batch-major; per step, u_t = s (BN_x,t(v_t; in_gain) + bias) (s = 2 for tanh)
+// and then the step of batch_norm_forward. One thread and B > 1 only (BatchNorm::written_out). Returns the saved
+// statistics of the input part's batch norm and of the recurrent one, ((T, H) each; (T, 0) in evaluation).
+std::vector<at::Tensor> batch_norm_fused_forward(at::Tensor hs, at::Tensor pre, const at::Tensor& v,
+                                                 const at::Tensor& in_gain, const at::Tensor& bias, double scale,
+                                                 const at::Tensor& in_running_mean, const at::Tensor& in_running_var,
+                                                 const at::Tensor& w_t, const at::Tensor& gain,
+                                                 const at::Tensor& running_mean, const at::Tensor& running_var,
+                                                 int64_t kind, bool training, double momentum, double eps,
+                                                 double in_momentum, double in_eps) {
+  check_blocks({&hs, &pre, &v, &bias, &in_running_mean, &in_running_var, &running_mean, &running_var},
+               "every batch-norm buffer");
+  const int64_t batch = v.size(0), steps = v.size(1), n = v.size(2), block = batch * n;
+  BatchNorm norm(gain, std::nullopt, batch, n), in_norm(in_gain, std::nullopt, batch, n);
+  TORCH_CHECK(norm.written_out(), "the fused batch norm runs on one thread with B > 1");
+  TORCH_CHECK(bias.numel() == n && pre.size(0) == steps && running_mean.size(1) == n && in_running_mean.size(1) == n,
+              "a bias of H, pre (T, B, H) and running statistics of H each");
+  std::vector<at::Tensor> states = hs.unbind(0), pres = pre.unbind(0);
+  const int64_t rows = running_mean.size(0), in_rows = in_running_mean.size(0), saved = training ? n : 0;
+  std::vector<at::Tensor> stats;
+  for (int i = 0; i < 4; ++i) stats.push_back(pre.new_empty({steps, saved}));
+  float *in_mean = stats[0].data_ptr<float>(), *in_invstd = stats[1].data_ptr<float>();
+  float *mean = stats[2].data_ptr<float>(), *invstd = stats[3].data_ptr<float>();
+  float *rm = running_mean.data_ptr<float>(), *rv = running_var.data_ptr<float>();
+  float *in_rm = in_running_mean.data_ptr<float>(), *in_rv = in_running_var.data_ptr<float>();
+  at::Tensor y = pre.new_empty({batch, n}), u = pre.new_empty({batch, n});
+  float *yp = y.data_ptr<float>(), *up = u.data_ptr<float>();
+  const float *vp = v.data_ptr<float>(), *bp = bias.data_ptr<float>();
+  const float s = static_cast<float>(scale);
+  for (int64_t t = 0; t < steps; ++t) {
+    const int64_t row = std::min(t, rows - 1), in_row = std::min(t, in_rows - 1);
+    if (t + 1 < steps) prefetch_rows(vp + (t + 1) * n, batch, n, steps * n, false);
+    in_norm.forward_rows(vp + t * n, steps * n, up, in_rm + in_row * n, in_rv + in_row * n, training, in_momentum,
+                         in_eps, in_mean + t * saved, in_invstd + t * saved);
+    for (int64_t b = 0; b < batch; ++b) {
+      float* r = up + b * n;
+      for (int64_t c = 0; c < n; ++c) r[c] = r[c] + bp[c];
+      if (scale != 1) {
+        for (int64_t c = 0; c < n; ++c) r[c] = r[c] * s;
+      }
+    }
+    const float* z = at::mm_out(pres[t], states[t], w_t).data_ptr<float>();
+    norm.forward_rows(z, n, yp, rm + row * n, rv + row * n, training, momentum, eps, mean + t * saved,
+                      invstd + t * saved);
+    add_activate_block(kind, yp, up, states[t + 1].data_ptr<float>(), block);
+  }
+  return stats;
+}
+
+// Backward of batch_norm_fused_forward: delta (T, B, H) becomes dL/du_t (the bias's gradient, summed by the
+// caller), grad_pre (T, B, H) dL/dz_t, grad_v (B, T, H) dL/dv, grad_in_gain (T, H) each step's dL/d(in_gain); adds
+// dL/dgain to grad_gain. The input part's dL/dv takes the contraction of the whole (B, T·H) block's backward.
+void batch_norm_fused_backward(at::Tensor delta, at::Tensor grad_pre, at::Tensor grad_gain, at::Tensor grad_v,
+                               at::Tensor grad_in_gain, const at::Tensor& hs, const at::Tensor& pre,
+                               const at::Tensor& v, const std::vector<at::Tensor>& stats, const at::Tensor& w_hh,
+                               const at::Tensor& gain, const at::Tensor& in_gain, const at::Tensor& running_mean,
+                               const at::Tensor& running_var, const at::Tensor& in_running_mean,
+                               const at::Tensor& in_running_var, int64_t kind, bool training, double eps,
+                               double in_eps, const at::Tensor& final, const std::optional<at::Tensor>& outputs) {
+  check_blocks({&delta, &grad_pre, &grad_v, &grad_in_gain, &hs, &pre, &v, &running_mean, &running_var,
+                &in_running_mean, &in_running_var},
+               "every batch-norm buffer");
+  TORCH_CHECK(stats.size() == 4, "the four statistics of batch_norm_fused_forward");
+  const int64_t batch = v.size(0), steps = v.size(1), n = v.size(2), block = batch * n;
+  BatchNorm norm(gain, std::nullopt, batch, n), in_norm(in_gain, std::nullopt, batch, n);
+  TORCH_CHECK(norm.written_out(), "the fused batch norm runs on one thread with B > 1");
+  std::vector<at::Tensor> deltas = delta.unbind(0), grad_pres = grad_pre.unbind(0);
+  const std::vector<at::Tensor> pres = pre.unbind(0), means = running_mean.unbind(0),
+                                variances = running_var.unbind(0), grads = optional_rows(outputs);
+  const std::vector<at::Tensor> saved_means = stats[2].unbind(0), saved_invstds = stats[3].unbind(0);
+  const int64_t rows = running_mean.size(0), in_rows = in_running_mean.size(0), saved = training ? n : 0;
+  const float *states = hs.data_ptr<float>(), *vp = v.data_ptr<float>();
+  const float *in_mean = stats[0].data_ptr<float>(), *in_invstd = stats[1].data_ptr<float>();
+  const float *in_rm = in_running_mean.data_ptr<float>(), *in_rv = in_running_var.data_ptr<float>();
+  float *gv = grad_v.data_ptr<float>(), *gg = grad_in_gain.data_ptr<float>();
+  const float* in_dgain = in_norm.dgain.data_ptr<float>();
+  const int64_t in_contracted = BatchNorm::contracted_channels(steps * n);
+  deltas[steps - 1].copy_(final);
+  for (int64_t t = steps - 1; t >= 0; --t) {
+    float* d = deltas[t].data_ptr<float>();
+    if (t > 0) {
+      prefetch_rows(vp + (t - 1) * n, batch, n, steps * n, false);
+      prefetch_rows(gv + (t - 1) * n, batch, n, steps * n, true);
+    }
+    backward_block(kind, d, states + (t + 1) * block, block);
+    const int64_t row = std::min(t, rows - 1), in_row = std::min(t, in_rows - 1);
+    norm.backward(deltas[t], pres[t], means[row], variances[row], saved_means[t], saved_invstds[t], training, eps,
+                  grad_pres[t], grad_gain);
+    in_norm.backward_rows(d, vp + t * n, steps * n, training ? in_mean + t * saved : in_rm + in_row * n,
+                          training ? in_invstd + t * saved : nullptr, in_rv + in_row * n, training, in_eps,
+                          gv + t * n, steps * n, std::clamp<int64_t>(in_contracted - t * n, 0, n));
+    std::copy(in_dgain, in_dgain + n, gg + t * n);
     if (t > 0) recurrent_grad(deltas[t - 1], grads, t, grad_pres[t], w_hh);
   }
 }
@@ -802,6 +1094,10 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("layer_norm_backward", &layer_norm_backward, "the vanilla recurrence under layer norm, backward");
   m.def("batch_norm_forward", &batch_norm_forward, "the vanilla recurrence under batch norm, forward");
   m.def("batch_norm_backward", &batch_norm_backward, "the vanilla recurrence under batch norm, backward");
+  m.def("batch_norm_fused_forward", &batch_norm_fused_forward,
+        "the vanilla recurrence under batch norm with its input part's batch norm, forward");
+  m.def("batch_norm_fused_backward", &batch_norm_fused_backward,
+        "the vanilla recurrence under batch norm with its input part's batch norm, backward");
   m.def("layer_norm_gain_terms", &layer_norm_gain_terms, "((pre - mean) * rstd) * delta, the terms of dL/dgain");
   m.def("gru_forward", &gru_forward, "the GRU recurrence's forward over its buffers, in place");
   m.def("gru_backward", &gru_backward, "dL/dh_t and dL/dgh_t of every step of the GRU recurrence");
