@@ -14,7 +14,7 @@ ROOT = Path(__file__).resolve().parents[1]
 LOOP_CALLS = {
     ("rnn_tanh", "none"): {"vanilla_forward", "vanilla_backward"},
     ("rnn_tanh", "layer"): {"layer_norm_forward", "layer_norm_backward", "layer_norm_gain_terms"},
-    ("rnn_tanh", "batch"): {"batch_norm_forward", "batch_norm_backward"},
+    ("rnn_tanh", "batch"): {"batch_norm_fused_forward", "batch_norm_fused_backward"},  # one thread: the fused path
     ("gru", "none"): {"gru_forward", "gru_backward"},
     ("gru", "layer"): {"gru_norm_forward", "gru_norm_backward"},
     ("gru", "batch"): {"gru_norm_forward", "gru_norm_backward"},
