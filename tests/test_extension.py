@@ -34,6 +34,10 @@ def test_the_extension_builds_and_is_used_under_ci() -> None:
     assert extension.status() == f"compiled ({torch.backends.cpu.get_cpu_capability()})"
 
 
+SHAPES = [(1, 64, 64), (5, 3, 7), (60, 64, 64), (200, 16, 33), (17, 5, 13)]
+"""(T, B, H) of every bit-for-bit comparison: T = 1, short and long T, blocks of whole vectors and of scalar tails."""
+
+
 def special_inputs(length: int, batch: int, hidden: int, seed: int) -> torch.Tensor:
     """(T, B, H) input parts with NaN, ±Inf and a saturating value in them (where the steps allow)."""
     u = torch.randn(length, batch, hidden, generator=torch.Generator().manual_seed(seed)) * 3
@@ -45,9 +49,7 @@ def special_inputs(length: int, batch: int, hidden: int, seed: int) -> torch.Ten
 @needs_kernels
 @pytest.mark.parametrize("norm", extension.NORM_CASES)
 @pytest.mark.parametrize("kind", list(bptt.COMPILED_KINDS))
-@pytest.mark.parametrize(
-    ("length", "batch", "hidden"), [(1, 64, 64), (5, 3, 7), (60, 64, 64), (200, 16, 33), (17, 5, 13)]
-)
+@pytest.mark.parametrize(("length", "batch", "hidden"), SHAPES)
 @pytest.mark.parametrize("inputs", ["finite", "special"])
 @pytest.mark.parametrize("last", [True, False])
 def test_compiled_loops_equal_the_python_loops_bit_for_bit(
@@ -89,9 +91,7 @@ def gated_inputs(
 
 
 @needs_kernels
-@pytest.mark.parametrize(
-    ("length", "batch", "hidden"), [(1, 64, 64), (5, 3, 7), (60, 64, 64), (200, 16, 33), (17, 5, 13)]
-)
+@pytest.mark.parametrize(("length", "batch", "hidden"), SHAPES)
 @pytest.mark.parametrize("inputs", ["finite", "special"])
 @pytest.mark.parametrize("last", [True, False])
 @pytest.mark.parametrize("norm", ["none", *extension.NORM_CASES[1:]])
@@ -116,9 +116,7 @@ def test_compiled_gru_equals_the_python_gru_bit_for_bit(
 
 
 @needs_kernels
-@pytest.mark.parametrize(
-    ("length", "batch", "hidden"), [(1, 64, 64), (5, 3, 7), (60, 64, 64), (200, 16, 33), (17, 5, 13)]
-)
+@pytest.mark.parametrize(("length", "batch", "hidden"), SHAPES)
 @pytest.mark.parametrize("inputs", ["finite", "special"])
 @pytest.mark.parametrize("last", [True, False])
 @pytest.mark.parametrize("norm", extension.NORM_CASES[1:])
@@ -145,9 +143,7 @@ def test_compiled_lstm_under_a_norm_equals_the_python_lstm_bit_for_bit(
 @needs_kernels
 @pytest.mark.parametrize("norm", ["batch-train", "batch-eval"])
 @pytest.mark.parametrize("kind", list(bptt.COMPILED_KINDS))
-@pytest.mark.parametrize(
-    ("length", "batch", "hidden"), [(1, 64, 64), (5, 3, 7), (60, 64, 64), (200, 16, 33), (17, 5, 13)]
-)
+@pytest.mark.parametrize(("length", "batch", "hidden"), SHAPES)
 @pytest.mark.parametrize("inputs", ["finite", "special"])
 @pytest.mark.parametrize("last", [True, False])
 def test_fused_batch_norm_equals_the_reference_path_bit_for_bit(
