@@ -195,9 +195,10 @@ def _nudge(t: torch.Tensor, index: int) -> None:
     flat[index] = torch.nextafter(flat[index], torch.tensor(2.0))
 
 
-NUDGED_ARGUMENT = {"lstm_norm_backward": 1}
-"""Which argument the wrong module's function writes one ulp off, where not the first: the LSTM's backward writes
-∂L/∂h_t (which nothing reads afterwards) first and ∂L/∂(i, f, g, o) second."""
+NUDGED_ARGUMENT = {"gru_norm_backward": 4, "lstm_norm_backward": 3}
+"""Which argument the wrong module's function writes one ulp off, where not the first: the normalized gated cells'
+backwards write ∂L/∂h_t (which nothing reads afterwards) first, and return ∂L/∂v, the gradient of their input
+projections, in their fifth (GRU) and fourth (LSTM) arguments."""
 
 
 def _off_by_one_ulp(function: str) -> object:

@@ -9,10 +9,12 @@ computes. Here each recurrence is one :class:`torch.autograd.Function`, as cuDNN
   h_{t−1} W_hhᵀ) and an in-place activation, on per-step views made once by ``unbind`` (indexing or slicing
   inside the loop costs 1-2 µs a view, a per-step ``addmm(out=)`` one more copy). Every tanh here (the tanh RNN's,
   the GRU's candidate) is 2σ(2a) − 1 from a doubled preactivation (:func:`tanh_from_twice`), at a third of
-  ``torch.tanh``'s cost. The input part u_t of every step (W_ih x_t + b, or its normalization) is computed
-  *outside* the recurrence, over the whole sequence at once (:class:`InputProjection`, then autograd for an input
-  normalization and the biases), so dW_ih, the biases and the input normalization's parameters get their
-  gradients from one GEMM / one reduction over all steps.
+  ``torch.tanh``'s cost. The input part u_t = W_ih x_t + b of every step is computed *outside* the recurrence,
+  over the whole sequence at once (:class:`InputProjection`), so dW_ih and the biases get their gradients from one
+  GEMM / one reduction over all steps. Where the input part is normalized (the gated cells under a normalization:
+  :mod:`~rnn_gradients.engine.gru_norm_bptt`, :mod:`~rnn_gradients.engine.lstm_norm_bptt`; the vanilla cells under
+  batch norm on the compiled path: :mod:`~rnn_gradients.engine.fused_batch_norm`), only W_ih x_t is computed
+  outside, and the normalization runs step by step inside the loops.
 - **backward**: a reverse-time loop for the recurrent part only. With g_t = ∂L/∂h_t from the outputs,
 
       vanilla:  δ_t = (g_t + δ_{t+1} W_hh) ⊙ φ'(a_t),   φ'(a_t) from h_t, in bulk before the loop,

@@ -362,9 +362,11 @@ class RecurrentLayer(nn.Module):
         """The states h_1..h_L time-major (L, B, H), or h_L (B, H) when ``last``, by
         :mod:`~rnn_gradients.engine.bptt`.
 
-        The input part of every step is computed here by ordinary autograd ops over the whole sequence (so its
-        gradients are one GEMM over all steps); the recurrence is one node. Without a graph (evaluation) the
-        recurrence of the plain cells runs in place over the input projections.
+        The input projections W_ih x_t of every step are computed here over the whole sequence (so their weight's
+        gradient is one GEMM over all steps), with the bias or, for the vanilla cells under batch norm on the
+        plain-torch path, the input part's normalization by autograd; the gated cells' input normalization and
+        the compiled vanilla batch norm's run inside the recurrence, which is one node. Without a graph
+        (evaluation) the recurrence of the plain cells runs in place over the input projections.
         """
         cell, norms, kind = self.cell, self.norm, self.cell_type
         xt = x.transpose(0, 1)
@@ -427,41 +429,36 @@ class RecurrentLayer(nn.Module):
             return states[-1] if last else states
         return bptt.VanillaRecurrence.apply(u, cell.weight_hh, kind, last, extension.kernels())
 
-    def _normalized_inputs(self, x: Tensor) -> Tensor:
-        """The input part N_x(W_ih x_t) + bias of every step of a gated cell under a normalization, time-major
-        (L, B, G·H), by autograd over the whole sequence (W_ih x_t by ``bptt.project``); checks first that batch
-        norm keeps statistics for every step of a training sequence."""
+    def _input_projections(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """For a gated cell under a normalization: the input projections v_t = W_ih x_t of every step, time-major
+        (L, B, G·H), by one GEMM (``bptt.project``), and the shift of their normalization N_x inside the loops:
+        the input bias (``_input_bias``), plus layer norm's own shift. Checks first that batch norm keeps statistics
+        for every step of a training sequence."""
         cell, norms = self.cell, self.norm
         for module in (norms.input, norms.hidden, norms.cell_state):
             if isinstance(module, StepwiseBatchNorm):
                 module._check_training_length(x.shape[1])
-        return (norms.input.sequence(bptt.project(x, cell.weight_ih, None)) + cell._input_bias()).transpose(0, 1)
+        shift = cell._input_bias() if norms.input.bias is None else norms.input.bias + cell._input_bias()
+        return bptt.project(x.transpose(0, 1), cell.weight_ih, None), shift
 
     def _gru_norm_bptt(self, x: Tensor, last: bool, keep: bool) -> Tensor:
         """The GRU under layer or batch norm by :mod:`~rnn_gradients.engine.gru_norm_bptt`."""
         cell, norms = self.cell, self.norm
-        u = self._normalized_inputs(x)
-        hidden = norms.hidden
+        v, shift = self._input_projections(x)
         return gru_norm_bptt.GRUNormRecurrence.apply(
-            u, cell.weight_hh, cell.bias_hh, hidden.weight, hidden.bias, hidden, last, keep, extension.kernels()
-        )
+            v, cell.weight_hh, cell.bias_hh, norms.input.weight, shift, norms.hidden.weight, norms.hidden.bias,
+            norms.input, norms.hidden, last, keep, extension.kernels(),
+        )  # fmt: skip
 
     def _lstm_norm_bptt(self, x: Tensor, last: bool, keep: bool) -> Tensor:
         """The LSTM under layer or batch norm by :mod:`~rnn_gradients.engine.lstm_norm_bptt`."""
-        hidden, cell_state = self.norm.hidden, self.norm.cell_state
+        norms = self.norm
+        v, shift = self._input_projections(x)
         return lstm_norm_bptt.LSTMNormRecurrence.apply(
-            self._normalized_inputs(x),
-            self.cell.weight_hh,
-            hidden.weight,
-            hidden.bias,
-            cell_state.weight,
-            cell_state.bias,
-            hidden,
-            cell_state,
-            last,
-            keep,
+            v, self.cell.weight_hh, norms.input.weight, shift, norms.hidden.weight, norms.hidden.bias,
+            norms.cell_state.weight, norms.cell_state.bias, norms.input, norms.hidden, norms.cell_state, last, keep,
             extension.kernels(),
-        )
+        )  # fmt: skip
 
     def forward_with_states(self, x: Tensor) -> tuple[Tensor, list[Tensor]]:
         """(outputs (B, L, H), [h_1, ..., h_L]) by the unrolled loop; ``outputs`` stacks those same tensors."""

@@ -416,22 +416,31 @@ def _gru_recurrence(
     kernels: ModuleType | None,
 ) -> list[torch.Tensor]:
     """The outputs, gradients and updated buffers of one GRU recurrence, plain
-    (:class:`~rnn_gradients.engine.bptt.GRURecurrence`) or under a normalization of its recurrent term
-    (:class:`~rnn_gradients.engine.gru_norm_bptt.GRUNormRecurrence`: ``norm`` one of ``NORM_CASES[1:]``, its
-    gain, shift and running statistics drawn from fixed seeds), run by ``kernels`` or (None) by the Python loops."""
+    (:class:`~rnn_gradients.engine.bptt.GRURecurrence`: ``u`` its input parts) or under normalizations of its input
+    part and its recurrent term (:class:`~rnn_gradients.engine.gru_norm_bptt.GRUNormRecurrence`: ``u`` its input
+    projections, ``norm`` one of ``NORM_CASES[1:]``, the gains, shifts and running statistics drawn from fixed
+    seeds), run by ``kernels`` or (None) by the Python loops."""
     from rnn_gradients.engine import bptt, gru_norm_bptt
 
     u, w_hh, b_hh = (t.clone().requires_grad_() for t in (u, w_hh, b_hh))
     if norm == "none":
         outputs = bptt.GRURecurrence.apply(u, w_hh, b_hh, last, kernels)
         return [outputs.detach(), *torch.autograd.grad(outputs, (u, w_hh, b_hh), grad)]
-    module = _step_norm(norm, w_hh.shape[0], torch.Generator().manual_seed(2), shift=False)
-    inputs = [u, w_hh, b_hh, *(p for p in (module.weight, module.bias) if p is not None)]
+    draws = torch.Generator().manual_seed(2)
+    input_norm, hidden_norm = (_step_norm(norm, w_hh.shape[0], draws, shift=False) for _ in range(2))
+    input_shift = torch.randn(w_hh.shape[0], generator=draws).requires_grad_()
+    inputs = [u, w_hh, b_hh, input_norm.weight, input_shift, *_parameters(hidden_norm)]
     outputs = gru_norm_bptt.GRUNormRecurrence.apply(
-        u, w_hh, b_hh, module.weight, module.bias, module, last, True, kernels
-    )
-    buffers = [] if norm == "layer" else [module.running_mean, module.running_var]
+        u, w_hh, b_hh, input_norm.weight, input_shift, hidden_norm.weight, hidden_norm.bias, input_norm, hidden_norm,
+        last, True, kernels,
+    )  # fmt: skip
+    buffers = [] if norm == "layer" else [b for module in (input_norm, hidden_norm) for b in module.buffers()]
     return [outputs.detach(), *torch.autograd.grad(outputs, inputs, grad), *buffers]
+
+
+def _parameters(module: Normalizer) -> list[torch.Tensor]:
+    """A normalization's gain, and its shift where it has one."""
+    return [p for p in (module.weight, module.bias) if p is not None]
 
 
 def _step_norm(norm: str, features: int, draws: torch.Generator, shift: bool, rows: int = 4) -> Normalizer:
@@ -458,22 +467,24 @@ def _step_norm(norm: str, features: int, draws: torch.Generator, shift: bool, ro
 def _lstm_recurrence(
     norm: str, u: torch.Tensor, w_hh: torch.Tensor, last: bool, grad: torch.Tensor, kernels: ModuleType | None
 ) -> list[torch.Tensor]:
-    """The outputs, gradients and updated buffers of one LSTM recurrence under a normalization of its recurrent term
-    and of its cell state (:class:`~rnn_gradients.engine.lstm_norm_bptt.LSTMNormRecurrence`: ``norm`` one of
-    ``NORM_CASES[1:]``, the cell state's batch norm with a shift, as the model's), run by ``kernels`` or (None) by
-    the Python loops."""
+    """The outputs, gradients and updated buffers of one LSTM recurrence from input projections ``u`` under
+    normalizations of its input part, its recurrent term and its cell state
+    (:class:`~rnn_gradients.engine.lstm_norm_bptt.LSTMNormRecurrence`: ``norm`` one of ``NORM_CASES[1:]``, the
+    cell state's batch norm with a shift, as the model's), run by ``kernels`` or (None) by the Python loops."""
     from rnn_gradients.engine import lstm_norm_bptt
 
     draws = torch.Generator().manual_seed(2)
     u, w_hh = (t.clone().requires_grad_() for t in (u, w_hh))
-    hidden_norm = _step_norm(norm, w_hh.shape[0], draws, shift=False)
+    input_norm, hidden_norm = (_step_norm(norm, w_hh.shape[0], draws, shift=False) for _ in range(2))
+    input_shift = torch.randn(w_hh.shape[0], generator=draws).requires_grad_()
     cell_norm = _step_norm(norm, w_hh.shape[1], draws, shift=True)
-    parameters = [p for module in (hidden_norm, cell_norm) for p in (module.weight, module.bias) if p is not None]
+    parameters = [input_norm.weight, input_shift, *_parameters(hidden_norm), *_parameters(cell_norm)]
     outputs = lstm_norm_bptt.LSTMNormRecurrence.apply(
-        u, w_hh, hidden_norm.weight, hidden_norm.bias, cell_norm.weight, cell_norm.bias, hidden_norm, cell_norm,
-        last, True, kernels,
+        u, w_hh, input_norm.weight, input_shift, hidden_norm.weight, hidden_norm.bias, cell_norm.weight,
+        cell_norm.bias, input_norm, hidden_norm, cell_norm, last, True, kernels,
     )  # fmt: skip
-    buffers = [] if norm == "layer" else [b for module in (hidden_norm, cell_norm) for b in module.buffers()]
+    modules = (input_norm, hidden_norm, cell_norm)
+    buffers = [] if norm == "layer" else [b for module in modules for b in module.buffers()]
     return [outputs.detach(), *torch.autograd.grad(outputs, [u, w_hh, *parameters], grad), *buffers]
 
 

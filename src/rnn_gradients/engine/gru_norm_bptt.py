@@ -3,21 +3,27 @@
 As :mod:`rnn_gradients.engine.bptt` does for the vanilla cells and the plain GRU: the recurrence of a whole
 sequence is one :class:`torch.autograd.Function`, its forward fills preallocated (T, B, ·) buffers without a graph,
 its backward is one reverse-time loop, and ∂L/∂W_hh and ∂L/∂b_hh, sums over steps, are one GEMM and one reduction
-after the loop; the normalization's gain and shift gradients are added step by step inside it, by
-:class:`~rnn_gradients.engine.step_norm.StepNorm`, as autograd through the unrolled loop adds them. The input part
-u_t = N_x(W_ih x_t) + b_ih is computed outside, over the whole sequence, by ordinary autograd ops. Per step, with
-N_h the normalization of the recurrent term (:mod:`rnn_gradients.engine.normalization` for where it sits):
+after the loop; the normalizations' gain and shift gradients are added step by step, by
+:class:`~rnn_gradients.engine.step_norm.StepNorm`, as autograd through the unrolled loop adds them. Only the input
+projections v_t = W_ih x_t are computed outside, over the whole sequence (one GEMM, and one for ∂L/∂W_ih); their
+normalization N_x runs step by step inside the loops, on the (B, 3H) block of the step at hand, where computing it
+over the whole (T, B, 3H) block outside cost passes over several MB each way (a bias, a layout copy, the
+gradient's). Per step, with N_x's shift the input bias b_ih (plus layer norm's own shift) and N_h the
+normalization of the recurrent term (:mod:`rnn_gradients.engine.normalization` for where they sit):
 
-    z_t = h_{t−1} W_hhᵀ,   gh_t = N_h(z_t) + b_hh,   then the gates of :class:`~rnn_gradients.engine.bptt.GRURecurrence`
+    u_t = N_x(v_t),   z_t = h_{t−1} W_hhᵀ,   gh_t = N_h(z_t) + b_hh,
+    then the gates of :class:`~rnn_gradients.engine.bptt.GRURecurrence`
 
 Backward: the plain GRU's loop (∂L/∂gh_t = dh_t ⊙ F_t with the bulk factor F of
 :func:`~rnn_gradients.engine.bptt.gru_factors`), with ∂L/∂z_t = N_hᵀ(∂L/∂gh_t) by the kernel autograd itself
 runs (``native_layer_norm_backward``, ``native_batch_norm_backward``) before the GEMM
-dh_{t−1} = g_{t−1} + dh_t ⊙ z_t + (∂L/∂z_t) W_hh. ``tests/test_engine_equivalence.py`` checks it against autograd
-through the reference cell (``RecurrentLayer.reference``). Where the compiled module runs
-(:mod:`~rnn_gradients.engine.extension`), both loops run in C++ instead (``gru_norm_forward``,
-``gru_norm_backward`` in ``csrc/recurrence.cpp``: the plain GRU's per-step passes with the normalization's CPU
-kernels between them), bit for bit the loops below, which stay the fallback and the definition.
+dh_{t−1} = g_{t−1} + dh_t ⊙ z_t + (∂L/∂z_t) W_hh; then ∂L/∂u_t, which is ∂L/∂gh_t in the r and z blocks and
+dh_t ⊙ A_t in the n block, and ∂L/∂v_t = N_xᵀ(∂L/∂u_t), step by step from the last.
+``tests/test_engine_equivalence.py`` checks it against autograd through the reference cell
+(``RecurrentLayer.reference``). Where the compiled module runs (:mod:`~rnn_gradients.engine.extension`), both loops
+run in C++ instead (``gru_norm_forward``, ``gru_norm_backward`` in ``csrc/recurrence.cpp``: the plain GRU's per-step
+passes with the normalizations' CPU kernels between them, N_x's backward inside the backward loop), bit for bit the
+loops below, which stay the fallback and the definition.
 
 The LSTM under a normalization has its own module, :mod:`~rnn_gradients.engine.lstm_norm_bptt`, along the same
 lines.
@@ -46,74 +52,85 @@ from rnn_gradients.engine.step_norm import StepNorm, per_step
 
 
 class GRUNormRecurrence(torch.autograd.Function):
-    """The GRU recurrence with N_h (module docstring) for u (T, B, 3H) = N_x(W_ih x_t) + b_ih, h_0 = 0.
+    """The GRU recurrence with N_x and N_h (module docstring) for v (T, B, 3H) = W_ih x_t, h_0 = 0.
 
-    Arguments after u, W_hh and b_hh: the gain and shift (None for batch norm) of N_h, its module, ``last``,
-    ``keep``: False when no backward will follow (evaluation), so that only h_1..h_T is kept, not every step's
-    gates and normalization inputs, and ``kernels``: the compiled module
-    (:mod:`~rnn_gradients.engine.extension`), whose loops run the forward and the backward instead of the Python
-    loops below where there is a backward to come and :meth:`StepNorm.compiled_arguments` covers N_h, with the
-    same bits (its load check compares them).
+    Arguments after v, W_hh and b_hh: the gain and shift of N_x (its shift the input bias b_ih, plus layer norm's
+    own shift), those of N_h (None for batch norm), the two modules, ``last``, ``keep``: False when no backward will
+    follow (evaluation), so that only h_1..h_T is kept, not every step's gates and normalization inputs, and
+    ``kernels``: the compiled module (:mod:`~rnn_gradients.engine.extension`), whose loops run the forward and the
+    backward instead of the Python loops below where there is a backward to come and
+    :meth:`StepNorm.compiled_arguments` covers both normalizations, with the same bits (its load check compares
+    them).
     """
 
     @staticmethod
     def forward(
         ctx: Any,
-        u: Tensor,
+        v: Tensor,
         w_hh: Tensor,
         b_hh: Tensor,
+        input_weight: Tensor,
+        input_shift: Tensor,
         hidden_weight: Tensor,
         hidden_bias: Tensor | None,
-        module: Normalizer,
+        input_module: Normalizer,
+        hidden_module: Normalizer,
         last: bool,
         keep: bool,
         kernels: ModuleType | None = None,
     ) -> Tensor:
-        if keep:
-            u = u.contiguous()
-        steps, batch, features = u.shape
+        v = v.contiguous()
+        steps, batch, features = v.shape
         hidden = features // 3
         two = 2 * hidden
-        norm_h = StepNorm(module, hidden_weight, hidden_bias)
-        hs = _states_buffer(u, hidden)
-        z, zs = per_step(u, steps, (batch, features), keep)
-        gh, ghs = per_step(u, steps, (batch, features), keep)
-        rz, rzs = per_step(u, steps, (batch, two), keep)
-        n, ns = per_step(u, steps, (batch, hidden), keep)
+        norm_x = StepNorm(input_module, input_weight, input_shift)
+        norm_h = StepNorm(hidden_module, hidden_weight, hidden_bias)
+        hs = _states_buffer(v, hidden)
+        z, zs = per_step(v, steps, (batch, features), keep)
+        gh, ghs = per_step(v, steps, (batch, features), keep)
+        rz, rzs = per_step(v, steps, (batch, two), keep)
+        n, ns = per_step(v, steps, (batch, hidden), keep)
         w_t = w_hh.t()
-        compiled = norm_h.compiled_arguments() if keep and _compiled(kernels, u) else None
-        if compiled is not None:
-            ctx.statistics = kernels.gru_norm_forward(hs, z, gh, rz, n, u, w_t, b_hh, *compiled)
-            norm_h.use_statistics(ctx.statistics)
+        arguments = (norm_x.compiled_arguments(), norm_h.compiled_arguments())
+        compiled = keep and _compiled(kernels, v) and None not in arguments
+        if compiled:
+            statistics = kernels.gru_norm_forward(hs, z, gh, rz, n, v, w_t, b_hh, *arguments[0], *arguments[1])
+            ctx.statistics = (statistics[0], statistics[1]), (statistics[2], statistics[3])
+            norm_x.use_statistics(ctx.statistics[0])
+            norm_h.use_statistics(ctx.statistics[1])
         else:
-            # 2·u_n: the candidate's tanh comes from its doubled input (bptt.tanh_from_twice).
-            states, u_rz, u_n = hs.unbind(0), u[..., :two].unbind(0), torch.mul(u[..., two:], 2.0).unbind(0)
-            for t in range(steps):
+            states = hs.unbind(0)
+            for t, v_t in enumerate(v.unbind(0)):
+                u = norm_x.forward(v_t, t)
                 g = torch.add(norm_h.forward(torch.mm(states[t], w_t, out=zs[t]), t), b_hh, out=ghs[t])
-                gates = torch.add(u_rz[t], g[:, :two], out=rzs[t]).sigmoid_()
-                cand = torch.addcmul(u_n[t], gates[:, :hidden], g[:, two:], value=2.0, out=ns[t])
+                gates = torch.add(u[:, :two], g[:, :two], out=rzs[t]).sigmoid_()
+                # 2·u_n: the candidate's tanh comes from its doubled input (bptt.tanh_from_twice).
+                cand = torch.addcmul(u[:, two:].mul_(2.0), gates[:, :hidden], g[:, two:], value=2.0, out=ns[t])
                 torch.lerp(tanh_from_twice(cand, ns[t]), states[t], gates[:, hidden:], out=states[t + 1])
         if keep:
-            ctx.hs, ctx.z, ctx.gh, ctx.rz, ctx.n = hs, z, gh, rz, n
-            ctx.norm_h, ctx.kernels, ctx.compiled = norm_h, kernels, compiled
+            ctx.hs, ctx.z, ctx.gh, ctx.rz, ctx.n, ctx.v = hs, z, gh, rz, n, v
+            ctx.norm_x, ctx.norm_h, ctx.kernels, ctx.compiled = norm_x, norm_h, kernels, compiled
             ctx.save_for_backward(w_hh)
         return _outputs(hs, last)
 
     @staticmethod
     def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, ...]:
         (w_hh,) = ctx.saved_tensors
-        hs, z, gh, rz, n, norm_h = ctx.hs, ctx.z, ctx.gh, ctx.rz, ctx.n, ctx.norm_h
+        hs, z, gh, rz, n, v, norm_x, norm_h = ctx.hs, ctx.z, ctx.gh, ctx.rz, ctx.n, ctx.v, ctx.norm_x, ctx.norm_h
         steps, batch, hidden = n.shape
         dz = torch.empty_like(z)  # ∂L/∂z = N_hᵀ(∂L/∂gh)
+        dv = torch.empty_like(v)  # ∂L/∂v = N_xᵀ(∂L/∂u)
         output = _OutputGrad(grad)
-        if ctx.compiled is not None and _compiled(ctx.kernels, grad):
-            # As the plain GRU's compiled backward: the factors step by step inside the loop.
+        if ctx.compiled and _compiled(ctx.kernels, grad):
+            # As the plain GRU's compiled backward: the factors step by step inside the loop, and N_x's backward.
             dh, dgh, a = torch.empty_like(n), n.new_empty(steps, batch, 3, hidden), torch.empty_like(n)
             outputs = None if output.last_only else grad
             ctx.kernels.gru_norm_backward(
-                dh, dgh, a, dz, norm_h.grad_weight, hs, z, gh, rz, n, w_hh,
-                *norm_h.compiled_backward_arguments(ctx.statistics), output.final, outputs, norm_h.grad_bias,
+                dh, dgh, a, dz, dv, *norm_x.parameter_grads(), norm_h.grad_weight, hs, z, gh, rz, n, v, w_hh,
+                *norm_x.compiled_backward_arguments(ctx.statistics[0]),
+                *norm_h.compiled_backward_arguments(ctx.statistics[1]), output.final, outputs, norm_h.grad_bias,
             )  # fmt: skip
+            dgh_all = dgh.view(steps, batch, 3 * hidden)
         else:
             a, factor, zg = gru_factors(hs, gh, rz, n)
             dzs, zs = dz.unbind(0), z.unbind(0)
@@ -122,9 +139,14 @@ class GRUNormRecurrence(torch.autograd.Function):
                 return dzs[t].copy_(norm_h.backward(dgh_t, zs[t], t))
 
             dh, dgh = gru_backward_loop(output, factor, zg, w_hh, through_norm)
-        dgh_all = dgh.view(steps, batch, 3 * hidden)
+            dgh_all = dgh.view(steps, batch, 3 * hidden)
+            # ∂L/∂u equals ∂L/∂gh in the r and z blocks; in the n block it is dh ⊙ A. Then N_x's backward, step by
+            # step from the last as the compiled loop runs it.
+            du = dgh_all.clone()
+            torch.mul(dh, a, out=du.view(steps, batch, 3, hidden)[:, :, 2])
+            dvs, dus, vs = dv.unbind(0), du.unbind(0), v.unbind(0)
+            for t in range(steps - 1, -1, -1):
+                dvs[t].copy_(norm_x.backward(dus[t], vs[t], t))
         grad_w_hh = _flat(dz).t().mm(_flat(hs[:-1]))
         grad_b_hh = _flat(dgh_all).sum(0)
-        # ∂L/∂u equals ∂L/∂gh in the r and z blocks; in the n block it is dh ⊙ A: overwrite, dgh is spent.
-        torch.mul(dh, a, out=dgh[:, :, 2])
-        return dgh_all, grad_w_hh, grad_b_hh, *norm_h.parameter_grads(), None, None, None, None
+        return dv, grad_w_hh, grad_b_hh, *norm_x.parameter_grads(), *norm_h.parameter_grads(), *(None,) * 5

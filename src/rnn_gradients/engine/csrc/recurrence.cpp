@@ -825,33 +825,42 @@ struct StepNorm {
   }
 };
 
-// GRU under N_h, forward (gru_norm_bptt.GRUNormRecurrence): hs (T+1, B, H) holds h_0 = 0 in row 0; per step
-// z_t = h_{t-1} W_hh^T (into z), gh_t = N_h(z_t) + b_hh (into gh), then gru_gates. Returns N_h's statistics.
-std::tuple<at::Tensor, at::Tensor> gru_norm_forward(at::Tensor hs, at::Tensor z, at::Tensor gh, at::Tensor rz,
-                                                    at::Tensor n, const at::Tensor& u, const at::Tensor& w_t,
-                                                    const at::Tensor& b_hh, bool layer, const at::Tensor& gain,
-                                                    const std::optional<at::Tensor>& shift,
-                                                    const std::optional<at::Tensor>& running_mean,
-                                                    const std::optional<at::Tensor>& running_var, bool training,
-                                                    double momentum, double eps) {
-  check_blocks({&hs, &z, &gh, &rz, &n, &u, &b_hh}, "every GRU buffer");
+// GRU under N_x and N_h, forward (gru_norm_bptt.GRUNormRecurrence): hs (T+1, B, H) holds h_0 = 0 in row 0; v
+// (T, B, 3H) the input projections W_ih x_t. Per step: u_t = N_x(v_t) (its shift the input bias) into a scratch
+// row, z_t = h_{t-1} W_hh^T (into z), gh_t = N_h(z_t) + b_hh (into gh), then gru_gates. Returns the statistics,
+// N_x's two and N_h's two.
+std::vector<at::Tensor> gru_norm_forward(at::Tensor hs, at::Tensor z, at::Tensor gh, at::Tensor rz, at::Tensor n,
+                                         const at::Tensor& v, const at::Tensor& w_t, const at::Tensor& b_hh,
+                                         bool x_layer, const at::Tensor& x_gain, const std::optional<at::Tensor>& x_shift,
+                                         const std::optional<at::Tensor>& x_mean,
+                                         const std::optional<at::Tensor>& x_var, bool x_training, double x_momentum,
+                                         double x_eps, bool layer, const at::Tensor& gain,
+                                         const std::optional<at::Tensor>& shift,
+                                         const std::optional<at::Tensor>& running_mean,
+                                         const std::optional<at::Tensor>& running_var, bool training,
+                                         double momentum, double eps) {
+  check_blocks({&hs, &z, &gh, &rz, &n, &v, &b_hh}, "every GRU buffer");
   std::vector<at::Tensor> states = hs.unbind(0), zs = z.unbind(0), ghs = gh.unbind(0);
-  const int64_t steps = u.size(0), batch = u.size(1), hidden = n.size(2), three = 3 * hidden;
-  TORCH_CHECK(b_hh.numel() == three, "b_hh has 3H entries");
+  const std::vector<at::Tensor> vs = v.unbind(0);
+  const int64_t steps = v.size(0), batch = v.size(1), hidden = n.size(2), three = 3 * hidden;
+  TORCH_CHECK(b_hh.numel() == three && v.sizes() == z.sizes(), "b_hh has 3H entries, v and z are (T, B, 3H)");
+  StepNorm norm_x(x_layer, x_gain, x_shift, x_mean, x_var, x_training, x_momentum, x_eps, vs[0]);
   StepNorm norm(layer, gain, shift, running_mean, running_var, training, momentum, eps, zs[0]);
-  auto statistics = norm.statistics(steps, zs[0]);
-  const float* bias = b_hh.data_ptr<float>();
+  auto [x_first, x_second] = norm_x.statistics(steps, vs[0]);
+  auto [h_first, h_second] = norm.statistics(steps, zs[0]);
+  at::Tensor u = at::empty_like(vs[0]);
+  const float *ut = u.data_ptr<float>(), *bias = b_hh.data_ptr<float>();
   for (int64_t t = 0; t < steps; ++t) {
+    norm_x.forward(vs[t], u, t);
     norm.forward(at::mm_out(zs[t], states[t], w_t), ghs[t], t);
     float* g = ghs[t].data_ptr<float>();
     for (int64_t b = 0; b < batch; ++b) {
       for (int64_t j = 0; j < three; ++j) g[b * three + j] += bias[j];  // torch.add(N(z), b_hh): one rounding
     }
-    gru_gates(g, u.data_ptr<float>() + t * batch * three, rz.data_ptr<float>() + t * batch * 2 * hidden,
-              n.data_ptr<float>() + t * batch * hidden, states[t].data_ptr<float>(), states[t + 1].data_ptr<float>(),
-              batch, hidden);
+    gru_gates(g, ut, rz.data_ptr<float>() + t * batch * 2 * hidden, n.data_ptr<float>() + t * batch * hidden,
+              states[t].data_ptr<float>(), states[t + 1].data_ptr<float>(), batch, hidden);
   }
-  return statistics;
+  return {x_first, x_second, h_first, h_second};
 }
 
 // One batch row of the GRU backward's per-step factors, read and written at columns j.. (one vector, or one float):
@@ -933,40 +942,68 @@ void gru_backward(at::Tensor dh, at::Tensor dgh, at::Tensor a, const at::Tensor&
                     [](const at::Tensor& row, int64_t) -> const at::Tensor& { return row; });
 }
 
-// GRU under N_h, backward: as gru_backward, with dz (T, B, 3H) becoming dL/dz_t = N_h^T(dL/dgh_t), which meets
-// W_hh; z (T, B, 3H) and N_h's statistics from gru_norm_forward; batch norm adds dL/dgain to grad_gain (and, with a
-// shift, dL/dshift to grad_shift).
-void gru_norm_backward(at::Tensor dh, at::Tensor dgh, at::Tensor a, at::Tensor dz, at::Tensor grad_gain,
-                       const at::Tensor& hs, const at::Tensor& z, const at::Tensor& gh, const at::Tensor& rz,
-                       const at::Tensor& n, const at::Tensor& w_hh, bool layer, const at::Tensor& gain,
-                       const std::optional<at::Tensor>& shift, const std::optional<at::Tensor>& running_mean,
-                       const std::optional<at::Tensor>& running_var, const at::Tensor& first,
-                       const at::Tensor& second, bool training, double eps, const at::Tensor& final,
-                       const std::optional<at::Tensor>& outputs, std::optional<at::Tensor> grad_shift) {
-  check_blocks({&dz, &z}, "every GRU buffer");
+// GRU under N_x and N_h, backward: as gru_backward, with dz (T, B, 3H) becoming dL/dz_t = N_h^T(dL/dgh_t), which
+// meets W_hh, and dv (T, B, 3H) dL/dv_t = N_x^T(du_t), du_t = dL/du_t: dL/dgh_t in the r and z blocks, dh_t A_t in
+// the n block (gru_norm_bptt.GRUNormRecurrence.backward's order and rounding). z, v and the statistics from
+// gru_norm_forward; each step's share of the normalizations' gain and shift gradients is added to x_grad_gain,
+// x_grad_shift, grad_gain and grad_shift (the last where N_h has a shift: batch norm has none).
+void gru_norm_backward(at::Tensor dh, at::Tensor dgh, at::Tensor a, at::Tensor dz, at::Tensor dv,
+                       at::Tensor x_grad_gain, at::Tensor x_grad_shift, at::Tensor grad_gain, const at::Tensor& hs,
+                       const at::Tensor& z, const at::Tensor& gh, const at::Tensor& rz, const at::Tensor& n,
+                       const at::Tensor& v, const at::Tensor& w_hh, bool x_layer, const at::Tensor& x_gain,
+                       const std::optional<at::Tensor>& x_shift, const std::optional<at::Tensor>& x_mean,
+                       const std::optional<at::Tensor>& x_var, const at::Tensor& x_first,
+                       const at::Tensor& x_second, bool x_training, double x_eps, bool layer,
+                       const at::Tensor& gain, const std::optional<at::Tensor>& shift,
+                       const std::optional<at::Tensor>& running_mean, const std::optional<at::Tensor>& running_var,
+                       const at::Tensor& first, const at::Tensor& second, bool training, double eps,
+                       const at::Tensor& final, const std::optional<at::Tensor>& outputs,
+                       std::optional<at::Tensor> grad_shift) {
+  check_blocks({&dz, &z, &dv, &v}, "every GRU buffer");
+  TORCH_CHECK(dv.sizes() == v.sizes() && v.sizes() == z.sizes(), "dv, v and z are (T, B, 3H)");
   at::Tensor* shift_grad = grad_shift.has_value() ? &*grad_shift : nullptr;
-  std::vector<at::Tensor> dzs = dz.unbind(0);
-  const std::vector<at::Tensor> zs = z.unbind(0);
+  std::vector<at::Tensor> dzs = dz.unbind(0), dvs = dv.unbind(0);
+  const std::vector<at::Tensor> zs = z.unbind(0), vs = v.unbind(0);
+  StepNorm norm_x(x_layer, x_gain, x_shift, x_mean, x_var, x_training, 0.0, x_eps, vs[0]);
   StepNorm norm(layer, gain, shift, running_mean, running_var, training, 0.0, eps, zs[0]);
+  norm_x.use(x_first, x_second);
   norm.use(first, second);
+  const int64_t batch = n.size(1), hidden = n.size(2), two = 2 * hidden, three = 3 * hidden;
+  const int64_t block = batch * hidden;
+  at::Tensor du = at::empty_like(zs[0]);
+  float* up = du.data_ptr<float>();
   gru_backward_loop(dh, dgh, a, hs, gh, rz, n, w_hh, final, outputs,
                     [&](const at::Tensor& row, int64_t t) -> const at::Tensor& {
                       norm.backward(row, zs[t], t, dzs[t], grad_gain, shift_grad);
+                      const float *g = row.data_ptr<float>(), *d = dh.data_ptr<float>() + t * block;
+                      const float* at_ = a.data_ptr<float>() + t * block;
+                      for (int64_t b = 0; b < batch; ++b) {
+                        std::copy(g + b * three, g + b * three + two, up + b * three);
+                        for (int64_t j = 0; j < hidden; ++j) {
+                          up[b * three + two + j] = d[b * hidden + j] * at_[b * hidden + j];
+                        }
+                      }
+                      norm_x.backward(du, vs[t], t, dvs[t], x_grad_gain, &x_grad_shift);
                       return dzs[t];
                     });
 }
 
-// LSTM under N_h and N_c, forward (lstm_norm_bptt.LSTMNormRecurrence): hs (T+1, B, H) and c (T+1, B, H) hold
-// h_0 = c_0 = 0 in row 0; u (T, B, 4H) the input parts (i, f, g, o). Per step:
+// LSTM under N_x, N_h and N_c, forward (lstm_norm_bptt.LSTMNormRecurrence): hs (T+1, B, H) and c (T+1, B, H)
+// hold h_0 = c_0 = 0 in row 0; v (T, B, 4H) the input projections W_ih x_t. Per step:
+//   u_t = N_x(v_t) (its shift the input bias), the input parts (i, f, g, o), into a scratch row;
 //   z_t = h_{t-1} W_hh^T (into z);  a = u_t + N_h(z_t), then in gates (T, B, 4H) sigmoid(a) over the i, f and o
 //   blocks and tanh(a) = 2 sigmoid(2a) - 1 over the g block, row by row (as torch's sigmoid_ on a column slice);
 //   c_t = fma(sigmoid(i), tanh(g), sigmoid(f) c_{t-1});  tc_t = tanh(N_c(c_t)) over the whole (B, H) block, by
 //   ATen's tanh kernel (at::tanh_out, torch.tanh in the Python loop), not 2 sigmoid(2a) - 1: that identity's
 //   absolute error near 0 (a few ulp of 1/2) reaches h_t directly here and doubled the distance to float64;
 //   h_t = sigmoid(o) tc_t.
-// Returns the four statistics (N_h's two, N_c's two).
+// Returns the six statistics (N_x's two, N_h's two, N_c's two).
 std::vector<at::Tensor> lstm_norm_forward(at::Tensor hs, at::Tensor c, at::Tensor z, at::Tensor gates, at::Tensor tc,
-                                          const at::Tensor& u, const at::Tensor& w_t, bool h_layer,
+                                          const at::Tensor& v, const at::Tensor& w_t, bool x_layer,
+                                          const at::Tensor& x_gain, const std::optional<at::Tensor>& x_shift,
+                                          const std::optional<at::Tensor>& x_mean,
+                                          const std::optional<at::Tensor>& x_var, bool x_training, double x_momentum,
+                                          double x_eps, bool h_layer,
                                           const at::Tensor& h_gain, const std::optional<at::Tensor>& h_shift,
                                           const std::optional<at::Tensor>& h_mean,
                                           const std::optional<at::Tensor>& h_var, bool h_training, double h_momentum,
@@ -975,19 +1012,22 @@ std::vector<at::Tensor> lstm_norm_forward(at::Tensor hs, at::Tensor c, at::Tenso
                                           const std::optional<at::Tensor>& c_mean,
                                           const std::optional<at::Tensor>& c_var, bool c_training, double c_momentum,
                                           double c_eps) {
-  check_blocks({&hs, &c, &z, &gates, &tc, &u}, "every LSTM buffer");
+  check_blocks({&hs, &c, &z, &gates, &tc, &v}, "every LSTM buffer");
   std::vector<at::Tensor> states = hs.unbind(0), cells = c.unbind(0), zs = z.unbind(0);
-  const int64_t steps = u.size(0), batch = u.size(1), hidden = tc.size(2), four = 4 * hidden;
-  TORCH_CHECK(u.size(2) == four && z.sizes() == u.sizes() && gates.sizes() == u.sizes(), "(T, B, 4H) gate buffers");
+  const std::vector<at::Tensor> vs = v.unbind(0);
+  const int64_t steps = v.size(0), batch = v.size(1), hidden = tc.size(2), four = 4 * hidden;
+  TORCH_CHECK(v.size(2) == four && z.sizes() == v.sizes() && gates.sizes() == v.sizes(), "(T, B, 4H) gate buffers");
+  StepNorm norm_x(x_layer, x_gain, x_shift, x_mean, x_var, x_training, x_momentum, x_eps, vs[0]);
   StepNorm norm_h(h_layer, h_gain, h_shift, h_mean, h_var, h_training, h_momentum, h_eps, zs[0]);
   StepNorm norm_c(c_layer, c_gain, c_shift, c_mean, c_var, c_training, c_momentum, c_eps, cells[1]);
+  auto [x_first, x_second] = norm_x.statistics(steps, vs[0]);
   auto [h_first, h_second] = norm_h.statistics(steps, zs[0]);
   auto [c_first, c_second] = norm_c.statistics(steps, cells[1]);
-  at::Tensor y = at::empty_like(zs[0]), yc = at::empty_like(cells[1]);
-  const float* ny = y.data_ptr<float>();
+  at::Tensor u = at::empty_like(zs[0]), y = at::empty_like(zs[0]), yc = at::empty_like(cells[1]);
+  const float *ny = y.data_ptr<float>(), *ut = u.data_ptr<float>();
   for (int64_t t = 0; t < steps; ++t) {
+    norm_x.forward(vs[t], u, t);
     norm_h.forward(at::mm_out(zs[t], states[t], w_t), y, t);
-    const float* ut = u.data_ptr<float>() + t * batch * four;
     float* a = gates.data_ptr<float>() + t * batch * four;
     for (int64_t b = 0; b < batch; ++b) {
       float* row = a + b * four;
@@ -1014,35 +1054,43 @@ std::vector<at::Tensor> lstm_norm_forward(at::Tensor hs, at::Tensor c, at::Tenso
       for (int64_t j = 0; j < hidden; ++j) h[b * hidden + j] = a[b * four + 3 * hidden + j] * tct[b * hidden + j];
     }
   }
-  return {h_first, h_second, c_first, c_second};
+  return {x_first, x_second, h_first, h_second, c_first, c_second};
 }
 
-// LSTM under N_h and N_c, backward: dh (T, B, H) becomes dL/dh_t, dgates (T, B, 4H) dL/d(i, f, g, o) = dL/du_t,
-// dz (T, B, 4H) dL/dz_t = N_h^T(dgates_t); the statistics from lstm_norm_forward; each step's share of the
-// normalizations' gain and shift gradients is added to h_grad_gain, h_grad_shift, c_grad_gain and c_grad_shift
-// (the shifts where there are: none for the recurrent term's batch norm). Per step, in
+// LSTM under N_x, N_h and N_c, backward: dh (T, B, H) becomes dL/dh_t, the row dgates (B, 4H) holds step t's
+// dL/d(i, f, g, o) = dL/du_t, dz (T, B, 4H) becomes dL/dz_t = N_h^T(dgates_t) and dv (T, B, 4H) dL/dv_t =
+// N_x^T(dgates_t); the statistics from lstm_norm_forward; each step's share of the normalizations' gain and shift
+// gradients is added to x_grad_gain, x_grad_shift, h_grad_gain, h_grad_shift, c_grad_gain and c_grad_shift (the
+// shifts where there are: none for the recurrent term's batch norm). Per step, in
 // lstm_norm_bptt.LSTMNormRecurrence.backward's order and rounding:
 //   do = (dh tc) (o (1 - o)),  delta = (dh o) (1 - tc tc),  dc = N_c^T(delta) (+ carry past the last step),
 //   di = (dc g) (i (1 - i)),  df = (dc c_{t-1}) (f (1 - f)),  dg = (dc i) (1 - g g),  carry = dc f,
-//   dz_t = N_h^T(dgates_t),  dh_{t-1} = g_{t-1} + dz_t W_hh.
-void lstm_norm_backward(at::Tensor dh, at::Tensor dgates, at::Tensor dz, at::Tensor h_grad_gain,
-                        std::optional<at::Tensor> h_grad_shift, at::Tensor c_grad_gain,
-                        std::optional<at::Tensor> c_grad_shift, const at::Tensor& c,
-                        const at::Tensor& z, const at::Tensor& gates, const at::Tensor& tc, const at::Tensor& w_hh,
-                        bool h_layer, const at::Tensor& h_gain, const std::optional<at::Tensor>& h_shift,
+//   dz_t = N_h^T(dgates_t),  dv_t = N_x^T(dgates_t),  dh_{t-1} = g_{t-1} + dz_t W_hh.
+void lstm_norm_backward(at::Tensor dh, at::Tensor dgates, at::Tensor dz, at::Tensor dv, at::Tensor x_grad_gain,
+                        at::Tensor x_grad_shift, at::Tensor h_grad_gain, std::optional<at::Tensor> h_grad_shift,
+                        at::Tensor c_grad_gain, std::optional<at::Tensor> c_grad_shift, const at::Tensor& c,
+                        const at::Tensor& z, const at::Tensor& v, const at::Tensor& gates, const at::Tensor& tc,
+                        const at::Tensor& w_hh, bool x_layer, const at::Tensor& x_gain,
+                        const std::optional<at::Tensor>& x_shift, const std::optional<at::Tensor>& x_mean,
+                        const std::optional<at::Tensor>& x_var, const at::Tensor& x_first,
+                        const at::Tensor& x_second, bool x_training, double x_eps, bool h_layer, const at::Tensor& h_gain, const std::optional<at::Tensor>& h_shift,
                         const std::optional<at::Tensor>& h_mean, const std::optional<at::Tensor>& h_var,
                         const at::Tensor& h_first, const at::Tensor& h_second, bool h_training, double h_eps,
                         bool c_layer, const at::Tensor& c_gain, const std::optional<at::Tensor>& c_shift,
                         const std::optional<at::Tensor>& c_mean, const std::optional<at::Tensor>& c_var,
                         const at::Tensor& c_first, const at::Tensor& c_second, bool c_training, double c_eps,
                         const at::Tensor& final, const std::optional<at::Tensor>& outputs) {
-  check_blocks({&dh, &dgates, &dz, &c, &z, &gates, &tc}, "every LSTM buffer");
-  std::vector<at::Tensor> dhs = dh.unbind(0), dgs = dgates.unbind(0), dzs = dz.unbind(0);
-  const std::vector<at::Tensor> cells = c.unbind(0), zs = z.unbind(0), grads = optional_rows(outputs);
+  check_blocks({&dh, &dgates, &dz, &dv, &c, &z, &v, &gates, &tc}, "every LSTM buffer");
+  std::vector<at::Tensor> dhs = dh.unbind(0), dzs = dz.unbind(0), dvs = dv.unbind(0);
+  const std::vector<at::Tensor> cells = c.unbind(0), zs = z.unbind(0), vs = v.unbind(0), grads = optional_rows(outputs);
   const int64_t steps = tc.size(0), batch = tc.size(1), hidden = tc.size(2), four = 4 * hidden;
   const int64_t block = batch * hidden;
+  TORCH_CHECK(dgates.sizes() == zs[0].sizes() && dv.sizes() == z.sizes() && v.sizes() == z.sizes(),
+              "a (B, 4H) row of gate gradients; dv, v and z (T, B, 4H)");
+  StepNorm norm_x(x_layer, x_gain, x_shift, x_mean, x_var, x_training, 0.0, x_eps, vs[0]);
   StepNorm norm_h(h_layer, h_gain, h_shift, h_mean, h_var, h_training, 0.0, h_eps, zs[0]);
   StepNorm norm_c(c_layer, c_gain, c_shift, c_mean, c_var, c_training, 0.0, c_eps, cells[1]);
+  norm_x.use(x_first, x_second);
   norm_h.use(h_first, h_second);
   norm_c.use(c_first, c_second);
   at::Tensor delta = at::empty_like(cells[0]), dc = at::empty_like(cells[0]), carry = at::empty_like(cells[0]);
@@ -1053,7 +1101,7 @@ void lstm_norm_backward(at::Tensor dh, at::Tensor dgates, at::Tensor dz, at::Ten
   for (int64_t t = steps - 1; t >= 0; --t) {
     const float *d = dhs[t].data_ptr<float>(), *a = gates.data_ptr<float>() + t * batch * four;
     const float* tct = tc.data_ptr<float>() + t * block;
-    float *dg = dgs[t].data_ptr<float>(), *dl = delta.data_ptr<float>();
+    float *dg = dgates.data_ptr<float>(), *dl = delta.data_ptr<float>();
     for (int64_t b = 0; b < batch; ++b) {
       for (int64_t j = 0; j < hidden; ++j) {
         const int64_t k = b * hidden + j;
@@ -1079,7 +1127,8 @@ void lstm_norm_backward(at::Tensor dh, at::Tensor dgates, at::Tensor dz, at::Ten
         kp[k] = dck * f;
       }
     }
-    norm_h.backward(dgs[t], zs[t], t, dzs[t], h_grad_gain, h_shift_grad);
+    norm_h.backward(dgates, zs[t], t, dzs[t], h_grad_gain, h_shift_grad);
+    norm_x.backward(dgates, vs[t], t, dvs[t], x_grad_gain, &x_grad_shift);
     if (t > 0) recurrent_grad(dhs[t - 1], grads, t, dzs[t], w_hh);
   }
 }
