@@ -41,6 +41,7 @@ The gradient probes keep the reference path: they need ∂L/∂h_t for every t a
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from types import ModuleType
 from typing import Any
@@ -156,8 +157,13 @@ class _OutputGrad:
 
     def __init__(self, grad: Tensor) -> None:
         self.last_only = grad.dim() == 2
-        self.rows = () if self.last_only else grad.unbind(0)
-        self.final = grad if self.last_only else self.rows[-1]
+        self.final = grad if self.last_only else grad[-1]
+        self._grad = grad
+
+    @functools.cached_property
+    def rows(self) -> tuple[Tensor, ...]:
+        """g_1..g_T as row views, made when the Python loops first ask (the compiled loops take the whole block)."""
+        return () if self.last_only else self._grad.unbind(0)
 
     def recurrent(self, delta: Tensor, w_hh: Tensor, t: int, out: Tensor | None) -> Tensor:
         if self.last_only:

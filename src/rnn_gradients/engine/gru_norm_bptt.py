@@ -48,7 +48,7 @@ from rnn_gradients.engine.bptt import (
     tanh_from_twice,
 )
 from rnn_gradients.engine.normalization import Normalizer
-from rnn_gradients.engine.step_norm import StepNorm, per_step
+from rnn_gradients.engine.step_norm import StepNorm, per_step, step_rows
 
 
 class GRUNormRecurrence(torch.autograd.Function):
@@ -86,10 +86,8 @@ class GRUNormRecurrence(torch.autograd.Function):
         norm_x = StepNorm(input_module, input_weight, input_shift)
         norm_h = StepNorm(hidden_module, hidden_weight, hidden_bias)
         hs = _states_buffer(v, hidden)
-        z, zs = per_step(v, steps, (batch, features), keep)
-        gh, ghs = per_step(v, steps, (batch, features), keep)
-        rz, rzs = per_step(v, steps, (batch, two), keep)
-        n, ns = per_step(v, steps, (batch, hidden), keep)
+        z, gh = per_step(v, steps, (batch, features), keep), per_step(v, steps, (batch, features), keep)
+        rz, n = per_step(v, steps, (batch, two), keep), per_step(v, steps, (batch, hidden), keep)
         w_t = w_hh.t()
         arguments = (norm_x.compiled_arguments(), norm_h.compiled_arguments())
         compiled = keep and _compiled(kernels, v) and None not in arguments
@@ -100,6 +98,7 @@ class GRUNormRecurrence(torch.autograd.Function):
             norm_h.use_statistics(ctx.statistics[1])
         else:
             states = hs.unbind(0)
+            zs, ghs, rzs, ns = (step_rows(buffer, steps, keep) for buffer in (z, gh, rz, n))
             for t, v_t in enumerate(v.unbind(0)):
                 u = norm_x.forward(v_t, t)
                 g = torch.add(norm_h.forward(torch.mm(states[t], w_t, out=zs[t]), t), b_hh, out=ghs[t])

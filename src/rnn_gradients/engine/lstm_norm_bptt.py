@@ -50,18 +50,22 @@ from rnn_gradients.engine.bptt import (
     tanh_from_twice,
 )
 from rnn_gradients.engine.normalization import Normalizer
-from rnn_gradients.engine.step_norm import StepNorm, per_step
+from rnn_gradients.engine.step_norm import StepNorm, per_step, step_rows
 
 
-def _cell_states(like: Tensor, steps: int, batch: int, hidden: int, keep: bool) -> tuple[Tensor, tuple[Tensor, ...]]:
-    """A buffer for c_0 = 0, c_1, ..., c_T and its rows: (T+1, B, H), kept for the backward pass, or, when nothing
-    will be differentiated (``keep`` False: evaluation), two rows used in turn."""
+def _cell_states(like: Tensor, steps: int, batch: int, hidden: int, keep: bool) -> Tensor:
+    """A buffer for c_0 = 0, c_1, ..., c_T: (T+1, B, H), kept for the backward pass, or, when nothing will be
+    differentiated (``keep`` False: evaluation), two rows (2, B, H) used in turn (:func:`_cell_rows`)."""
     if keep:
-        buffer = states_buffer(like, steps, batch, hidden)
-        return buffer, buffer.unbind(0)
-    buffer = like.new_zeros(2, batch, hidden)
-    pair = buffer.unbind(0)
-    return buffer, tuple(pair[t % 2] for t in range(steps + 1))
+        return states_buffer(like, steps, batch, hidden)
+    return like.new_zeros(2, batch, hidden)
+
+
+def _cell_rows(buffer: Tensor, steps: int, keep: bool) -> tuple[Tensor, ...]:
+    """The rows c_0, ..., c_T of a :func:`_cell_states` buffer, for the Python loop (the two rows in turn where not
+    ``keep``)."""
+    rows = buffer.unbind(0)
+    return rows if keep else tuple(rows[t % 2] for t in range(steps + 1))
 
 
 class LSTMNormRecurrence(torch.autograd.Function):
@@ -100,10 +104,10 @@ class LSTMNormRecurrence(torch.autograd.Function):
         norm_h = StepNorm(hidden_module, hidden_weight, hidden_bias)
         norm_c = StepNorm(cell_module, cell_weight, cell_bias)
         hs = _states_buffer(v, hidden)
-        c, cells = _cell_states(v, steps, batch, hidden, keep)
-        z, zs = per_step(v, steps, (batch, features), keep)
-        gates, gs = per_step(v, steps, (batch, features), keep)  # (σ(i), σ(f), tanh g, σ(o)) of every step
-        tc, tcs = per_step(v, steps, (batch, hidden), keep)  # tanh N_c(c_t)
+        c = _cell_states(v, steps, batch, hidden, keep)
+        z = per_step(v, steps, (batch, features), keep)
+        gates = per_step(v, steps, (batch, features), keep)  # (σ(i), σ(f), tanh g, σ(o)) of every step
+        tc = per_step(v, steps, (batch, hidden), keep)  # tanh N_c(c_t)
         norms = (norm_x, norm_h, norm_c)
         arguments = [norm.compiled_arguments() for norm in norms]
         ctx.compiled = keep and _compiled(kernels, v) and None not in arguments
@@ -113,7 +117,8 @@ class LSTMNormRecurrence(torch.autograd.Function):
             for norm, pair in zip(norms, ctx.statistics, strict=True):
                 norm.use_statistics(pair)
         else:
-            _forward_loop(v, w_hh, norm_x, norm_h, norm_c, hs.unbind(0), cells, zs, gs, tcs)
+            zs, gs, tcs = (step_rows(buffer, steps, keep) for buffer in (z, gates, tc))
+            _forward_loop(v, w_hh, norm_x, norm_h, norm_c, hs.unbind(0), _cell_rows(c, steps, keep), zs, gs, tcs)
         if keep:
             ctx.hs, ctx.c, ctx.z, ctx.v, ctx.gates, ctx.tc = hs, c, z, v, gates, tc
             ctx.norm_x, ctx.norm_h, ctx.norm_c, ctx.kernels = norm_x, norm_h, norm_c, kernels

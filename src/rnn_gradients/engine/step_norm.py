@@ -11,6 +11,7 @@ normalization to the compiled loops of ``csrc/recurrence.cpp``.
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import torch
@@ -38,13 +39,33 @@ class StepNorm:
         self.eps = module.eps
         self.layer = isinstance(module, LayerNorm)
         self.shape = (weight.shape[0],)
-        self.saved: list[tuple[Tensor, Tensor]] = []
+        self._saved: list[tuple[Tensor, Tensor]] = []
+        self._statistics: tuple[Tensor, Tensor] | None = None
         self.grad_weight = torch.zeros_like(weight)
         self.grad_bias = None if bias is None else torch.zeros_like(bias)
         if isinstance(module, StepwiseBatchNorm):
             self.training, self.momentum = module.training, module.momentum
-            self.means, self.variances = module.running_mean.unbind(0), module.running_var.unbind(0)
             self.rows = module.max_len
+
+    # Per-step views made when the Python loops first ask for them: the compiled loops never do, and 60 views of a
+    # (T, ·) tensor cost about 45 µs to make.
+    @functools.cached_property
+    def means(self) -> tuple[Tensor, ...]:
+        """Batch norm's running means, one row view per step (updated in place by the forward)."""
+        return self.module.running_mean.unbind(0)
+
+    @functools.cached_property
+    def variances(self) -> tuple[Tensor, ...]:
+        """Batch norm's running variances, one row view per step."""
+        return self.module.running_var.unbind(0)
+
+    @property
+    def saved(self) -> list[tuple[Tensor, Tensor]]:
+        """Every step's two statistics so far: appended by :meth:`forward`, or from :meth:`use_statistics`."""
+        if self._statistics is not None:
+            self._saved = list(zip(*(s.unbind(0) for s in self._statistics), strict=True))
+            self._statistics = None
+        return self._saved
 
     def _row(self, t: int) -> int:
         return min(t, self.rows - 1)
@@ -106,18 +127,20 @@ class StepNorm:
     def use_statistics(self, statistics: tuple[Tensor, Tensor]) -> None:
         """Take every step's statistics from a compiled forward's (T, ·) pair, so that :meth:`backward` can run
         after it."""
-        self.saved = list(zip(*(s.unbind(0) for s in statistics), strict=True))
+        self._statistics = statistics
 
     def parameter_grads(self) -> tuple[Tensor, Tensor | None]:
         """(∂L/∂gain, ∂L/∂shift or None), summed over the steps by :meth:`backward` (or the compiled backward)."""
         return self.grad_weight, self.grad_bias
 
 
-def per_step(like: Tensor, steps: int, shape: tuple[int, ...], keep: bool) -> tuple[Tensor, tuple[Tensor, ...]]:
-    """A per-step buffer and its rows: a (steps, *shape) tensor kept for the backward pass, or, when nothing will
-    be differentiated (``keep`` False: evaluation), one scratch row reused by every step."""
-    if keep:
-        buffer = like.new_empty(steps, *shape)
-        return buffer, buffer.unbind(0)
-    row = like.new_empty(*shape)
-    return row, (row,) * steps
+def per_step(like: Tensor, steps: int, shape: tuple[int, ...], keep: bool) -> Tensor:
+    """A per-step buffer: a (steps, *shape) tensor kept for the backward pass, or, when nothing will be
+    differentiated (``keep`` False: evaluation), one scratch row (*shape) reused by every step."""
+    return like.new_empty(steps, *shape) if keep else like.new_empty(*shape)
+
+
+def step_rows(buffer: Tensor, steps: int, keep: bool) -> tuple[Tensor, ...]:
+    """The rows of a :func:`per_step` buffer, one per step (the scratch row ``steps`` times where not ``keep``), for
+    the Python loops: the compiled loops take the buffer itself, and making its views costs about 0.7 µs each."""
+    return buffer.unbind(0) if keep else (buffer,) * steps

@@ -39,6 +39,7 @@
 #include <torch/extension.h>
 
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <optional>
 #include <vector>
@@ -122,8 +123,41 @@ void check_blocks(std::initializer_list<const at::Tensor*> tensors, const char* 
   for (const at::Tensor* t : tensors) check_block(*t, name);
 }
 
+// The rows t = 0, 1, ... of a (T, ...) block as tensors, for the ATen calls that take one step's block. at::unbind
+// makes a view per row, about half a microsecond each and hundreds a sequence here; Rows makes three views once and
+// moves their storage offset, row t going to view t mod 3. So the tensor for row t stays row t while rows t - 1, t
+// and t + 1 are asked for (the step at hand and its neighbours: how every loop here walks its blocks), and no longer
+// once row t - 3 or t + 3 is. Default-constructed: no rows (a model read out at its last step has no per-step
+// gradients from the outputs).
+class Rows {
+ public:
+  Rows() = default;
+
+  explicit Rows(const at::Tensor& block)
+      : size_(block.size(0)), stride_(block.stride(0)), offset_(block.storage_offset()) {
+    TORCH_CHECK(block.dim() >= 1 && size_ > 0, "rows of a (T, ...) block with T > 0");
+    for (at::Tensor& view : views_) view = block.select(0, 0);
+  }
+
+  explicit Rows(const std::optional<at::Tensor>& block) : Rows(block.has_value() ? Rows(*block) : Rows()) {}
+
+  at::Tensor& operator[](int64_t t) const {
+    at::Tensor& view = views_[t % kViews];
+    view.unsafeGetTensorImpl()->set_storage_offset(offset_ + t * stride_);
+    return view;
+  }
+
+  int64_t size() const { return size_; }
+  bool empty() const { return size_ == 0; }
+
+ private:
+  static constexpr int64_t kViews = 3;
+  mutable std::array<at::Tensor, kViews> views_;
+  int64_t size_ = 0, stride_ = 0, offset_ = 0;
+};
+
 // The gradient arriving at step t-1's states through the recurrence: g_{t-1} + d W_hh, or d W_hh alone.
-void recurrent_grad(at::Tensor& out, const std::vector<at::Tensor>& grads, int64_t t, const at::Tensor& d,
+void recurrent_grad(at::Tensor& out, const Rows& grads, int64_t t, const at::Tensor& d,
                     const at::Tensor& w_hh) {
   if (!grads.empty()) {
     at::addmm_out(out, grads[t - 1], d, w_hh);
@@ -132,17 +166,13 @@ void recurrent_grad(at::Tensor& out, const std::vector<at::Tensor>& grads, int64
   }
 }
 
-std::vector<at::Tensor> optional_rows(const std::optional<at::Tensor>& outputs) {
-  return outputs.has_value() ? outputs->unbind(0) : std::vector<at::Tensor>{};
-}
-
 // Forward: hs (T+1, B, H) holds h_0 = 0 in row 0 and s*u_t in row t (s = 2 for tanh, else 1); row t+1 becomes
 // h_{t+1} = phi(s*u_t + s*h_t W_hh^T) in place (w_t = W_hh^T).
 void vanilla_forward(at::Tensor hs, const at::Tensor& w_t, int64_t kind, double scale) {
   check_block(hs, "hs");
-  std::vector<at::Tensor> rows = hs.unbind(0);
+  const Rows rows(hs);
   const int64_t n = rows[0].numel();
-  for (size_t t = 0; t + 1 < rows.size(); ++t) {
+  for (int64_t t = 0; t + 1 < rows.size(); ++t) {
     float* a = rows[t + 1].addmm_(rows[t], w_t, 1.0, scale).data_ptr<float>();
     activate_block(kind, a, a, n);
   }
@@ -151,10 +181,10 @@ void vanilla_forward(at::Tensor hs, const at::Tensor& w_t, int64_t kind, double 
 // Forward without a state buffer (evaluation): u (T, B, H) holds s*u_t and becomes h_1..h_T in place.
 void vanilla_states(at::Tensor u, const at::Tensor& w_t, int64_t kind, double scale) {
   check_block(u, "u");
-  std::vector<at::Tensor> rows = u.unbind(0);
+  const Rows rows(u);
   const int64_t n = rows[0].numel();
   activate_block(kind, rows[0].data_ptr<float>(), rows[0].data_ptr<float>(), n);
-  for (size_t t = 1; t < rows.size(); ++t) {
+  for (int64_t t = 1; t < rows.size(); ++t) {
     float* a = rows[t].addmm_(rows[t - 1], w_t, 1.0, scale).data_ptr<float>();
     activate_block(kind, a, a, n);
   }
@@ -167,10 +197,8 @@ void vanilla_backward(at::Tensor delta, const at::Tensor& hs, const at::Tensor& 
                       const at::Tensor& final, const std::optional<at::Tensor>& outputs) {
   check_block(delta, "delta");
   check_block(hs, "hs");
-  std::vector<at::Tensor> rows = delta.unbind(0);
-  // The states are read through a pointer (a view per step costs about half a microsecond to make).
-  const std::vector<at::Tensor> grads = optional_rows(outputs);
-  const int64_t steps = static_cast<int64_t>(rows.size()), n = rows[0].numel();
+  const Rows rows(delta), grads(outputs);
+  const int64_t steps = rows.size(), n = rows[0].numel();
   rows[steps - 1].copy_(final);
   const float* states = hs.data_ptr<float>();
   backward_block(kind, rows[steps - 1].data_ptr<float>(), states + steps * n, n);
@@ -240,12 +268,12 @@ std::tuple<at::Tensor, at::Tensor> layer_norm_forward(at::Tensor hs, at::Tensor 
                                                       double eps) {
   check_block(hs, "hs");
   check_block(pre, "pre");
-  std::vector<at::Tensor> states = hs.unbind(0), pres = pre.unbind(0);
-  const int64_t steps = static_cast<int64_t>(pres.size()), n = pres[0].numel();
+  const Rows states(hs), pres(pre);
+  const int64_t steps = pres.size(), n = pres[0].numel();
   const LayerNorm norm(gain, beta, pres[0]);
   at::Tensor y = at::empty_like(pres[0]);
   const at::Tensor mean = pre.new_empty({steps, norm.rows, 1}), rstd = pre.new_empty({steps, norm.rows, 1});
-  std::vector<at::Tensor> means = mean.unbind(0), rstds = rstd.unbind(0);
+  const Rows means(mean), rstds(rstd);
   for (int64_t t = 0; t < steps; ++t) {
     norm.forward(pres[t].addmm_(states[t], w_t), eps, y, means[t], rstds[t]);
     activate_block(kind, y.data_ptr<float>(), states[t + 1].data_ptr<float>(), n);
@@ -259,11 +287,9 @@ void layer_norm_backward(at::Tensor delta, at::Tensor grad_pre, const at::Tensor
                          const at::Tensor& gain, const at::Tensor& beta, int64_t kind, const at::Tensor& final,
                          const std::optional<at::Tensor>& outputs) {
   check_blocks({&delta, &grad_pre, &hs, &pre, &mean, &rstd}, "every layer-norm buffer");
-  std::vector<at::Tensor> deltas = delta.unbind(0), grad_pres = grad_pre.unbind(0);
-  const std::vector<at::Tensor> pres = pre.unbind(0), means = mean.unbind(0), rstds = rstd.unbind(0),
-                                grads = optional_rows(outputs);
-  const float* states = hs.data_ptr<float>();  // read through a pointer: no view per step
-  const int64_t steps = static_cast<int64_t>(deltas.size()), n = deltas[0].numel();
+  const Rows deltas(delta), grad_pres(grad_pre), pres(pre), means(mean), rstds(rstd), grads(outputs);
+  const float* states = hs.data_ptr<float>();
+  const int64_t steps = deltas.size(), n = deltas[0].numel();
   const LayerNorm norm(gain, beta, pres[0]);
   deltas[steps - 1].copy_(final);
   for (int64_t t = steps - 1; t >= 0; --t) {
@@ -548,15 +574,13 @@ std::tuple<at::Tensor, at::Tensor> batch_norm_forward(at::Tensor hs, at::Tensor 
                                                       const at::Tensor& running_mean, const at::Tensor& running_var,
                                                       int64_t kind, bool training, double momentum, double eps) {
   check_blocks({&hs, &pre, &u, &running_mean, &running_var}, "every batch-norm buffer");
-  std::vector<at::Tensor> states = hs.unbind(0), pres = pre.unbind(0);
-  const std::vector<at::Tensor> us = u.unbind(0), means = running_mean.unbind(0), variances = running_var.unbind(0);
-  const int64_t steps = static_cast<int64_t>(pres.size()), n = pres[0].numel();
-  const int64_t rows = static_cast<int64_t>(means.size());
+  const Rows states(hs), pres(pre), us(u), means(running_mean), variances(running_var);
+  const int64_t steps = pres.size(), n = pres[0].numel(), rows = means.size();
   BatchNorm norm(gain, std::nullopt, pres[0]);
   TORCH_CHECK(running_mean.size(1) == norm.n && running_var.size(1) == norm.n, "running statistics of H each");
   const int64_t saved = training ? norm.n : 0;
   const at::Tensor save_mean = pre.new_empty({steps, saved}), save_invstd = pre.new_empty({steps, saved});
-  const std::vector<at::Tensor> save_means = save_mean.unbind(0), save_invstds = save_invstd.unbind(0);
+  const Rows save_means(save_mean), save_invstds(save_invstd);
   at::Tensor y = at::empty_like(pres[0]);
   for (int64_t t = 0; t < steps; ++t) {
     const at::Tensor z = at::mm_out(pres[t], states[t], w_t);
@@ -575,13 +599,10 @@ void batch_norm_backward(at::Tensor delta, at::Tensor grad_pre, at::Tensor grad_
                          const at::Tensor& final, const std::optional<at::Tensor>& outputs) {
   check_blocks({&delta, &grad_pre, &hs, &pre, &save_mean, &save_invstd, &running_mean, &running_var},
                "every batch-norm buffer");
-  std::vector<at::Tensor> deltas = delta.unbind(0), grad_pres = grad_pre.unbind(0);
-  const float* states = hs.data_ptr<float>();  // read through a pointer: no view per step
-  const std::vector<at::Tensor> pres = pre.unbind(0), saved_means = save_mean.unbind(0),
-                                saved_invstds = save_invstd.unbind(0), means = running_mean.unbind(0),
-                                variances = running_var.unbind(0), grads = optional_rows(outputs);
-  const int64_t steps = static_cast<int64_t>(deltas.size()), n = deltas[0].numel();
-  const int64_t rows = static_cast<int64_t>(means.size());
+  const Rows deltas(delta), grad_pres(grad_pre), pres(pre), saved_means(save_mean), saved_invstds(save_invstd),
+      means(running_mean), variances(running_var), grads(outputs);
+  const float* states = hs.data_ptr<float>();
+  const int64_t steps = deltas.size(), n = deltas[0].numel(), rows = means.size();
   BatchNorm norm(gain, std::nullopt, pres[0]);
   deltas[steps - 1].copy_(final);
   for (int64_t t = steps - 1; t >= 0; --t) {
@@ -629,7 +650,7 @@ std::vector<at::Tensor> batch_norm_fused_forward(at::Tensor hs, at::Tensor pre, 
   TORCH_CHECK(norm.written_out(), "the fused batch norm runs on one thread with B > 1");
   TORCH_CHECK(bias.numel() == n && pre.size(0) == steps && running_mean.size(1) == n && in_running_mean.size(1) == n,
               "a bias of H, pre (T, B, H) and running statistics of H each");
-  std::vector<at::Tensor> states = hs.unbind(0), pres = pre.unbind(0);
+  const Rows states(hs), pres(pre);
   const int64_t rows = running_mean.size(0), in_rows = in_running_mean.size(0), saved = training ? n : 0;
   std::vector<at::Tensor> stats;
   for (int i = 0; i < 4; ++i) stats.push_back(pre.new_empty({steps, saved}));
@@ -678,10 +699,8 @@ void batch_norm_fused_backward(at::Tensor delta, at::Tensor grad_pre, at::Tensor
   const int64_t batch = v.size(0), steps = v.size(1), n = v.size(2), block = batch * n;
   BatchNorm norm(gain, std::nullopt, batch, n), in_norm(in_gain, std::nullopt, batch, n);
   TORCH_CHECK(norm.written_out(), "the fused batch norm runs on one thread with B > 1");
-  std::vector<at::Tensor> deltas = delta.unbind(0), grad_pres = grad_pre.unbind(0);
-  const std::vector<at::Tensor> pres = pre.unbind(0), means = running_mean.unbind(0),
-                                variances = running_var.unbind(0), grads = optional_rows(outputs);
-  const std::vector<at::Tensor> saved_means = stats[2].unbind(0), saved_invstds = stats[3].unbind(0);
+  const Rows deltas(delta), grad_pres(grad_pre), pres(pre), means(running_mean), variances(running_var),
+      grads(outputs), saved_means(stats[2]), saved_invstds(stats[3]);
   const int64_t rows = running_mean.size(0), in_rows = in_running_mean.size(0), saved = training ? n : 0;
   const float *states = hs.data_ptr<float>(), *vp = v.data_ptr<float>();
   const float *in_mean = stats[0].data_ptr<float>(), *in_invstd = stats[1].data_ptr<float>();
@@ -744,7 +763,7 @@ void gru_gates(const float* g, const float* ut, float* gates, float* cand, const
 void gru_forward(at::Tensor hs, at::Tensor gh, at::Tensor rz, at::Tensor n, const at::Tensor& u,
                  const at::Tensor& w_t) {
   check_blocks({&hs, &gh, &rz, &n, &u}, "every GRU buffer");
-  std::vector<at::Tensor> states = hs.unbind(0), ghs = gh.unbind(0);
+  const Rows states(hs), ghs(gh);
   const int64_t steps = u.size(0), batch = u.size(1), hidden = n.size(2);
   for (int64_t t = 0; t < steps; ++t) {
     const float* g = ghs[t].addmm_(states[t], w_t).data_ptr<float>();
@@ -762,7 +781,7 @@ struct StepNorm {
   bool layer;
   std::optional<LayerNorm> ln;
   std::optional<BatchNorm> bn;
-  std::vector<at::Tensor> means, variances, first, second;  // running rows; each step's two statistics
+  Rows means, variances, first, second;  // running rows; each step's two statistics
   bool training;
   double momentum, eps;
 
@@ -780,8 +799,8 @@ struct StepNorm {
       bn.emplace(gain, shift, block);
       TORCH_CHECK(running_mean->dim() == 2 && running_mean->size(1) == bn->n && running_var->sizes() == running_mean->sizes(),
                   "running statistics of (rows, F) each");
-      means = running_mean->unbind(0);
-      variances = running_var->unbind(0);
+      means = Rows(*running_mean);
+      variances = Rows(*running_var);
     }
   }
 
@@ -790,19 +809,19 @@ struct StepNorm {
     const at::Tensor one = layer ? block.new_empty({steps, ln->rows, 1})
                                  : block.new_empty({steps, training ? bn->n : 0});
     const at::Tensor two = at::empty_like(one);
-    first = one.unbind(0);
-    second = two.unbind(0);
+    first = Rows(one);
+    second = Rows(two);
     return {one, two};
   }
 
   // From statistics already computed (the backward).
   void use(const at::Tensor& one, const at::Tensor& two) {
     check_blocks({&one, &two}, "the normalization's statistics");
-    first = one.unbind(0);
-    second = two.unbind(0);
+    first = Rows(one);
+    second = Rows(two);
   }
 
-  int64_t row(int64_t t) const { return std::min(t, static_cast<int64_t>(means.size()) - 1); }
+  int64_t row(int64_t t) const { return std::min(t, means.size() - 1); }
 
   void forward(const at::Tensor& z, at::Tensor& y, int64_t t) {
     if (layer) {
@@ -840,8 +859,7 @@ std::vector<at::Tensor> gru_norm_forward(at::Tensor hs, at::Tensor z, at::Tensor
                                          const std::optional<at::Tensor>& running_var, bool training,
                                          double momentum, double eps) {
   check_blocks({&hs, &z, &gh, &rz, &n, &v, &b_hh}, "every GRU buffer");
-  std::vector<at::Tensor> states = hs.unbind(0), zs = z.unbind(0), ghs = gh.unbind(0);
-  const std::vector<at::Tensor> vs = v.unbind(0);
+  const Rows states(hs), zs(z), ghs(gh), vs(v);
   const int64_t steps = v.size(0), batch = v.size(1), hidden = n.size(2), three = 3 * hidden;
   TORCH_CHECK(b_hh.numel() == three && v.sizes() == z.sizes(), "b_hh has 3H entries, v and z are (T, B, 3H)");
   StepNorm norm_x(x_layer, x_gain, x_shift, x_mean, x_var, x_training, x_momentum, x_eps, vs[0]);
@@ -898,11 +916,9 @@ void gru_backward_loop(at::Tensor& dh, at::Tensor& dgh, at::Tensor& a, const at:
                        const at::Tensor& rz, const at::Tensor& n, const at::Tensor& w_hh, const at::Tensor& final,
                        const std::optional<at::Tensor>& outputs, Through through) {
   check_blocks({&dh, &dgh, &a, &hs, &gh, &rz, &n}, "every GRU buffer");
-  std::vector<at::Tensor> dhs = dh.unbind(0);
-  const std::vector<at::Tensor> rows = dgh.view({dgh.size(0), dgh.size(1), -1}).unbind(0);
+  const Rows dhs(dh), rows(dgh.view({dgh.size(0), dgh.size(1), -1}));
   // Read through raw pointers below: the gradients from the outputs as one contiguous block (a copy changes no bit).
-  const std::vector<at::Tensor> grads =
-      outputs.has_value() ? outputs->contiguous().unbind(0) : std::vector<at::Tensor>{};
+  const Rows grads(outputs.has_value() ? std::optional<at::Tensor>(outputs->contiguous()) : std::nullopt);
   const int64_t steps = n.size(0), batch = n.size(1), hidden = n.size(2);
   const int64_t two = 2 * hidden, three = 3 * hidden, block = batch * hidden;
   dhs[steps - 1].copy_(final);
@@ -962,8 +978,7 @@ void gru_norm_backward(at::Tensor dh, at::Tensor dgh, at::Tensor a, at::Tensor d
   check_blocks({&dz, &z, &dv, &v}, "every GRU buffer");
   TORCH_CHECK(dv.sizes() == v.sizes() && v.sizes() == z.sizes(), "dv, v and z are (T, B, 3H)");
   at::Tensor* shift_grad = grad_shift.has_value() ? &*grad_shift : nullptr;
-  std::vector<at::Tensor> dzs = dz.unbind(0), dvs = dv.unbind(0);
-  const std::vector<at::Tensor> zs = z.unbind(0), vs = v.unbind(0);
+  const Rows dzs(dz), dvs(dv), zs(z), vs(v);
   StepNorm norm_x(x_layer, x_gain, x_shift, x_mean, x_var, x_training, 0.0, x_eps, vs[0]);
   StepNorm norm(layer, gain, shift, running_mean, running_var, training, 0.0, eps, zs[0]);
   norm_x.use(x_first, x_second);
@@ -1013,8 +1028,7 @@ std::vector<at::Tensor> lstm_norm_forward(at::Tensor hs, at::Tensor c, at::Tenso
                                           const std::optional<at::Tensor>& c_var, bool c_training, double c_momentum,
                                           double c_eps) {
   check_blocks({&hs, &c, &z, &gates, &tc, &v}, "every LSTM buffer");
-  std::vector<at::Tensor> states = hs.unbind(0), cells = c.unbind(0), zs = z.unbind(0);
-  const std::vector<at::Tensor> vs = v.unbind(0);
+  const Rows states(hs), cells(c), zs(z), vs(v), tcs(tc);
   const int64_t steps = v.size(0), batch = v.size(1), hidden = tc.size(2), four = 4 * hidden;
   TORCH_CHECK(v.size(2) == four && z.sizes() == v.sizes() && gates.sizes() == v.sizes(), "(T, B, 4H) gate buffers");
   StepNorm norm_x(x_layer, x_gain, x_shift, x_mean, x_var, x_training, x_momentum, x_eps, vs[0]);
@@ -1046,7 +1060,7 @@ std::vector<at::Tensor> lstm_norm_forward(at::Tensor hs, at::Tensor c, at::Tenso
       }
     }
     norm_c.forward(cells[t + 1], yc, t);
-    at::Tensor tc_t = tc.select(0, t);
+    at::Tensor& tc_t = tcs[t];
     at::tanh_out(tc_t, yc);  // ATen's own tanh kernel, as the Python loop's torch.tanh: see the comment above
     const float* tct = tc_t.data_ptr<float>();
     float* h = states[t + 1].data_ptr<float>();
@@ -1081,8 +1095,7 @@ void lstm_norm_backward(at::Tensor dh, at::Tensor dgates, at::Tensor dz, at::Ten
                         const at::Tensor& c_first, const at::Tensor& c_second, bool c_training, double c_eps,
                         const at::Tensor& final, const std::optional<at::Tensor>& outputs) {
   check_blocks({&dh, &dgates, &dz, &dv, &c, &z, &v, &gates, &tc}, "every LSTM buffer");
-  std::vector<at::Tensor> dhs = dh.unbind(0), dzs = dz.unbind(0), dvs = dv.unbind(0);
-  const std::vector<at::Tensor> cells = c.unbind(0), zs = z.unbind(0), vs = v.unbind(0), grads = optional_rows(outputs);
+  const Rows dhs(dh), dzs(dz), dvs(dv), cells(c), zs(z), vs(v), grads(outputs);
   const int64_t steps = tc.size(0), batch = tc.size(1), hidden = tc.size(2), four = 4 * hidden;
   const int64_t block = batch * hidden;
   TORCH_CHECK(dgates.sizes() == zs[0].sizes() && dv.sizes() == z.sizes() && v.sizes() == z.sizes(),
