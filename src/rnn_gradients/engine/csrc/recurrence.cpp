@@ -141,6 +141,12 @@ class Rows {
 
   explicit Rows(const std::optional<at::Tensor>& block) : Rows(block.has_value() ? Rows(*block) : Rows()) {}
 
+  // A copy would share the three views, and so their offsets: moves only.
+  Rows(const Rows&) = delete;
+  Rows& operator=(const Rows&) = delete;
+  Rows(Rows&&) = default;
+  Rows& operator=(Rows&&) = default;
+
   at::Tensor& operator[](int64_t t) const {
     at::Tensor& view = views_[t % kViews];
     view.unsafeGetTensorImpl()->set_storage_offset(offset_ + t * stride_);
@@ -850,7 +856,8 @@ struct StepNorm {
 // N_x's two and N_h's two.
 std::vector<at::Tensor> gru_norm_forward(at::Tensor hs, at::Tensor z, at::Tensor gh, at::Tensor rz, at::Tensor n,
                                          const at::Tensor& v, const at::Tensor& w_t, const at::Tensor& b_hh,
-                                         bool x_layer, const at::Tensor& x_gain, const std::optional<at::Tensor>& x_shift,
+                                         bool x_layer, const at::Tensor& x_gain,
+                                         const std::optional<at::Tensor>& x_shift,
                                          const std::optional<at::Tensor>& x_mean,
                                          const std::optional<at::Tensor>& x_var, bool x_training, double x_momentum,
                                          double x_eps, bool layer, const at::Tensor& gain,
@@ -1087,7 +1094,8 @@ void lstm_norm_backward(at::Tensor dh, at::Tensor dgates, at::Tensor dz, at::Ten
                         const at::Tensor& w_hh, bool x_layer, const at::Tensor& x_gain,
                         const std::optional<at::Tensor>& x_shift, const std::optional<at::Tensor>& x_mean,
                         const std::optional<at::Tensor>& x_var, const at::Tensor& x_first,
-                        const at::Tensor& x_second, bool x_training, double x_eps, bool h_layer, const at::Tensor& h_gain, const std::optional<at::Tensor>& h_shift,
+                        const at::Tensor& x_second, bool x_training, double x_eps, bool h_layer,
+                        const at::Tensor& h_gain, const std::optional<at::Tensor>& h_shift,
                         const std::optional<at::Tensor>& h_mean, const std::optional<at::Tensor>& h_var,
                         const at::Tensor& h_first, const at::Tensor& h_second, bool h_training, double h_eps,
                         bool c_layer, const at::Tensor& c_gain, const std::optional<at::Tensor>& c_shift,
