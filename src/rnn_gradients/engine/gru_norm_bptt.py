@@ -48,7 +48,7 @@ from rnn_gradients.engine.bptt import (
     tanh_from_twice,
 )
 from rnn_gradients.engine.normalization import Normalizer
-from rnn_gradients.engine.step_norm import StepNorm, per_step, step_rows
+from rnn_gradients.engine.step_norm import StepNorm, per_step, step_rows, use_compiled_statistics
 
 
 class GRUNormRecurrence(torch.autograd.Function):
@@ -93,9 +93,7 @@ class GRUNormRecurrence(torch.autograd.Function):
         compiled = keep and _compiled(kernels, v) and None not in arguments
         if compiled:
             statistics = kernels.gru_norm_forward(hs, z, gh, rz, n, v, w_t, b_hh, *arguments[0], *arguments[1])
-            ctx.statistics = (statistics[0], statistics[1]), (statistics[2], statistics[3])
-            norm_x.use_statistics(ctx.statistics[0])
-            norm_h.use_statistics(ctx.statistics[1])
+            ctx.statistics = use_compiled_statistics((norm_x, norm_h), statistics)
         else:
             states = hs.unbind(0)
             zs, ghs, rzs, ns = (step_rows(buffer, steps, keep) for buffer in (z, gh, rz, n))

@@ -50,7 +50,7 @@ from rnn_gradients.engine.bptt import (
     tanh_from_twice,
 )
 from rnn_gradients.engine.normalization import Normalizer
-from rnn_gradients.engine.step_norm import StepNorm, per_step, step_rows
+from rnn_gradients.engine.step_norm import StepNorm, per_step, step_rows, use_compiled_statistics
 
 
 def _cell_states(like: Tensor, steps: int, batch: int, hidden: int, keep: bool) -> Tensor:
@@ -113,9 +113,7 @@ class LSTMNormRecurrence(torch.autograd.Function):
         ctx.compiled = keep and _compiled(kernels, v) and None not in arguments
         if ctx.compiled:
             statistics = kernels.lstm_norm_forward(hs, c, z, gates, tc, v, w_hh.t(), *itertools.chain(*arguments))
-            ctx.statistics = tuple(zip(statistics[::2], statistics[1::2], strict=True))
-            for norm, pair in zip(norms, ctx.statistics, strict=True):
-                norm.use_statistics(pair)
+            ctx.statistics = use_compiled_statistics(norms, statistics)
         else:
             zs, gs, tcs = (step_rows(buffer, steps, keep) for buffer in (z, gates, tc))
             _forward_loop(v, w_hh, norm_x, norm_h, norm_c, hs.unbind(0), _cell_rows(c, steps, keep), zs, gs, tcs)

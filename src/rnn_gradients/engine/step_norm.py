@@ -12,6 +12,7 @@ normalization to the compiled loops of ``csrc/recurrence.cpp``.
 from __future__ import annotations
 
 import functools
+from collections.abc import Sequence
 from typing import Any
 
 import torch
@@ -132,6 +133,18 @@ class StepNorm:
     def parameter_grads(self) -> tuple[Tensor, Tensor | None]:
         """(∂L/∂gain, ∂L/∂shift or None), summed over the steps by :meth:`backward` (or the compiled backward)."""
         return self.grad_weight, self.grad_bias
+
+
+def use_compiled_statistics(
+    norms: Sequence[StepNorm], statistics: Sequence[Tensor]
+) -> tuple[tuple[Tensor, Tensor], ...]:
+    """Hand each of ``norms`` its two statistics from a compiled forward's list (two per normalization, in the order
+    of ``norms``, as ``gru_norm_forward`` and ``lstm_norm_forward`` return them); returns the pairs, which the
+    compiled backward takes."""
+    pairs = tuple(zip(statistics[::2], statistics[1::2], strict=True))
+    for norm, pair in zip(norms, pairs, strict=True):
+        norm.use_statistics(pair)
+    return pairs
 
 
 def per_step(like: Tensor, steps: int, shape: tuple[int, ...], keep: bool) -> Tensor:
