@@ -9,7 +9,7 @@ import pytest
 import torch
 from torch import Tensor
 
-from rnn_gradients.engine import direct_step
+from rnn_gradients.engine import direct_step, extension
 from rnn_gradients.engine.cells import RecurrentLayer
 from rnn_gradients.engine.datasets import make_dataset, save_dataset
 from rnn_gradients.engine.extension import same_bits
@@ -21,6 +21,13 @@ from rnn_gradients.engine.training import train_run
 B, H = 16, 24
 TASKS = ("adding", "temporal_order", "first_symbol")
 LENGTHS = (1, 7, 60)
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """One torch thread, as every training job runs (and as batch norm's fused loops require)."""
+    with extension._one_thread():
+        yield
 
 
 def model_and_batch(
@@ -94,7 +101,6 @@ def test_a_gradient_shared_by_two_biases_is_two_tensors() -> None:
     ("cell", "norm", "task_name", "why"),
     [
         ("lstm", "none", "adding", "the LSTM keeps torch's fused kernel"),
-        ("rnn_tanh", "batch", "adding", "batch norm updates its running statistics in the forward"),
         ("gru", "layer", "adding", "the normalized GRU has its own path"),
         ("rnn_tanh", "none", "copy", "a read-out at every step"),
     ],
@@ -102,6 +108,21 @@ def test_a_gradient_shared_by_two_biases_is_two_tensors() -> None:
 def test_what_it_does_not_cover_is_left_to_autograd_untouched(cell: str, norm: str, task_name: str, why: str) -> None:
     net, x, y = model_and_batch(cell, norm, task_name, 12)
     assert direct_step.loss_and_gradients(net, get_task(task_name), x, y) is None, why
+    assert all(p.grad is None for p in net.parameters())
+
+
+def test_batch_norm_off_its_fused_loops_is_left_to_autograd(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without the compiled module, with two threads or with a batch of one, batch norm takes its plain-torch path,
+    whose input normalization is autograd's: the direct step does not cover it."""
+    net, x, y = model_and_batch("rnn_tanh", "batch", "adding", 12)
+    task = get_task("adding")
+    assert direct_step.covers(net, task, x)
+    assert not direct_step.covers(net, task, x[:1])
+    torch.set_num_threads(2)
+    assert not direct_step.covers(net, task, x)
+    torch.set_num_threads(1)
+    monkeypatch.setattr(extension, "kernels", lambda: None)
+    assert direct_step.loss_and_gradients(net, task, x, y) is None
     assert all(p.grad is None for p in net.parameters())
 
 
@@ -120,6 +141,7 @@ def test_the_reference_path_and_existing_gradients_are_left_to_autograd(monkeypa
     [
         ("rnn_tanh", "clip_norm", {"clip_norm": 0.5}, "adding"),
         ("rnn_relu", "ln", {"norm": "layer"}, "temporal_order"),
+        ("rnn_sigmoid", "batch_norm", {"norm": "batch"}, "adding"),
         ("gru", "none", {}, "adding"),
     ],
 )

@@ -14,31 +14,43 @@ For the linear read-out y = h Wᵀ + b (``F.linear``) and the seed g = ∂L/∂y
     ∂L/∂h = g W,   ∂L/∂W = gᵀ h,   ∂L/∂b = Σ_batch g
 
 and a sum of biases (b_ih + b_hh, or the layer norm's shift β + b_ih + b_hh) passes its gradient to each term.
+Under batch norm (:mod:`~rnn_gradients.engine.fused_batch_norm`) the input gain γ_x enters repeated over the T
+steps and the bias expanded over (B, T, H); their gradients are what autograd's ``repeat`` and ``expand`` nodes
+make of the per-step ones, with the same reductions:
+
+    ∂L/∂γ_x = Σ_t ∂L/∂γ_x,t   (the (T·H) gradient viewed as (T, H), summed over t)
+    ∂L/∂b = Σ_{b,t} ∂L/∂u_{b,t}   (summed over the batch and the steps at once)
+
+The forward updates batch norm's running statistics as on the autograd path: it is the same call.
 
 Covered: a task read out at the last step whose loss has its gradient written out, and, on their BPTT path, the
-vanilla cells without a normalization or with layer norm, and the GRU without one. Everything else — the LSTM,
-batch norm (whose running statistics the forward updates), the GRU with a normalization, a read-out at every
-step, the reference path, a parameter that already holds a gradient — is left to autograd.
+vanilla cells without a normalization, with layer norm, or with batch norm where its fused loops run (compiled
+module, float32, one thread, B > 1), and the GRU without one. Everything else — the LSTM, batch norm on its
+plain-torch path, the GRU with a normalization, a read-out at every step, the reference path, a parameter that
+already holds a gradient — is left to autograd.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from types import ModuleType
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from rnn_gradients.engine import bptt, extension
+from rnn_gradients.engine import bptt, extension, fused_batch_norm
 from rnn_gradients.engine.cells import VANILLA_CELLS
 from rnn_gradients.engine.model import SequenceModel
+from rnn_gradients.engine.normalization import StepwiseBatchNorm
 from rnn_gradients.engine.tasks import Task
 
 COVERED = (
-    *((cell, norm) for cell in VANILLA_CELLS for norm in ("none", "layer")),
+    *((cell, norm) for cell in VANILLA_CELLS for norm in ("none", "layer", "batch")),
     ("gru", "none"),
 )
-"""The (cell, norm) pairs whose step this module computes (on their BPTT path, read out at the last step)."""
+"""The (cell, norm) pairs whose step this module computes (on their BPTT path, read out at the last step; batch
+norm where its fused loops run, :func:`~rnn_gradients.engine.fused_batch_norm.applies`)."""
 
 Gradients = list[tuple[nn.Parameter, Tensor]]
 """(parameter, its gradient) pairs, in the order they are assigned."""
@@ -65,6 +77,7 @@ def covers(model: SequenceModel, task: Task, x: Tensor) -> bool:
         and task.readout == "last"
         and layer.path == "bptt"
         and (layer.cell_type, layer.norm_kind) in COVERED
+        and (layer.norm_kind != "batch" or fused_batch_norm.applies(extension.kernels(), x))
         and not x.requires_grad
         and all(p.requires_grad and p.grad is None for p in model.parameters())
     )
@@ -123,6 +136,8 @@ def _recurrence(model: SequenceModel, x: Tensor) -> tuple[Tensor, Callable[[Tens
                     (cell.bias_hh, grad_b_hh)]  # fmt: skip
 
         return h, gru_backward
+    if layer.norm_kind == "batch":
+        return _fused_batch_norm(model, x, kernels)
     if layer.norm_kind == "layer":
         ln = layer.norm.summed
         assert ln is not None
@@ -154,6 +169,41 @@ def _recurrence(model: SequenceModel, x: Tensor) -> tuple[Tensor, Callable[[Tens
                 (cell.bias_hh, grad_bias)]  # fmt: skip
 
     return h, vanilla_backward
+
+
+def _fused_batch_norm(
+    model: SequenceModel, x: Tensor, kernels: ModuleType | None
+) -> tuple[Tensor, Callable[[Tensor], Gradients]]:
+    """h_T and its backward for a vanilla cell under batch norm on both parts, as ``RecurrentLayer._bptt`` calls
+    :class:`~rnn_gradients.engine.fused_batch_norm.FusedVanillaBatchNorm` (and with its length checks first)."""
+    layer = model.recurrent
+    cell, kind = layer.cell, layer.cell_type
+    bn, bn_x = layer.norm.hidden, layer.norm.input
+    assert isinstance(bn, StepwiseBatchNorm) and isinstance(bn_x, StepwiseBatchNorm)
+    steps = x.shape[1]
+    bn._check_training_length(steps)
+    bn_x._check_training_length(steps)
+    projection, recurrence = _Context(False, True, True), _Context()
+    x_flat = x.reshape(-1, x.shape[-1])  # batch-major, as bptt.project(x, ...) flattens it there
+    v = bptt.InputProjection.forward(projection, x_flat, cell.weight_ih, None).view(*x.shape[:2], -1)
+    bias = cell._input_bias()
+    h = fused_batch_norm.FusedVanillaBatchNorm.forward(
+        recurrence, v, bn_x.weight.repeat(steps), bias.expand_as(v), cell.weight_hh, bn.weight,
+        (bn_x.running_mean, bn_x.running_var), (bn.running_mean, bn.running_var), kind, bn.training,
+        (bn_x.momentum, bn.momentum), (bn_x.eps, bn.eps), True, kernels,
+    )  # fmt: skip
+
+    def batch_norm_backward(grad_h: Tensor) -> Gradients:
+        grad_v, grad_in_gain, grad_u, grad_w_hh, grad_gain, *_ = fused_batch_norm.FusedVanillaBatchNorm.backward(
+            recurrence, grad_h
+        )
+        _, grad_w_ih, *_ = bptt.InputProjection.backward(projection, grad_v.reshape(-1, grad_v.shape[-1]))
+        grad_in_gain = grad_in_gain.view(steps, -1).sum([0])  # repeat's backward
+        grad_bias = grad_u.sum([0, 1], keepdim=True).view(bias.shape)  # expand's backward (at::sum_to)
+        return [(cell.weight_ih, grad_w_ih), (cell.weight_hh, grad_w_hh), (bn_x.weight, grad_in_gain),
+                (bn.weight, grad_gain), (cell.bias_ih, grad_bias), (cell.bias_hh, grad_bias)]  # fmt: skip
+
+    return h, batch_norm_backward
 
 
 def _assign(grads: Gradients) -> None:
