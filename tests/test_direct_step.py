@@ -101,7 +101,6 @@ def test_a_gradient_shared_by_two_biases_is_two_tensors() -> None:
     ("cell", "norm", "task_name", "why"),
     [
         ("lstm", "none", "adding", "the LSTM keeps torch's fused kernel"),
-        ("gru", "layer", "adding", "the normalized GRU has its own path"),
         ("rnn_tanh", "none", "copy", "a read-out at every step"),
     ],
 )
@@ -143,6 +142,8 @@ def test_the_reference_path_and_existing_gradients_are_left_to_autograd(monkeypa
         ("rnn_relu", "ln", {"norm": "layer"}, "temporal_order"),
         ("rnn_sigmoid", "batch_norm", {"norm": "batch"}, "adding"),
         ("gru", "none", {}, "adding"),
+        ("gru", "ln", {"norm": "layer"}, "adding"),
+        ("lstm", "batch_norm", {"norm": "batch"}, "temporal_order"),
     ],
 )
 def test_a_run_is_byte_identical_with_and_without_the_direct_step(

@@ -32,7 +32,7 @@ from __future__ import annotations
 import math
 from abc import ABC, abstractmethod
 from collections.abc import Callable
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -371,10 +371,8 @@ class RecurrentLayer(nn.Module):
         cell, norms, kind = self.cell, self.norm, self.cell_type
         xt = x.transpose(0, 1)
         graph = torch.is_grad_enabled() and any(p.requires_grad for p in (x, *self.parameters()))
-        if kind == "gru" and norms.hidden is not None:
-            return self._gru_norm_bptt(x, last, keep=graph)
-        if kind == "lstm":
-            return self._lstm_norm_bptt(x, last, keep=graph)
+        if kind == "lstm" or (kind == "gru" and norms.hidden is not None):
+            return self._gated_norm_bptt(x, last, keep=graph)
         if kind == "gru":
             u = bptt.project(xt, cell.weight_ih, cell.bias_ih)
             if not graph:
@@ -429,36 +427,48 @@ class RecurrentLayer(nn.Module):
             return states[-1] if last else states
         return bptt.VanillaRecurrence.apply(u, cell.weight_hh, kind, last, extension.kernels())
 
-    def _input_projections(self, x: Tensor) -> tuple[Tensor, Tensor]:
+    def _input_projections(self, x: Tensor) -> Tensor:
         """For a gated cell under a normalization: the input projections v_t = W_ih x_t of every step, time-major
-        (L, B, G·H), by one GEMM (``bptt.project``), and the shift of their normalization N_x inside the loops:
-        the input bias (``_input_bias``), plus layer norm's own shift. Checks first that batch norm keeps statistics
-        for every step of a training sequence."""
-        cell, norms = self.cell, self.norm
-        for module in (norms.input, norms.hidden, norms.cell_state):
+        (L, B, G·H), by one GEMM (``bptt.project``). Checks first that batch norm keeps statistics for every step of
+        a training sequence."""
+        self.check_norm_lengths(x.shape[1])
+        return bptt.project(x.transpose(0, 1), self.cell.weight_ih, None)
+
+    def check_norm_lengths(self, length: int) -> None:
+        """Raise where a batch norm of this layer keeps fewer step statistics than a training sequence of ``length``
+        steps needs."""
+        for module in (self.norm.input, self.norm.hidden, self.norm.cell_state):
             if isinstance(module, StepwiseBatchNorm):
-                module._check_training_length(x.shape[1])
-        shift = cell._input_bias() if norms.input.bias is None else norms.input.bias + cell._input_bias()
-        return bptt.project(x.transpose(0, 1), cell.weight_ih, None), shift
+                module._check_training_length(length)
 
-    def _gru_norm_bptt(self, x: Tensor, last: bool, keep: bool) -> Tensor:
-        """The GRU under layer or batch norm by :mod:`~rnn_gradients.engine.gru_norm_bptt`."""
+    def gated_norm_recurrence(self) -> tuple[type[torch.autograd.Function], tuple[Any, ...], tuple[Tensor, ...]]:
+        """For the GRU or the LSTM under a normalization: its recurrence (``GRUNormRecurrence`` or
+        ``LSTMNormRecurrence``), the arguments it takes between v and (``last``, ``keep``, ``kernels``), and the
+        parameters summed into N_x's shift (the input bias, ``_input_bias``, plus layer norm's own shift), each of
+        which receives the shift's gradient."""
         cell, norms = self.cell, self.norm
-        v, shift = self._input_projections(x)
-        return gru_norm_bptt.GRUNormRecurrence.apply(
-            v, cell.weight_hh, cell.bias_hh, norms.input.weight, shift, norms.hidden.weight, norms.hidden.bias,
-            norms.input, norms.hidden, last, keep, extension.kernels(),
+        shift_terms: tuple[Tensor, ...] = (cell.bias_ih,) if self.cell_type == "gru" else (cell.bias_ih, cell.bias_hh)
+        shift = cell._input_bias()
+        if norms.input.bias is not None:
+            shift, shift_terms = norms.input.bias + shift, (norms.input.bias, *shift_terms)
+        if self.cell_type == "gru":
+            arguments = (
+                cell.weight_hh, cell.bias_hh, norms.input.weight, shift, norms.hidden.weight, norms.hidden.bias,
+                norms.input, norms.hidden,
+            )  # fmt: skip
+            return gru_norm_bptt.GRUNormRecurrence, arguments, shift_terms
+        arguments = (
+            cell.weight_hh, norms.input.weight, shift, norms.hidden.weight, norms.hidden.bias,
+            norms.cell_state.weight, norms.cell_state.bias, norms.input, norms.hidden, norms.cell_state,
         )  # fmt: skip
+        return lstm_norm_bptt.LSTMNormRecurrence, arguments, shift_terms
 
-    def _lstm_norm_bptt(self, x: Tensor, last: bool, keep: bool) -> Tensor:
-        """The LSTM under layer or batch norm by :mod:`~rnn_gradients.engine.lstm_norm_bptt`."""
-        norms = self.norm
-        v, shift = self._input_projections(x)
-        return lstm_norm_bptt.LSTMNormRecurrence.apply(
-            v, self.cell.weight_hh, norms.input.weight, shift, norms.hidden.weight, norms.hidden.bias,
-            norms.cell_state.weight, norms.cell_state.bias, norms.input, norms.hidden, norms.cell_state, last, keep,
-            extension.kernels(),
-        )  # fmt: skip
+    def _gated_norm_bptt(self, x: Tensor, last: bool, keep: bool) -> Tensor:
+        """The GRU or the LSTM under layer or batch norm by :mod:`~rnn_gradients.engine.gru_norm_bptt` or
+        :mod:`~rnn_gradients.engine.lstm_norm_bptt`."""
+        v = self._input_projections(x)
+        recurrence, arguments, _ = self.gated_norm_recurrence()
+        return recurrence.apply(v, *arguments, last, keep, extension.kernels())
 
     def forward_with_states(self, x: Tensor) -> tuple[Tensor, list[Tensor]]:
         """(outputs (B, L, H), [h_1, ..., h_L]) by the unrolled loop; ``outputs`` stacks those same tensors."""

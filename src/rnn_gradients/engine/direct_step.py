@@ -25,9 +25,10 @@ The forward updates batch norm's running statistics as on the autograd path: it 
 
 Covered: a task read out at the last step whose loss has its gradient written out, and, on their BPTT path, the
 vanilla cells without a normalization, with layer norm, or with batch norm where its fused loops run (compiled
-module, float32, one thread, B > 1), and the GRU without one. Everything else — the LSTM, batch norm on its
-plain-torch path, the GRU with a normalization, a read-out at every step, the reference path, a parameter that
-already holds a gradient — is left to autograd.
+module, float32, one thread, B > 1), the plain GRU, and the GRU and the LSTM under layer or batch norm (whose
+shift of N_x, a sum of biases, passes its gradient to each). Everything else — the plain LSTM (torch's fused
+kernel), the vanilla cells' batch norm on its plain-torch path, a read-out at every step, the reference path, a
+parameter that already holds a gradient — is left to autograd.
 """
 
 from __future__ import annotations
@@ -48,6 +49,7 @@ from rnn_gradients.engine.tasks import Task
 COVERED = (
     *((cell, norm) for cell in VANILLA_CELLS for norm in ("none", "layer", "batch")),
     ("gru", "none"),
+    *((cell, norm) for cell in ("gru", "lstm") for norm in ("layer", "batch")),
 )
 """The (cell, norm) pairs whose step this module computes (on their BPTT path, read out at the last step; batch
 norm where its fused loops run, :func:`~rnn_gradients.engine.fused_batch_norm.applies`)."""
@@ -125,6 +127,8 @@ def _recurrence(model: SequenceModel, x: Tensor) -> tuple[Tensor, Callable[[Tens
         _, grad_w_ih, grad_bias, *_ = bptt.InputProjection.backward(projection, grad_u.reshape(-1, grad_u.shape[-1]))
         return grad_w_ih, grad_bias
 
+    if kind == "lstm" or (kind == "gru" and layer.norm_kind != "none"):
+        return _gated_norm(model, x_flat, steps, batch, kernels)
     if kind == "gru":
         u = project(cell.bias_ih)
         h = bptt.GRURecurrence.forward(recurrence, u, cell.weight_hh, cell.bias_hh, True, kernels)
@@ -169,6 +173,34 @@ def _recurrence(model: SequenceModel, x: Tensor) -> tuple[Tensor, Callable[[Tens
                 (cell.bias_hh, grad_bias)]  # fmt: skip
 
     return h, vanilla_backward
+
+
+def _gated_norm(
+    model: SequenceModel, x_flat: Tensor, steps: int, batch: int, kernels: ModuleType | None
+) -> tuple[Tensor, Callable[[Tensor], Gradients]]:
+    """h_T and its backward for the GRU or the LSTM under a normalization, as ``RecurrentLayer._gated_norm_bptt``
+    runs it (time-major input projections, the same recurrence and arguments); N_x's shift is a sum of parameters,
+    each of which gets its gradient."""
+    layer = model.recurrent
+    layer.check_norm_lengths(steps)
+    projection, recurrence = _Context(False, True, True), _Context()
+    weight_ih = layer.cell.weight_ih
+    v = bptt.InputProjection.forward(projection, x_flat, weight_ih, None).view(steps, batch, -1)
+    function, arguments, shift_terms = layer.gated_norm_recurrence()
+    h = function.forward(recurrence, v, *arguments, True, True, kernels)
+
+    def gated_norm_backward(grad_h: Tensor) -> Gradients:
+        grad_v, *grads = function.backward(recurrence, grad_h)
+        _, grad_w_ih, *_ = bptt.InputProjection.backward(projection, grad_v.reshape(-1, grad_v.shape[-1]))
+        pairs = [(weight_ih, grad_w_ih)]
+        for argument, grad in zip(arguments, grads, strict=False):
+            if isinstance(argument, nn.Parameter):
+                pairs.append((argument, grad))
+            elif isinstance(argument, Tensor):  # N_x's shift, a sum of parameters
+                pairs.extend((term, grad) for term in shift_terms)
+        return pairs
+
+    return h, gated_norm_backward
 
 
 def _fused_batch_norm(
