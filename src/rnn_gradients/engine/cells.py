@@ -388,10 +388,9 @@ class RecurrentLayer(nn.Module):
             )
         if isinstance(norms.hidden, StepwiseBatchNorm):
             bn, bn_x = norms.hidden, norms.input
-            bn._check_training_length(x.shape[1])
+            self.check_norm_lengths(x.shape[1])
             v = bptt.project(x, cell.weight_ih, None)
             if fused_batch_norm.applies(extension.kernels(), v):
-                bn_x._check_training_length(x.shape[1])
                 return fused_batch_norm.FusedVanillaBatchNorm.apply(
                     v,
                     bn_x.weight.repeat(x.shape[1]),
@@ -435,8 +434,8 @@ class RecurrentLayer(nn.Module):
         return bptt.project(x.transpose(0, 1), self.cell.weight_ih, None)
 
     def check_norm_lengths(self, length: int) -> None:
-        """Raise where a batch norm of this layer keeps fewer step statistics than a training sequence of ``length``
-        steps needs."""
+        """Raise where a batch norm of this layer (on the input part, the recurrent term or the cell state) keeps
+        fewer step statistics than a training sequence of ``length`` steps needs."""
         for module in (self.norm.input, self.norm.hidden, self.norm.cell_state):
             if isinstance(module, StepwiseBatchNorm):
                 module._check_training_length(length)

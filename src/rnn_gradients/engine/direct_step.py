@@ -207,14 +207,13 @@ def _fused_batch_norm(
     model: SequenceModel, x: Tensor, kernels: ModuleType | None
 ) -> tuple[Tensor, Callable[[Tensor], Gradients]]:
     """h_T and its backward for a vanilla cell under batch norm on both parts, as ``RecurrentLayer._bptt`` calls
-    :class:`~rnn_gradients.engine.fused_batch_norm.FusedVanillaBatchNorm` (and with its length checks first)."""
+    :class:`~rnn_gradients.engine.fused_batch_norm.FusedVanillaBatchNorm` (with the same length check first)."""
     layer = model.recurrent
     cell, kind = layer.cell, layer.cell_type
     bn, bn_x = layer.norm.hidden, layer.norm.input
     assert isinstance(bn, StepwiseBatchNorm) and isinstance(bn_x, StepwiseBatchNorm)
     steps = x.shape[1]
-    bn._check_training_length(steps)
-    bn_x._check_training_length(steps)
+    layer.check_norm_lengths(steps)
     projection, recurrence = _Context(False, True, True), _Context()
     x_flat = x.reshape(-1, x.shape[-1])  # batch-major, as bptt.project(x, ...) flattens it there
     v = bptt.InputProjection.forward(projection, x_flat, cell.weight_ih, None).view(*x.shape[:2], -1)
