@@ -143,6 +143,10 @@ class RecurrentCell(nn.Module, ABC):
         """The bias folded into the input part: b_ih + b_hh where b_hh only ever enters through that sum."""
         return self.bias_ih + self.bias_hh
 
+    def _input_bias_terms(self) -> tuple[nn.Parameter, ...]:
+        """The parameters ``_input_bias`` sums; each receives its gradient."""
+        return (self.bias_ih, self.bias_hh)
+
     def project_inputs(self, x: Tensor, norms: CellNorms | None = None) -> Tensor:
         """The input part of every step at once, (B, L, I) -> (B, L, G·H): one matmul for the whole sequence.
 
@@ -247,6 +251,9 @@ class GRUCell(RecurrentCell):
     def _input_bias(self) -> Tensor:
         # b_hn is gated by r, so b_hh cannot be folded into the input part.
         return self.bias_ih
+
+    def _input_bias_terms(self) -> tuple[nn.Parameter, ...]:
+        return (self.bias_ih,)
 
     def step(self, u: Tensor, state: Tensor, norms: CellNorms | None, t: int) -> Tensor:
         if norms is not None and norms.hidden is not None:
@@ -391,21 +398,8 @@ class RecurrentLayer(nn.Module):
             self.check_norm_lengths(x.shape[1])
             v = bptt.project(x, cell.weight_ih, None)
             if fused_batch_norm.applies(extension.kernels(), v):
-                return fused_batch_norm.FusedVanillaBatchNorm.apply(
-                    v,
-                    bn_x.weight.repeat(x.shape[1]),
-                    cell._input_bias().expand_as(v),
-                    cell.weight_hh,
-                    bn.weight,
-                    (bn_x.running_mean, bn_x.running_var),
-                    (bn.running_mean, bn.running_var),
-                    kind,
-                    bn.training,
-                    (bn_x.momentum, bn.momentum),
-                    (bn_x.eps, bn.eps),
-                    last,
-                    extension.kernels(),
-                )
+                arguments = self.fused_batch_norm_arguments(v)
+                return fused_batch_norm.FusedVanillaBatchNorm.apply(v, *arguments, last, extension.kernels())
             u = (bn_x.sequence(v) + cell._input_bias()).transpose(0, 1)
             return bptt.VanillaBatchNormRecurrence.apply(
                 u,
@@ -446,8 +440,7 @@ class RecurrentLayer(nn.Module):
         parameters summed into N_x's shift (the input bias, ``_input_bias``, plus layer norm's own shift), each of
         which receives the shift's gradient."""
         cell, norms = self.cell, self.norm
-        shift_terms: tuple[Tensor, ...] = (cell.bias_ih,) if self.cell_type == "gru" else (cell.bias_ih, cell.bias_hh)
-        shift = cell._input_bias()
+        shift, shift_terms = cell._input_bias(), cell._input_bias_terms()
         if norms.input.bias is not None:
             shift, shift_terms = norms.input.bias + shift, (norms.input.bias, *shift_terms)
         if self.cell_type == "gru":
@@ -461,6 +454,18 @@ class RecurrentLayer(nn.Module):
             norms.cell_state.weight, norms.cell_state.bias, norms.input, norms.hidden, norms.cell_state,
         )  # fmt: skip
         return lstm_norm_bptt.LSTMNormRecurrence, arguments, shift_terms
+
+    def fused_batch_norm_arguments(self, v: Tensor) -> tuple[Any, ...]:
+        """For a vanilla cell under batch norm on its fused loops: the arguments ``FusedVanillaBatchNorm`` takes
+        between the input projections v (B, T, H) and (``last``, ``kernels``): γ_x repeated T times, the input bias
+        expanded to (B, T, H), W_hh, γ, both norms' running statistics, the cell, the mode, momenta and epsilons."""
+        cell, bn, bn_x = self.cell, self.norm.hidden, self.norm.input
+        assert isinstance(bn, StepwiseBatchNorm) and isinstance(bn_x, StepwiseBatchNorm)
+        return (
+            bn_x.weight.repeat(v.shape[1]), cell._input_bias().expand_as(v), cell.weight_hh, bn.weight,
+            (bn_x.running_mean, bn_x.running_var), (bn.running_mean, bn.running_var), self.cell_type, bn.training,
+            (bn_x.momentum, bn.momentum), (bn_x.eps, bn.eps),
+        )  # fmt: skip
 
     def _gated_norm_bptt(self, x: Tensor, last: bool, keep: bool) -> Tensor:
         """The GRU or the LSTM under layer or batch norm by :mod:`~rnn_gradients.engine.gru_norm_bptt` or

@@ -43,7 +43,6 @@ from torch import Tensor, nn
 from rnn_gradients.engine import bptt, extension, fused_batch_norm
 from rnn_gradients.engine.cells import VANILLA_CELLS
 from rnn_gradients.engine.model import SequenceModel
-from rnn_gradients.engine.normalization import StepwiseBatchNorm
 from rnn_gradients.engine.tasks import Task
 
 COVERED = (
@@ -128,7 +127,22 @@ def _recurrence(model: SequenceModel, x: Tensor) -> tuple[Tensor, Callable[[Tens
         return grad_w_ih, grad_bias
 
     if kind == "lstm" or (kind == "gru" and layer.norm_kind != "none"):
-        return _gated_norm(model, x_flat, steps, batch, kernels)
+        layer.check_norm_lengths(steps)
+        u = project(None)  # v_t = W_ih x_t: N_x's shift holds the input bias
+        function, arguments, shift_terms = layer.gated_norm_recurrence()
+        h = function.forward(recurrence, u, *arguments, True, True, kernels)
+
+        def gated_norm_backward(grad_h: Tensor) -> Gradients:
+            grad_v, *grads = function.backward(recurrence, grad_h)
+            pairs = [(cell.weight_ih, project_backward(grad_v)[0])]
+            for argument, grad in zip(arguments, grads, strict=False):
+                if isinstance(argument, nn.Parameter):
+                    pairs.append((argument, grad))
+                elif isinstance(argument, Tensor):  # N_x's shift, a sum of parameters
+                    pairs.extend((term, grad) for term in shift_terms)
+            return pairs
+
+        return h, gated_norm_backward
     if kind == "gru":
         u = project(cell.bias_ih)
         h = bptt.GRURecurrence.forward(recurrence, u, cell.weight_hh, cell.bias_hh, True, kernels)
@@ -175,54 +189,22 @@ def _recurrence(model: SequenceModel, x: Tensor) -> tuple[Tensor, Callable[[Tens
     return h, vanilla_backward
 
 
-def _gated_norm(
-    model: SequenceModel, x_flat: Tensor, steps: int, batch: int, kernels: ModuleType | None
-) -> tuple[Tensor, Callable[[Tensor], Gradients]]:
-    """h_T and its backward for the GRU or the LSTM under a normalization, as ``RecurrentLayer._gated_norm_bptt``
-    runs it (time-major input projections, the same recurrence and arguments); N_x's shift is a sum of parameters,
-    each of which gets its gradient."""
-    layer = model.recurrent
-    layer.check_norm_lengths(steps)
-    projection, recurrence = _Context(False, True, True), _Context()
-    weight_ih = layer.cell.weight_ih
-    v = bptt.InputProjection.forward(projection, x_flat, weight_ih, None).view(steps, batch, -1)
-    function, arguments, shift_terms = layer.gated_norm_recurrence()
-    h = function.forward(recurrence, v, *arguments, True, True, kernels)
-
-    def gated_norm_backward(grad_h: Tensor) -> Gradients:
-        grad_v, *grads = function.backward(recurrence, grad_h)
-        _, grad_w_ih, *_ = bptt.InputProjection.backward(projection, grad_v.reshape(-1, grad_v.shape[-1]))
-        pairs = [(weight_ih, grad_w_ih)]
-        for argument, grad in zip(arguments, grads, strict=False):
-            if isinstance(argument, nn.Parameter):
-                pairs.append((argument, grad))
-            elif isinstance(argument, Tensor):  # N_x's shift, a sum of parameters
-                pairs.extend((term, grad) for term in shift_terms)
-        return pairs
-
-    return h, gated_norm_backward
-
-
 def _fused_batch_norm(
     model: SequenceModel, x: Tensor, kernels: ModuleType | None
 ) -> tuple[Tensor, Callable[[Tensor], Gradients]]:
     """h_T and its backward for a vanilla cell under batch norm on both parts, as ``RecurrentLayer._bptt`` calls
-    :class:`~rnn_gradients.engine.fused_batch_norm.FusedVanillaBatchNorm` (with the same length check first)."""
+    :class:`~rnn_gradients.engine.fused_batch_norm.FusedVanillaBatchNorm` (with the same length check first). Its
+    input projections are batch-major (B, T, H), where the other paths' are time-major."""
     layer = model.recurrent
-    cell, kind = layer.cell, layer.cell_type
-    bn, bn_x = layer.norm.hidden, layer.norm.input
-    assert isinstance(bn, StepwiseBatchNorm) and isinstance(bn_x, StepwiseBatchNorm)
+    cell, norms = layer.cell, layer.norm
     steps = x.shape[1]
     layer.check_norm_lengths(steps)
     projection, recurrence = _Context(False, True, True), _Context()
     x_flat = x.reshape(-1, x.shape[-1])  # batch-major, as bptt.project(x, ...) flattens it there
     v = bptt.InputProjection.forward(projection, x_flat, cell.weight_ih, None).view(*x.shape[:2], -1)
-    bias = cell._input_bias()
     h = fused_batch_norm.FusedVanillaBatchNorm.forward(
-        recurrence, v, bn_x.weight.repeat(steps), bias.expand_as(v), cell.weight_hh, bn.weight,
-        (bn_x.running_mean, bn_x.running_var), (bn.running_mean, bn.running_var), kind, bn.training,
-        (bn_x.momentum, bn.momentum), (bn_x.eps, bn.eps), True, kernels,
-    )  # fmt: skip
+        recurrence, v, *layer.fused_batch_norm_arguments(v), True, kernels
+    )
 
     def batch_norm_backward(grad_h: Tensor) -> Gradients:
         grad_v, grad_in_gain, grad_u, grad_w_hh, grad_gain, *_ = fused_batch_norm.FusedVanillaBatchNorm.backward(
@@ -230,9 +212,10 @@ def _fused_batch_norm(
         )
         _, grad_w_ih, *_ = bptt.InputProjection.backward(projection, grad_v.reshape(-1, grad_v.shape[-1]))
         grad_in_gain = grad_in_gain.view(steps, -1).sum([0])  # repeat's backward
-        grad_bias = grad_u.sum([0, 1], keepdim=True).view(bias.shape)  # expand's backward (at::sum_to)
-        return [(cell.weight_ih, grad_w_ih), (cell.weight_hh, grad_w_hh), (bn_x.weight, grad_in_gain),
-                (bn.weight, grad_gain), (cell.bias_ih, grad_bias), (cell.bias_hh, grad_bias)]  # fmt: skip
+        grad_bias = grad_u.sum([0, 1], keepdim=True).view(grad_u.shape[-1])  # expand's backward (at::sum_to)
+        pairs = [(cell.weight_ih, grad_w_ih), (cell.weight_hh, grad_w_hh), (norms.input.weight, grad_in_gain),
+                 (norms.hidden.weight, grad_gain)]  # fmt: skip
+        return pairs + [(term, grad_bias) for term in cell._input_bias_terms()]
 
     return h, batch_norm_backward
 
