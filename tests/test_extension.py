@@ -14,6 +14,8 @@ from __future__ import annotations
 import json
 import os
 import types
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import pytest
 import torch
@@ -44,6 +46,17 @@ def special_inputs(length: int, batch: int, hidden: int, seed: int) -> torch.Ten
     u[0, 0, : min(3, hidden)] = torch.tensor([float("nan"), float("inf"), -float("inf")])[: min(3, hidden)]
     u[-1, -1, -1] = 90.0
     return u
+
+
+@contextmanager
+def torch_threads(threads: int) -> Iterator[None]:
+    """torch on ``threads`` threads inside the block."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 @needs_kernels
@@ -95,20 +108,23 @@ def gated_inputs(
 @pytest.mark.parametrize("inputs", ["finite", "special"])
 @pytest.mark.parametrize("last", [True, False])
 @pytest.mark.parametrize("norm", ["none", *extension.NORM_CASES[1:]])
+@pytest.mark.parametrize("threads", [1, 2])
 def test_compiled_gru_equals_the_python_gru_bit_for_bit(
-    length: int, batch: int, hidden: int, inputs: str, last: bool, norm: str
+    length: int, batch: int, hidden: int, inputs: str, last: bool, norm: str, threads: int
 ) -> None:
     """The GRU, plain (:class:`~rnn_gradients.engine.bptt.GRURecurrence`) and under layer norm and batch norm in
     training and evaluation (:class:`~rnn_gradients.engine.gru_norm_bptt.GRUNormRecurrence`): outputs, ∂L/∂u,
     ∂L/∂W_hh, ∂L/∂b_hh, the normalization's gain and shift and batch norm's running statistics, with NaN and ±Inf
-    in the reset, update and candidate blocks of the input parts."""
+    in the reset, update and candidate blocks of the input parts. On one thread (batch norm's arithmetic written
+    out in the loop, its gradient written over z_t) and on two (ATen's batch-norm kernel)."""
     generator = torch.Generator().manual_seed(length * 1000 + hidden)
     u, w_hh = gated_inputs(3, length, batch, hidden, inputs == "special", generator)  # r, z and n
     b_hh = torch.randn(3 * hidden, generator=generator)
     grads = torch.randn(length, batch, hidden, generator=generator)
     grad = grads[-1] if last else grads
-    python = extension._gru_recurrence(norm, u, w_hh, b_hh, last, grad, None)
-    compiled = extension._gru_recurrence(norm, u, w_hh, b_hh, last, grad, KERNELS)
+    with torch_threads(threads):
+        python = extension._gru_recurrence(norm, u, w_hh, b_hh, last, grad, None)
+        compiled = extension._gru_recurrence(norm, u, w_hh, b_hh, last, grad, KERNELS)
     for index, (want, got) in enumerate(zip(python, compiled, strict=True)):
         assert extension.same_bits(got, want), f"tensor {index} differs"
     if inputs == "finite":
@@ -120,19 +136,21 @@ def test_compiled_gru_equals_the_python_gru_bit_for_bit(
 @pytest.mark.parametrize("inputs", ["finite", "special"])
 @pytest.mark.parametrize("last", [True, False])
 @pytest.mark.parametrize("norm", extension.NORM_CASES[1:])
+@pytest.mark.parametrize("threads", [1, 2])
 def test_compiled_lstm_under_a_norm_equals_the_python_lstm_bit_for_bit(
-    length: int, batch: int, hidden: int, inputs: str, last: bool, norm: str
+    length: int, batch: int, hidden: int, inputs: str, last: bool, norm: str, threads: int
 ) -> None:
     """The LSTM under layer norm and batch norm in training and evaluation
     (:class:`~rnn_gradients.engine.lstm_norm_bptt.LSTMNormRecurrence`): outputs, ∂L/∂u, ∂L/∂W_hh, both
     normalizations' gains and shifts and batch norm's running statistics, with NaN and ±Inf in the input, forget,
-    candidate and output blocks of the input parts."""
+    candidate and output blocks of the input parts; on one thread and on two (as the GRU's)."""
     generator = torch.Generator().manual_seed(length * 1000 + hidden)
     u, w_hh = gated_inputs(4, length, batch, hidden, inputs == "special", generator)  # i, f, g and o
     grads = torch.randn(length, batch, hidden, generator=generator)
     grad = grads[-1] if last else grads
-    python = extension._lstm_recurrence(norm, u, w_hh, last, grad, None)
-    compiled = extension._lstm_recurrence(norm, u, w_hh, last, grad, KERNELS)
+    with torch_threads(threads):
+        python = extension._lstm_recurrence(norm, u, w_hh, last, grad, None)
+        compiled = extension._lstm_recurrence(norm, u, w_hh, last, grad, KERNELS)
     assert len(python) == len(compiled)
     for index, (want, got) in enumerate(zip(python, compiled, strict=True)):
         assert extension.same_bits(got, want), f"tensor {index} differs"
@@ -169,6 +187,67 @@ def test_fused_batch_norm_equals_the_reference_path_bit_for_bit(
         assert extension.same_bits(got, want), f"tensor {index} differs"
     if inputs == "finite" and norm == "batch-train":  # (evaluation's drawn statistics let a ReLU cell explode)
         assert all(bool(t.isfinite().all()) for t in reference)
+
+
+def _normalized_recurrence(cell: str, v: torch.Tensor, kernels: types.ModuleType | None) -> torch.Tensor:
+    """h_1..h_T of a GRU or LSTM under layer norm (``cell``) from input projections ``v`` (T, B, G·H)."""
+    from rnn_gradients.engine import gru_norm_bptt, lstm_norm_bptt
+
+    draws = torch.Generator().manual_seed(5)
+    hidden = v.shape[2] // (3 if cell == "gru" else 4)
+    w_hh = torch.randn(v.shape[2], hidden, generator=draws).requires_grad_()
+    input_norm, hidden_norm = (extension._step_norm("layer", v.shape[2], draws, shift=False) for _ in range(2))
+    shift = torch.zeros(v.shape[2], requires_grad=True)
+    if cell == "gru":
+        b_hh = torch.zeros(v.shape[2], requires_grad=True)
+        return gru_norm_bptt.GRUNormRecurrence.apply(
+            v, w_hh, b_hh, input_norm.weight, shift, hidden_norm.weight, hidden_norm.bias, input_norm, hidden_norm,
+            False, True, kernels,
+        )  # fmt: skip
+    cell_norm = extension._step_norm("layer", hidden, draws, shift=True)
+    return lstm_norm_bptt.LSTMNormRecurrence.apply(
+        v, w_hh, input_norm.weight, shift, hidden_norm.weight, hidden_norm.bias, cell_norm.weight, cell_norm.bias,
+        input_norm, hidden_norm, cell_norm, False, True, kernels,
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("cell", "compiled"), [("gru", False), ("gru", True), ("lstm", False), ("lstm", True), ("vanilla-batch", True)]
+)
+def test_a_normalized_recurrence_writes_its_gradients_over_its_buffers_and_says_so(cell: str, compiled: bool) -> None:
+    """The backward of the normalized GRU and LSTM (both loops) and of the fused vanilla batch norm writes ∂L/∂z_t
+    and ∂L/∂v over the forward's z and v (bptt.consume): a second backward through the same forward raises, and so
+    does the backward of any other node that saved v, instead of reading gradients as values."""
+    if compiled and KERNELS is None:
+        pytest.skip(f"the extension is not in use: {extension.status()}")
+    kernels = KERNELS if compiled else None
+    generator = torch.Generator().manual_seed(11)
+
+    def forward(v: torch.Tensor) -> torch.Tensor:
+        if cell != "vanilla-batch":
+            return _normalized_recurrence(cell, v, kernels)
+        _, steps, hidden = v.shape
+        w_hh = torch.randn(hidden, hidden, generator=generator).requires_grad_()
+        norms = [extension._step_norm("batch-train", hidden, generator, shift=False, rows=steps) for _ in range(2)]
+        return fused_batch_norm.FusedVanillaBatchNorm.apply(
+            v, norms[0].weight.repeat(steps), torch.zeros(hidden).expand_as(v), w_hh, norms[1].weight,
+            (norms[0].running_mean, norms[0].running_var), (norms[1].running_mean, norms[1].running_var), "rnn_tanh",
+            True, (0.1, 0.1), (1e-5, 1e-5), False, kernels,
+        )  # fmt: skip
+
+    shape = (3, 6, 4) if cell == "vanilla-batch" else (6, 3, 4 * (3 if cell == "gru" else 4))
+    with torch_threads(1):
+        v = torch.randn(*shape, generator=generator).requires_grad_()
+        outputs = forward(v)
+        outputs.sum().backward(retain_graph=True)
+        assert v.grad is not None and bool(v.grad.isfinite().all())
+        with pytest.raises(RuntimeError, match="a second backward through a normalized recurrence"):
+            outputs.sum().backward()
+        projections = torch.randn(*shape, generator=generator).requires_grad_()
+        v = projections * 1.0
+        saved = (v * v).sum()  # saves v for its backward
+        with pytest.raises(RuntimeError, match="modified by an inplace operation"):
+            (forward(v).sum() + saved).backward()
 
 
 @needs_kernels

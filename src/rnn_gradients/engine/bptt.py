@@ -176,6 +176,23 @@ def _outputs(hs: Tensor, last: bool) -> Tensor:
     return hs[-1] if last else hs[1:]
 
 
+def consume(ctx: Any, *buffers: Tensor) -> tuple[Tensor, ...]:
+    """The forward's ``buffers`` as the backward's gradient buffers: a normalized recurrence's backward writes
+    ∂L/∂z_t over z_t (and ∂L/∂v_t over v_t, its input projections) once step t has read them for the last time, so
+    that it brings two fewer (T, B, ·) blocks into the cache. Each buffer's version counter moves on, so that an
+    autograd node that saved one of them (none does in the engine: the input projections are read by the
+    recurrence alone) raises instead of reading gradients; a second backward through the same forward raises too."""
+    if getattr(ctx, "consumed", False):
+        raise RuntimeError(
+            "a second backward through a normalized recurrence: its first backward overwrote the forward's "
+            "buffers with gradients (run the forward again instead of retain_graph=True)"
+        )
+    ctx.consumed = True
+    for buffer in buffers:
+        torch.autograd.graph.increment_version(buffer)
+    return buffers
+
+
 def _flat(t: Tensor) -> Tensor:
     """(T, B, F) -> (T·B, F)."""
     return t.reshape(-1, t.shape[-1])

@@ -34,6 +34,7 @@ from rnn_gradients.engine.bptt import (
     _flat,
     _OutputGrad,
     _outputs,
+    consume,
     input_scale,
     states_buffer,
 )
@@ -109,9 +110,10 @@ class FusedVanillaBatchNorm(torch.autograd.Function):
         w_hh, gain, in_gain, *stats = ctx.saved_tensors
         hs, pre, v = ctx.hs, ctx.pre, ctx.v
         delta = torch.empty_like(pre)  # ∂L/∂u_t
-        grad_pre = torch.empty_like(pre)  # ∂L/∂z_t
+        # ∂L/∂z_t and ∂L/∂v overwrite z_t and v, step t's rows as its backward ends (their last use; the written-out
+        # batch norm reads each element before it writes its gradient): two fewer blocks to bring into the cache.
+        grad_pre, grad_v = consume(ctx, pre, v)
         grad_gain = torch.zeros_like(gain)
-        grad_v = torch.empty_like(v)
         grad_in_gain = v.new_empty(v.shape[1], v.shape[2])
         output = _OutputGrad(grad)
         ctx.kernels.batch_norm_fused_backward(

@@ -43,6 +43,7 @@ from rnn_gradients.engine.bptt import (
     _OutputGrad,
     _outputs,
     _states_buffer,
+    consume,
     gru_backward_loop,
     gru_factors,
     tanh_from_twice,
@@ -115,8 +116,8 @@ class GRUNormRecurrence(torch.autograd.Function):
         (w_hh,) = ctx.saved_tensors
         hs, z, gh, rz, n, v, norm_x, norm_h = ctx.hs, ctx.z, ctx.gh, ctx.rz, ctx.n, ctx.v, ctx.norm_x, ctx.norm_h
         steps, batch, hidden = n.shape
-        dz = torch.empty_like(z)  # ∂L/∂z = N_hᵀ(∂L/∂gh)
-        dv = torch.empty_like(v)  # ∂L/∂v = N_xᵀ(∂L/∂u)
+        # ∂L/∂z = N_hᵀ(∂L/∂gh) and ∂L/∂v = N_xᵀ(∂L/∂u) overwrite z and v (as in lstm_norm_bptt).
+        dz, dv = consume(ctx, z, v)
         output = _OutputGrad(grad)
         if ctx.compiled and _compiled(ctx.kernels, grad):
             # As the plain GRU's compiled backward: the factors step by step inside the loop, and N_x's backward.

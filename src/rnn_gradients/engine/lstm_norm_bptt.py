@@ -46,6 +46,7 @@ from rnn_gradients.engine.bptt import (
     _OutputGrad,
     _outputs,
     _states_buffer,
+    consume,
     states_buffer,
     tanh_from_twice,
 )
@@ -131,8 +132,9 @@ class LSTMNormRecurrence(torch.autograd.Function):
         output = _OutputGrad(grad)
         dh = torch.empty_like(tc)  # ∂L/∂h_t
         dgates = gates.new_empty(gates.shape[1:])  # ∂L/∂(i, f, g, o) = ∂L/∂u of the step at hand
-        dz = torch.empty_like(z)  # ∂L/∂z = N_hᵀ(∂L/∂(i, f, g, o))
-        dv = torch.empty_like(v)  # ∂L/∂v = N_xᵀ(∂L/∂(i, f, g, o))
+        # ∂L/∂z = N_hᵀ(∂L/∂(i, f, g, o)) and ∂L/∂v = N_xᵀ(∂L/∂(i, f, g, o)) overwrite z and v, row t as step t's
+        # backward ends (z_t's and v_t's last use): two fewer (T, B, 4H) blocks to bring into the cache.
+        dz, dv = consume(ctx, z, v)
         if ctx.compiled and _compiled(ctx.kernels, grad):
             x_statistics, h_statistics, c_statistics = ctx.statistics
             ctx.kernels.lstm_norm_backward(

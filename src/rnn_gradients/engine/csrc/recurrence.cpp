@@ -838,14 +838,22 @@ struct StepNorm {
   }
 
   // dz = N^T(dy) at step t; adds step t's dL/dgain to grad_gain, and dL/dshift to grad_shift where there is a shift.
+  // dz may be z itself (the recurrences' backward overwrite z_t with its gradient, z_t's last use): ATen's layer-norm
+  // backward and the written-out batch norm read each element of z before they write that element of dz, and read
+  // no other row's; ATen's batch-norm kernel, the one path that is not written out here, gets a scratch block.
   void backward(const at::Tensor& dy, const at::Tensor& z, int64_t t, at::Tensor& dz, at::Tensor& grad_gain,
                 at::Tensor* grad_shift) {
     if (layer) {
       TORCH_CHECK(grad_shift != nullptr && grad_shift->defined(), "a layer norm sums its shift's gradient");
       ln->backward(dy, z, first[t], second[t], dz, grad_gain, *grad_shift);
-    } else {
+    } else if (bn->written_out() || dz.data_ptr() != z.data_ptr()) {
       bn->backward(dy, z, means[row(t)], variances[row(t)], first[t], second[t], training, eps, dz, grad_gain,
                    grad_shift);
+    } else {
+      at::Tensor own = at::empty_like(dz);
+      bn->backward(dy, z, means[row(t)], variances[row(t)], first[t], second[t], training, eps, own, grad_gain,
+                   grad_shift);
+      dz.copy_(own);
     }
   }
 };
@@ -1137,15 +1145,24 @@ void lstm_norm_backward(at::Tensor dh, at::Tensor dgates, at::Tensor dz, at::Ten
     }
     const float* c_prev = cells[t].data_ptr<float>();
     for (int64_t b = 0; b < batch; ++b) {
-      const float* row = a + b * four;
-      float* out = dg + b * four;
-      for (int64_t j = 0; j < hidden; ++j) {
-        const int64_t k = b * hidden + j;
-        const float i = row[j], f = row[hidden + j], g = row[2 * hidden + j], dck = dcp[k];
+      const float *row = a + b * four, *dcb = dcp + b * hidden, *cb = c_prev + b * hidden;
+      float *out = dg + b * four, *kb = kp + b * hidden;
+      // By hand in vectors (GCC leaves this loop scalar): each operation one rounding, as in the scalar tail.
+      int64_t j = 0;
+      for (; j + Vec::size() <= hidden; j += Vec::size()) {
+        const Vec i = Vec::loadu(row + j), f = Vec::loadu(row + hidden + j), g = Vec::loadu(row + 2 * hidden + j);
+        const Vec dck = Vec::loadu(dcb + j), one(1.f);
+        ((dck * g) * (i * (one - i))).store(out + j);
+        ((dck * Vec::loadu(cb + j)) * (f * (one - f))).store(out + hidden + j);
+        ((dck * i) * (one - g * g)).store(out + 2 * hidden + j);
+        (dck * f).store(kb + j);
+      }
+      for (; j < hidden; ++j) {
+        const float i = row[j], f = row[hidden + j], g = row[2 * hidden + j], dck = dcb[j];
         out[j] = (dck * g) * (i * (1.f - i));
-        out[hidden + j] = (dck * c_prev[k]) * (f * (1.f - f));
+        out[hidden + j] = (dck * cb[j]) * (f * (1.f - f));
         out[2 * hidden + j] = (dck * i) * (1.f - g * g);
-        kp[k] = dck * f;
+        kb[j] = dck * f;
       }
     }
     norm_h.backward(dgates, zs[t], t, dzs[t], h_grad_gain, h_shift_grad);
