@@ -5,6 +5,7 @@
     python benchmarks/bench_engine.py --lengths 1000 --hidden 256    # one shape of the sweep
     python benchmarks/bench_engine.py --sweep --cells lstm gru        # the sweep for some cells only
     python benchmarks/bench_engine.py --parts    # where a step's time goes: compiled loops, norms and Adam, the rest
+    python benchmarks/bench_engine.py --memory   # the step's large GEMMs with their operands cached and cold
 
 A step is the study's own :func:`~rnn_gradients.engine.training.optimization_step` (forward, MSE, backward,
 gradient norms, Adam) on a model of :func:`~rnn_gradients.engine.training.build_model`, one torch thread.
@@ -199,6 +200,48 @@ def measure_parts(length: int, hidden: int, repeats: int, steps: int, cells: Seq
             )
 
 
+def memory_bound_gemms(length: int, hidden: int, repeats: int) -> None:
+    """The step's GEMMs whose operands are whole (T·B, G·H) blocks, and the recurrent GEMM into one row of such a
+    block, each timed with its operands in the caches (the same call repeated) and out of them (after a pass over
+    64 MiB, more than this machine's caches; the recurrent GEMM's h_{t−1} and W_hh then read back in, as inside
+    the loop, so that only its output row is cold): how much of a step's time its memory traffic can take."""
+    evict = torch.zeros(16 * 1024 * 1024)  # 64 MiB
+
+    def median_us(call: Callable[[], object], cold: bool, warm: Sequence[torch.Tensor] = ()) -> float:
+        call()
+        times = []
+        for _ in range(max(15, 3 * repeats)):
+            if cold:
+                evict.add_(1.0)
+                for t in warm:  # back into the caches, as inside the loop
+                    t.sum()
+            start = time.thread_time()
+            call()
+            times.append(time.thread_time() - start)
+        return 1e6 * sorted(times)[len(times) // 2]
+
+    print(f"\nT={length} H={hidden} B={BATCH}, I=2: median µs per call, operands in the caches / out of them")
+    print(f"{'GEMM':<44} {'cached':>8} {'cold':>8} {'cold/cached':>12}")
+    rows = length * BATCH
+    for gates in (1, 3, 4):
+        features = gates * hidden
+        x, w_ih, grad = torch.rand(rows, 2), torch.rand(features, 2), torch.rand(rows, features)
+        h, w_hh, block = torch.rand(BATCH, hidden), torch.rand(features, hidden), torch.empty(length, BATCH, features)
+        states = torch.rand(rows, hidden)
+        calls = {
+            f"input projection {rows}×2 @ 2×{features}": lambda x=x, w=w_ih: torch.mm(x, w.t()),
+            f"∂L/∂W_ih 2×{rows} @ {rows}×{features}": lambda x=x, g=grad: x.t().mm(g),
+            f"∂L/∂W_hh {features}×{rows} @ {rows}×{hidden}": lambda g=grad, r=states: g.t().mm(r),
+            f"recurrent {BATCH}×{hidden} @ {hidden}×{features}, output row cold": (
+                lambda h=h, w=w_hh, b=block: torch.mm(h, w.t(), out=b[length // 2])
+            ),
+        }
+        for name, call in calls.items():
+            warm = (h, w_hh) if name.startswith("recurrent") else ()
+            cached, cold = median_us(call, False), median_us(call, True, warm)
+            print(f"{name:<44} {cached:>8.0f} {cold:>8.0f} {cold / cached:>12.2f}")
+
+
 def stepper(spec: RunSpec, reference: bool, plain: bool = False) -> Callable[[], None]:
     """One optimization step of ``spec``'s model on a fixed batch; ``reference`` picks the old engine, ``plain``
     the new engine without its compiled loops."""
@@ -267,6 +310,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--cells", nargs="+", choices=CELLS, default=list(CELLS), help="the cells (default all)")
     parser.add_argument("--parts", action="store_true", help="split the new engine's step into its parts instead")
+    parser.add_argument("--memory", action="store_true", help="the step's large GEMMs with cached and cold operands")
     args = parser.parse_args()
     torch.set_num_threads(1)
     torch.set_flush_denormal(True)
@@ -277,7 +321,10 @@ def main() -> None:
         f"BPTT loops: {extension.status()}"
     )
     started = time.perf_counter()
-    if args.parts:
+    if args.memory:
+        for hidden in args.hidden or (64,):
+            memory_bound_gemms(60, hidden, args.repeats)
+    elif args.parts:
         for hidden in args.hidden or (64,):
             for length in args.lengths or (60,):
                 measure_parts(length, hidden, args.repeats, max(1, 300 // length), args.cells)

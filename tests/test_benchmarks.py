@@ -44,3 +44,25 @@ def test_bench_engine_parts_times_every_compiled_loop_it_runs() -> None:
         assert names == LOOP_CALLS[key], (key, calls)
         assert float(loops) > 0 and float(update) > 0, key
         assert float(rest) > 0 and float(step) > float(loops) + float(update), key
+
+
+def test_bench_engine_memory_times_every_large_gemm_cached_and_cold() -> None:
+    """``--memory`` prints the four GEMMs of each gate count (1, 3, 4) with a cached and a cold time each, and their
+    ratio as printed is the ratio of the two (to the rounding of the printed microseconds)."""
+    result = subprocess.run(
+        [sys.executable, "benchmarks/bench_engine.py", "--memory", "--repeats", "1"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=True,
+    )
+    rows = [line.rsplit(maxsplit=3) for line in result.stdout.splitlines() if line.endswith(tuple("0123456789"))]
+    names = {"input", "∂L/∂W_ih", "∂L/∂W_hh", "recurrent"}
+    rows = [row for row in rows if len(row) == 4 and row[0].split()[0] in names]
+    assert len(rows) == 12, result.stdout
+    for features in (64, 192, 256):
+        assert sum(f"×{features}" in row[0] for row in rows) >= 3, (features, result.stdout)
+    for name, cached, cold, ratio in rows:
+        assert float(cached) > 0 and float(cold) > 0, name
+        assert float(ratio) == pytest.approx(float(cold) / float(cached), rel=0.1), name
