@@ -53,7 +53,8 @@ class FusedVanillaBatchNorm(torch.autograd.Function):
     ((max_len, H) each; training updates their rows in place).
 
     Backward: ∂L/∂v (B, T, H), the per-step ∂L/∂γ_x (T·H, summed by ``repeat``'s backward), ∂L/∂u_t as (B, T, H)
-    (summed to the bias by ``expand``'s backward), ∂L/∂W_hh = Σ_t (∂L/∂z_t)ᵀ h_{t−1} and ∂L/∂γ.
+    (summed to the bias by ``expand``'s backward), ∂L/∂W_hh = Σ_t (∂L/∂z_t)ᵀ h_{t−1} and ∂L/∂γ; ∂L/∂v is written
+    over ``v`` (:func:`~rnn_gradients.engine.bptt.consume`): one backward per forward.
     """
 
     @staticmethod

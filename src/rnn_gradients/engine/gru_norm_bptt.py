@@ -62,6 +62,8 @@ class GRUNormRecurrence(torch.autograd.Function):
     backward instead of the Python loops below where there is a backward to come and
     :meth:`StepNorm.compiled_arguments` covers both normalizations, with the same bits (its load check compares
     them).
+
+    The backward writes ∂L/∂v over ``v`` (:func:`~rnn_gradients.engine.bptt.consume`): one backward per forward.
     """
 
     @staticmethod

@@ -78,6 +78,8 @@ class LSTMNormRecurrence(torch.autograd.Function):
     ``kernels``: the compiled module (:mod:`~rnn_gradients.engine.extension`), whose loops run the forward and the
     backward instead of :func:`_forward_loop` and :func:`_backward_loop` where there is a backward to come, with the
     same bits (its load check compares them).
+
+    The backward writes ∂L/∂v over ``v`` (:func:`~rnn_gradients.engine.bptt.consume`): one backward per forward.
     """
 
     @staticmethod
