@@ -14,8 +14,6 @@ from __future__ import annotations
 import json
 import os
 import types
-from collections.abc import Iterator
-from contextlib import contextmanager
 
 import pytest
 import torch
@@ -46,17 +44,6 @@ def special_inputs(length: int, batch: int, hidden: int, seed: int) -> torch.Ten
     u[0, 0, : min(3, hidden)] = torch.tensor([float("nan"), float("inf"), -float("inf")])[: min(3, hidden)]
     u[-1, -1, -1] = 90.0
     return u
-
-
-@contextmanager
-def torch_threads(threads: int) -> Iterator[None]:
-    """torch on ``threads`` threads inside the block."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(threads)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 @needs_kernels
@@ -122,7 +109,7 @@ def test_compiled_gru_equals_the_python_gru_bit_for_bit(
     b_hh = torch.randn(3 * hidden, generator=generator)
     grads = torch.randn(length, batch, hidden, generator=generator)
     grad = grads[-1] if last else grads
-    with torch_threads(threads):
+    with extension._threads(threads):
         python = extension._gru_recurrence(norm, u, w_hh, b_hh, last, grad, None)
         compiled = extension._gru_recurrence(norm, u, w_hh, b_hh, last, grad, KERNELS)
     for index, (want, got) in enumerate(zip(python, compiled, strict=True)):
@@ -148,7 +135,7 @@ def test_compiled_lstm_under_a_norm_equals_the_python_lstm_bit_for_bit(
     u, w_hh = gated_inputs(4, length, batch, hidden, inputs == "special", generator)  # i, f, g and o
     grads = torch.randn(length, batch, hidden, generator=generator)
     grad = grads[-1] if last else grads
-    with torch_threads(threads):
+    with extension._threads(threads):
         python = extension._lstm_recurrence(norm, u, w_hh, last, grad, None)
         compiled = extension._lstm_recurrence(norm, u, w_hh, last, grad, KERNELS)
     assert len(python) == len(compiled)
@@ -236,7 +223,7 @@ def test_a_normalized_recurrence_writes_its_gradients_over_its_buffers_and_says_
         )  # fmt: skip
 
     shape = (3, 6, 4) if cell == "vanilla-batch" else (6, 3, 4 * (3 if cell == "gru" else 4))
-    with torch_threads(1):
+    with extension._threads(1):
         v = torch.randn(*shape, generator=generator).requires_grad_()
         outputs = forward(v)
         outputs.sum().backward(retain_graph=True)
@@ -260,12 +247,8 @@ def test_fused_batch_norm_runs_where_its_arithmetic_is_atens() -> None:
         assert not fused_batch_norm.applies(KERNELS, v[:1])
         assert not fused_batch_norm.applies(KERNELS, v.double())
         assert not fused_batch_norm.applies(None, v)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(2)
-    try:
+    with extension._threads(2):
         assert not fused_batch_norm.applies(KERNELS, v)
-    finally:
-        torch.set_num_threads(threads)
 
 
 def _nudge(t: torch.Tensor, index: int) -> None:

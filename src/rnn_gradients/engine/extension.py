@@ -40,7 +40,7 @@ import os
 import sys
 import warnings
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from functools import cache
 from pathlib import Path
 from types import ModuleType
@@ -248,14 +248,19 @@ def _gate_inputs(
 
 
 @contextmanager
-def _one_thread() -> Iterator[None]:
-    """torch on one thread inside the block, as training runs."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
+def _threads(count: int) -> Iterator[None]:
+    """torch on ``count`` threads inside the block."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(count)
     try:
         yield
     finally:
-        torch.set_num_threads(threads)
+        torch.set_num_threads(before)
+
+
+def _one_thread() -> AbstractContextManager[None]:
+    """torch on one thread inside the block, as training runs."""
+    return _threads(1)
 
 
 def _fused_batch_norm_agrees(module: ModuleType, generator: torch.Generator) -> bool:
